@@ -1,0 +1,316 @@
+/**
+ * StackPlan → Docker Compose project for one GPU host. Pure: plan in, file contents out.
+ *
+ * Layout of the rendered project (the deploy bundle uploaded to the VM):
+ *   compose.yaml   engines + router (+ runner under the `runner` profile)
+ *   router.json    the router's plan with backends addressed by compose service name
+ *   plan.json      the plan itself (read by the runner container)
+ * `hf.env` (the Hugging Face token) is never rendered: the deployer writes it on the host with
+ * mode 0600 right before `docker compose up`, and compose reads it through `env_file`.
+ */
+import { stringify } from "yaml";
+import type { EnginePlan, StackPlan } from "../stacks/plan-types.ts";
+
+export const COMPOSE_FILE = "compose.yaml";
+export const ROUTER_CONFIG_FILE = "router.json";
+export const PLAN_FILE = "plan.json";
+/** Written by the deployer (mode 0600), never by the renderer. */
+export const HF_ENV_FILE = "hf.env";
+export const HF_CACHE_VOLUME = "hf-cache";
+export const HF_CACHE_PATH = "/root/.cache/huggingface";
+export const RUNNER_PROFILE = "runner";
+/** Where the bundle lives inside the router/runner containers. */
+export const IN_CONTAINER_DIR = "/inferbench";
+
+export interface RehearsalOptions {
+  /** engine-sim image (built from services/engine-sim/Dockerfile and pushed). */
+  engineSimImage: string;
+}
+
+export interface RenderOptions {
+  /** Compose project name; default `inferbench-<mode>` so both arms can be swapped on one host. */
+  projectName?: string;
+  /** Swap vLLM for engine-sim: zero GPUs, same topology, ports, health checks and router. */
+  rehearsal?: RehearsalOptions;
+  /** Seconds the engine health check tolerates failures while weights load (default 1800). */
+  engineStartPeriodSec?: number;
+  /** Image of the kit that runs the load generator next to the engines (default: router image). */
+  runnerImage?: string;
+  /** Command of the runner service (default: `inferbench run --plan ... --out /results`). */
+  runnerCommand?: string[];
+  /** Command of the router service (default: `inferbench serve router --config ...`). */
+  routerCommand?: string[];
+}
+
+export interface RenderedCompose {
+  /** Relative path → content. */
+  files: Record<string, string>;
+  /** The compose project as an object (what compose.yaml serialises). */
+  project: ComposeProject;
+  projectName: string;
+  /** Seconds `docker compose up --wait` should wait at most. */
+  waitTimeoutSec: number;
+}
+
+// Minimal typing of what we emit; validated against the compose-spec JSON schema in tests.
+export interface ComposeService {
+  image: string;
+  entrypoint?: string[];
+  command?: string[];
+  environment?: Record<string, string>;
+  env_file?: Array<{ path: string; required: boolean }>;
+  ports?: string[];
+  volumes?: string[];
+  ipc?: string;
+  shm_size?: string;
+  healthcheck?: {
+    test: string[];
+    interval: string;
+    timeout: string;
+    retries: number;
+    start_period: string;
+    start_interval: string;
+  };
+  depends_on?: Record<string, { condition: "service_healthy" }>;
+  deploy?: {
+    resources: {
+      reservations: {
+        devices: Array<{ driver: string; device_ids: string[]; capabilities: string[] }>;
+      };
+    };
+  };
+  profiles?: string[];
+  restart?: string;
+  labels?: Record<string, string>;
+}
+
+export interface ComposeProject {
+  name: string;
+  services: Record<string, ComposeService>;
+  volumes: Record<string, { name: string }>;
+}
+
+const DIGEST_RE = /^[^\s@]+@sha256:[0-9a-f]{64}$/;
+
+export function isDigestPinned(image: string): boolean {
+  return DIGEST_RE.test(image);
+}
+
+/** Compose service names: lowercase letters, digits, `-`, `_`, `.` and not starting with `-`. */
+function serviceName(engine: string): string {
+  if (!/^[a-z0-9][a-z0-9_.-]*$/.test(engine)) {
+    throw new Error(`engine name "${engine}" is not a valid compose service name`);
+  }
+  return engine;
+}
+
+function hasFlag(args: string[], flag: string): boolean {
+  return args.some((a) => a === flag || a.startsWith(`${flag}=`));
+}
+
+/**
+ * `vllm serve` command line: the model, then the plan's args, then the flags the plan's args
+ * leave out (model name, host, port, max model length, quantization, prefix caching), so the
+ * container always serves exactly what the plan says whatever the plan builder put in `args`.
+ */
+export function vllmCommand(e: EnginePlan): string[] {
+  const args = [...e.args];
+  const add = (flag: string, value?: string) => {
+    if (!hasFlag(args, flag)) args.push(...(value === undefined ? [flag] : [flag, value]));
+  };
+  add("--served-model-name", e.model);
+  add("--host", "0.0.0.0");
+  add("--port", String(e.port));
+  add("--max-model-len", String(e.maxModelLen));
+  if (e.quantization) add("--quantization", e.quantization);
+  if (!hasFlag(args, "--enable-prefix-caching") && !hasFlag(args, "--no-enable-prefix-caching")) {
+    args.push(e.prefixCaching ? "--enable-prefix-caching" : "--no-enable-prefix-caching");
+  }
+  if (e.gpus.length > 1) add("--tensor-parallel-size", String(e.gpus.length));
+  return [e.hfPath, ...args];
+}
+
+export function engineSimCommand(e: EnginePlan): string[] {
+  const cmd = [
+    "serve",
+    "engine-sim",
+    "--model",
+    e.model,
+    "--host",
+    "0.0.0.0",
+    "--port",
+    String(e.port),
+    "--profile",
+    e.emulator.profile,
+    "--startup-delay",
+    String(e.emulator.startupDelaySec),
+  ];
+  if (e.emulator.maxCachedTokens !== undefined) {
+    cmd.push("--max-cached-tokens", String(e.emulator.maxCachedTokens));
+  }
+  if (e.kvcached) cmd.push("--kvcached");
+  return cmd;
+}
+
+/** Health check run inside the container; python exists in vLLM images, node in ours. */
+function healthTest(runtime: "python" | "node", port: number): string[] {
+  const url = `http://127.0.0.1:${port}/health`;
+  return runtime === "python"
+    ? ["CMD", "python3", "-c", `import urllib.request; urllib.request.urlopen('${url}', timeout=5)`]
+    : [
+        "CMD",
+        "node",
+        "-e",
+        `fetch('${url}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`,
+      ];
+}
+
+function healthcheck(runtime: "python" | "node", port: number, startPeriodSec: number) {
+  return {
+    test: healthTest(runtime, port),
+    interval: "15s",
+    timeout: "5s",
+    retries: 3,
+    start_period: `${startPeriodSec}s`,
+    start_interval: "5s",
+  };
+}
+
+/** Router config file: the router plan with each backend addressed by its compose service. */
+export function routerConfig(plan: StackPlan): unknown {
+  const backends: Record<string, Array<{ engine: string; host: string; port: number }>> = {};
+  for (const [model, list] of Object.entries(plan.router.backends)) {
+    backends[model] = list.map((b) => ({ engine: b.engine, host: b.engine, port: b.port }));
+  }
+  return {
+    policy: plan.router.policy,
+    port: plan.router.port,
+    pollIntervalMs: plan.router.pollIntervalMs,
+    requestTimeoutMs: plan.router.requestTimeoutMs,
+    options: plan.router.options,
+    backends,
+  };
+}
+
+export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): RenderedCompose {
+  const rehearsal = opts.rehearsal;
+  const projectName = opts.projectName ?? `inferbench-${plan.mode}`;
+  const services: Record<string, ComposeService> = {};
+  const labels = {
+    "inferbench.stack": plan.stack,
+    "inferbench.arm": plan.mode,
+    "inferbench.emulated": String(plan.emulated || rehearsal !== undefined),
+  };
+  let maxStartPeriod = 0;
+
+  for (const e of plan.engines) {
+    const name = serviceName(e.name);
+    if (rehearsal) {
+      const startPeriod = Math.max(60, Math.ceil(e.emulator.startupDelaySec) + 60);
+      maxStartPeriod = Math.max(maxStartPeriod, startPeriod);
+      services[name] = {
+        image: rehearsal.engineSimImage,
+        command: engineSimCommand(e),
+        environment: { ...e.env },
+        ports: [`127.0.0.1:${e.port}:${e.port}`],
+        healthcheck: healthcheck("node", e.port, startPeriod),
+        restart: "unless-stopped",
+        labels: { ...labels, "inferbench.engine": e.name },
+      };
+      continue;
+    }
+    if (!isDigestPinned(e.image)) {
+      throw new Error(
+        `engine ${e.name}: image "${e.image}" is not pinned by digest (repo@sha256:…)`,
+      );
+    }
+    if (e.gpus.length === 0) throw new Error(`engine ${e.name}: no GPU ids`);
+    const startPeriod = opts.engineStartPeriodSec ?? 1800;
+    maxStartPeriod = Math.max(maxStartPeriod, startPeriod);
+    const svc: ComposeService = {
+      image: e.image,
+      entrypoint: ["vllm", "serve"],
+      command: vllmCommand(e),
+      environment: { HF_HOME: HF_CACHE_PATH, ...e.env },
+      env_file: [{ path: `./${HF_ENV_FILE}`, required: true }],
+      ports: [`127.0.0.1:${e.port}:${e.port}`],
+      volumes: [`${HF_CACHE_VOLUME}:${HF_CACHE_PATH}`],
+      healthcheck: healthcheck("python", e.port, startPeriod),
+      deploy: {
+        resources: {
+          reservations: {
+            devices: [{ driver: "nvidia", device_ids: e.gpus.map(String), capabilities: ["gpu"] }],
+          },
+        },
+      },
+      restart: "unless-stopped",
+      labels: { ...labels, "inferbench.engine": e.name },
+    };
+    // KVCached engines share GPU memory through IPC segments across processes (ENGINE_MODEL.md);
+    // vanilla vLLM only needs a large /dev/shm for NCCL.
+    if (e.kvcached) svc.ipc = "host";
+    else svc.shm_size = "16gb";
+    services[name] = svc;
+  }
+
+  const routerImage = plan.router.image;
+  services.router = {
+    image: routerImage,
+    command: opts.routerCommand ?? [
+      "serve",
+      "router",
+      "--config",
+      `${IN_CONTAINER_DIR}/${ROUTER_CONFIG_FILE}`,
+    ],
+    ports: [`127.0.0.1:${plan.router.port}:${plan.router.port}`],
+    volumes: [`./${ROUTER_CONFIG_FILE}:${IN_CONTAINER_DIR}/${ROUTER_CONFIG_FILE}:ro`],
+    healthcheck: healthcheck("node", plan.router.port, 60),
+    depends_on: Object.fromEntries(
+      plan.engines.map((e) => [e.name, { condition: "service_healthy" as const }]),
+    ),
+    restart: "unless-stopped",
+    labels: { ...labels, "inferbench.role": "router" },
+  };
+
+  // The load generator runs next to the servers (ARCHITECTURE.md), started on demand.
+  services.runner = {
+    image: opts.runnerImage ?? routerImage,
+    command: opts.runnerCommand ?? [
+      "run",
+      "--plan",
+      `${IN_CONTAINER_DIR}/${PLAN_FILE}`,
+      "--endpoint",
+      `http://router:${plan.router.port}`,
+      "--out",
+      "/results",
+    ],
+    volumes: [`./${PLAN_FILE}:${IN_CONTAINER_DIR}/${PLAN_FILE}:ro`, "./results:/results"],
+    depends_on: { router: { condition: "service_healthy" } },
+    profiles: [RUNNER_PROFILE],
+    labels: { ...labels, "inferbench.role": "runner" },
+  };
+
+  const project: ComposeProject = {
+    name: projectName,
+    services,
+    // One fixed volume name shared by both arms' projects: weights download once per VM.
+    volumes: rehearsal ? {} : { [HF_CACHE_VOLUME]: { name: "inferbench-hf-cache" } },
+  };
+
+  const header = [
+    `# Rendered by inferbench from stack "${plan.stack}" (arm: ${plan.mode}${rehearsal ? ", rehearsal on engine-sim — emulated numbers" : ""}).`,
+    "# Do not edit: re-render with `inferbench plan --out DIR`.",
+    `# ${HF_ENV_FILE} is written on the host at deploy time with mode 0600; it is not part of this bundle.`,
+    "",
+  ].join("\n");
+  return {
+    files: {
+      [COMPOSE_FILE]: header + stringify(project, { lineWidth: 0 }),
+      [ROUTER_CONFIG_FILE]: `${JSON.stringify(routerConfig(plan), null, 2)}\n`,
+      [PLAN_FILE]: `${JSON.stringify(plan, null, 2)}\n`,
+    },
+    project,
+    projectName,
+    waitTimeoutSec: maxStartPeriod + 300,
+  };
+}

@@ -1,0 +1,141 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { Ajv } from "ajv";
+import { parse } from "yaml";
+import { bundleHash, writePlanBundle } from "../../compose/bundle.ts";
+import {
+  COMPOSE_FILE,
+  HF_ENV_FILE,
+  ROUTER_CONFIG_FILE,
+  renderCompose,
+  vllmCommand,
+} from "../../compose/render.ts";
+import { fixturePlan, sharedPath } from "./fixture-plan.ts";
+import { matchSnapshot } from "./snapshot.ts";
+
+const schema = JSON.parse(await readFile(sharedPath("schemas/compose-spec.json"), "utf8"));
+// draft-07; compose's custom formats (duration, ...) are not standard: format checks off.
+const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
+// Its $schema is the https spelling of draft-07, which Ajv does not know by that id: drop it.
+const { $schema: _draft, ...schemaBody } = schema;
+const validate = ajv.compile(schemaBody);
+
+type Doc = { services: Record<string, Record<string, unknown>> };
+function assertValid(yamlText: string): Doc {
+  const doc: unknown = parse(yamlText);
+  assert.ok(validate(doc), JSON.stringify(validate.errors, null, 2));
+  return doc as Doc;
+}
+
+const SIM = `ghcr.io/inferbench/engine-sim@sha256:${"d".repeat(64)}`;
+
+describe("compose renderer", () => {
+  for (const mode of ["baseline", "managed"] as const) {
+    it(`${mode}: matches snapshot and the compose-spec schema`, () => {
+      const out = renderCompose(fixturePlan(mode));
+      matchSnapshot(import.meta.url, `${mode}.compose.yaml`, out.files[COMPOSE_FILE]!);
+      matchSnapshot(import.meta.url, `${mode}.router.json`, out.files[ROUTER_CONFIG_FILE]!);
+      assertValid(out.files[COMPOSE_FILE]!);
+    });
+    it(`${mode} rehearsal on engine-sim: snapshot, schema, no GPUs`, () => {
+      const out = renderCompose(fixturePlan(mode), { rehearsal: { engineSimImage: SIM } });
+      matchSnapshot(import.meta.url, `${mode}.rehearsal.compose.yaml`, out.files[COMPOSE_FILE]!);
+      const doc = assertValid(out.files[COMPOSE_FILE]!);
+      for (const [name, svc] of Object.entries<Record<string, unknown>>(doc.services)) {
+        assert.equal(svc.deploy, undefined, `${name} reserves a GPU in rehearsal`);
+        if (name !== "router" && name !== "runner") assert.equal(svc.image, SIM);
+      }
+      assert.match(out.files[COMPOSE_FILE]!, /emulated numbers/);
+    });
+  }
+
+  it("pins each engine to its GPU ids and binds every port to loopback", () => {
+    const plan = fixturePlan("managed");
+    const { project } = renderCompose(plan);
+    for (const e of plan.engines) {
+      const svc = project.services[e.name]!;
+      assert.deepEqual(
+        svc.deploy?.resources.reservations.devices[0]?.device_ids,
+        e.gpus.map(String),
+      );
+      assert.equal(svc.image, e.image);
+    }
+    for (const svc of Object.values(project.services)) {
+      for (const p of svc.ports ?? []) assert.match(p, /^127\.0\.0\.1:\d+:\d+$/);
+    }
+  });
+
+  it("managed engines get KVCached env and ipc: host; baseline gets neither", () => {
+    const managed = renderCompose(fixturePlan("managed")).project.services["llama-3.1-8b-0"]!;
+    assert.equal(managed.ipc, "host");
+    assert.equal(managed.environment?.ENABLE_KVCACHED, "true");
+    assert.equal(managed.environment?.KVCACHED_IPC_NAME, "kvcached-llama-3.1-8b-0");
+    const baseline = renderCompose(fixturePlan("baseline")).project.services["llama-3.1-8b-0"]!;
+    assert.equal(baseline.ipc, undefined);
+    assert.equal(baseline.environment?.ENABLE_KVCACHED, undefined);
+  });
+
+  it("router waits for every engine to be healthy; engines share the HF cache volume", () => {
+    const plan = fixturePlan("baseline");
+    const { project } = renderCompose(plan);
+    const deps = project.services.router!.depends_on!;
+    assert.deepEqual(Object.keys(deps).sort(), plan.engines.map((e) => e.name).sort());
+    for (const d of Object.values(deps)) assert.equal(d.condition, "service_healthy");
+    for (const e of plan.engines) {
+      const svc = project.services[e.name]!;
+      assert.ok(svc.volumes?.includes("hf-cache:/root/.cache/huggingface"));
+      assert.ok(Number.parseInt(svc.healthcheck!.start_period, 10) >= 600);
+    }
+    assert.equal(project.volumes["hf-cache"]?.name, "inferbench-hf-cache");
+  });
+
+  it("the HF token only comes through env_file, never inline", () => {
+    const plan = fixturePlan("managed");
+    plan.engines[0]!.env.SOME = "x";
+    const { project, files } = renderCompose(plan);
+    for (const svc of Object.values(project.services)) {
+      assert.ok(!Object.keys(svc.environment ?? {}).some((k) => /HF_TOKEN|HUGGING_FACE/.test(k)));
+    }
+    assert.deepEqual(project.services["qwen2.5-7b-1"]!.env_file, [
+      { path: `./${HF_ENV_FILE}`, required: true },
+    ]);
+    assert.ok(!(HF_ENV_FILE in files));
+  });
+
+  it("refuses images that are not digest-pinned", () => {
+    const plan = fixturePlan("baseline");
+    plan.engines[2]!.image = "vllm/vllm-openai:latest";
+    assert.throws(() => renderCompose(plan), /not pinned by digest/);
+  });
+
+  it("vllm command fills in flags the plan args leave out, never duplicates", () => {
+    const e = fixturePlan("baseline").engines[4]!;
+    const cmd = vllmCommand(e);
+    assert.equal(cmd[0], e.hfPath);
+    for (const f of ["--port", "--served-model-name", "--max-model-len", "--quantization"]) {
+      assert.equal(cmd.filter((a) => a === f).length, 1, f);
+    }
+    assert.ok(cmd.includes("--enable-prefix-caching"));
+    const withPort = vllmCommand({ ...e, args: ["--port=9999"] });
+    assert.ok(!withPort.includes("--port"));
+    assert.ok(vllmCommand({ ...e, gpus: [0, 1] }).includes("--tensor-parallel-size"));
+  });
+
+  it("bundle hash changes with the plan; writePlanBundle writes the project", async () => {
+    const a = renderCompose(fixturePlan("baseline")).files;
+    const b = renderCompose(fixturePlan("managed")).files;
+    assert.equal(bundleHash(a), bundleHash({ ...a }));
+    assert.notEqual(bundleHash(a), bundleHash(b));
+    const dir = await mkdtemp(join(tmpdir(), "ib-compose-"));
+    try {
+      const written = await writePlanBundle(dir, fixturePlan("managed"));
+      assert.equal(written.length, 3);
+      assertValid(await readFile(join(dir, COMPOSE_FILE), "utf8"));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
