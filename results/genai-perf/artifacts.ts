@@ -1,0 +1,305 @@
+/**
+ * Era-D GenAI-Perf artifact writer: folder naming, inputs.json, profile_export.json (perf_analyzer
+ * raw, minified), profile_export_genai_perf.json (indent 2) and .csv (CRLF). Extras go into
+ * separate `<export>_inferbench*.json[l]` files so existing keys keep their meaning.
+ */
+import { join } from "node:path";
+import { writeFileAtomic } from "../../lib/atomic.ts";
+import type { GenAiPerfStats, RawRequest } from "./metrics.ts";
+import { PyFloat, pyCsvRow, pyFloatRepr, pyFormatComma2, pyJsonDumps } from "./pyformat.ts";
+import type { MetricStats } from "./stats.ts";
+
+export type EndpointType = "chat" | "completions";
+export type ExperimentMode = { mode: "concurrency" | "request_rate"; value: number };
+
+export function endpointPath(type: EndpointType): string {
+  return type === "chat" ? "v1/chat/completions" : "v1/completions";
+}
+
+/** GenAI-Perf's formatted model name: the first model (+ `_multi` when several), "/" → "_". */
+export function formattedModelName(models: readonly string[]): string {
+  const base = models.length > 1 ? `${models[0]}_multi` : (models[0] ?? "model");
+  return base.replace(/\//g, "_");
+}
+
+/** `<model>-openai-<chat|completions>-<concurrencyN|request_rateR>` (R printed like Python). */
+export function runFolderName(
+  models: readonly string[],
+  endpointType: EndpointType,
+  exp: ExperimentMode,
+): string {
+  const stim =
+    exp.mode === "concurrency"
+      ? `concurrency${exp.value}`
+      : `request_rate${pyFloatRepr(exp.value)}`;
+  return `${formattedModelName(models)}-openai-${endpointType}-${stim}`;
+}
+
+/** `X.json` → `X_genai_perf.json` / `X_genai_perf.csv` / extras `X_inferbench...`. */
+export function exportNames(profileExportFile: string) {
+  const stem = profileExportFile.replace(/\.json$/i, "");
+  return {
+    raw: `${stem}.json`,
+    genaiJson: `${stem}_genai_perf.json`,
+    genaiCsv: `${stem}_genai_perf.csv`,
+    extrasJson: `${stem}_inferbench.json`,
+    requestsJsonl: `${stem}_inferbench_requests.jsonl`,
+  };
+}
+
+export function inputsJson(bodies: readonly unknown[]): string {
+  return pyJsonDumps({ data: bodies.map((b) => ({ payload: [b] })) }, 2);
+}
+
+function jsonMin(v: unknown): string {
+  if (typeof v === "bigint") return v.toString();
+  if (v === null || v === undefined) return "null";
+  if (Array.isArray(v)) return `[${v.map(jsonMin).join(",")}]`;
+  if (typeof v === "object") {
+    return `{${Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .map(([k, x]) => `${JSON.stringify(k)}:${jsonMin(x)}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export function profileExportJson(opts: {
+  experiment: ExperimentMode;
+  requests: readonly RawRequest[];
+  windowBoundaries: readonly bigint[];
+  endpoint: string;
+  version: string;
+}): string {
+  return jsonMin({
+    experiments: [
+      {
+        experiment: { mode: opts.experiment.mode, value: opts.experiment.value },
+        requests: opts.requests.map((r) => ({
+          timestamp: r.timestamp,
+          request_inputs: { payload: r.payload },
+          response_timestamps: r.responseTimestamps,
+          response_outputs: r.responses.map((response) => ({ response })),
+        })),
+        window_boundaries: opts.windowBoundaries,
+      },
+    ],
+    version: opts.version,
+    service_kind: "openai",
+    endpoint: opts.endpoint,
+  });
+}
+
+function floatify(stats: GenAiPerfStats): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(stats)) {
+    if (!v) continue;
+    const m: Record<string, unknown> = {};
+    for (const [sk, sv] of Object.entries(v as Record<string, unknown>)) {
+      m[sk] = typeof sv === "number" ? new PyFloat(sv) : sv;
+    }
+    out[k] = m;
+  }
+  return out;
+}
+
+export function genaiPerfJson(stats: GenAiPerfStats, inputConfig: Record<string, unknown>): string {
+  return pyJsonDumps({ ...floatify(stats), input_config: inputConfig }, 2);
+}
+
+export const CSV_STAT_ORDER = [
+  "avg",
+  "min",
+  "max",
+  "p99",
+  "p95",
+  "p90",
+  "p75",
+  "p50",
+  "p25",
+  "p10",
+  "p5",
+  "p1",
+] as const;
+
+/** Python's str.title() for our ASCII metric names. */
+export function pyTitle(s: string): string {
+  return s.replace(/[A-Za-z]+/g, (w) => w[0]!.toUpperCase() + w.slice(1).toLowerCase());
+}
+
+export function metricLabel(name: string, unit: string): string {
+  return `${pyTitle(name.replace(/_/g, " "))} (${unit})`;
+}
+
+const CSV_REQUEST_ROWS = [
+  "time_to_first_token",
+  "time_to_second_token",
+  "request_latency",
+  "inter_token_latency",
+  "output_token_throughput_per_user",
+  "output_sequence_length",
+  "input_sequence_length",
+] as const;
+
+const STREAMING_ONLY = new Set([
+  "time_to_first_token",
+  "time_to_second_token",
+  "inter_token_latency",
+  "output_token_throughput_per_user",
+]);
+
+/** profile_export_genai_perf.csv, byte for byte as genai-perf's csv.writer writes it. */
+export function genaiPerfCsv(stats: GenAiPerfStats, streaming: boolean): string {
+  let out = pyCsvRow(["Metric", ...CSV_STAT_ORDER]);
+  for (const name of CSV_REQUEST_ROWS) {
+    const m = stats[name] as MetricStats | undefined;
+    if (!m) continue;
+    if (!streaming && STREAMING_ONLY.has(name)) continue;
+    const cells = CSV_STAT_ORDER.map((k) => {
+      const v = m[k];
+      return v === undefined ? "N/A" : pyFormatComma2(v);
+    });
+    out += pyCsvRow([metricLabel(name, m.unit), ...cells]);
+  }
+  out += pyCsvRow([]);
+  out += pyCsvRow(["Metric", "Value"]);
+  out += pyCsvRow([
+    "Output Token Throughput (tokens/sec)",
+    pyFormatComma2(stats.output_token_throughput.avg),
+  ]);
+  out += pyCsvRow(["Request Throughput (per sec)", pyFormatComma2(stats.request_throughput.avg)]);
+  if (stats.request_goodput)
+    out += pyCsvRow(["Request Goodput (per sec)", pyFormatComma2(stats.request_goodput.avg)]);
+  out += pyCsvRow(["Request Count (count)", pyFormatComma2(stats.request_count.avg)]);
+  return out;
+}
+
+export interface InputConfigArgs {
+  models: string[];
+  modelSelectionStrategy: string;
+  endpointType: EndpointType;
+  endpoint?: string;
+  streaming: boolean;
+  url: string;
+  concurrency?: number;
+  requestRate?: number;
+  requestDistribution?: string;
+  measurementInterval?: number;
+  warmupRequestCount: number;
+  requestCount: number;
+  syntheticInputTokensMean: number;
+  syntheticInputTokensStddev: number;
+  outputTokensMean?: number;
+  outputTokensStddev: number;
+  numDatasetEntries: number;
+  randomSeed: number;
+  inputFile?: string;
+  extraInputs: Record<string, unknown>;
+  headers: Record<string, string>;
+  goodput: Record<string, number>;
+  artifactDirectory: string;
+  profileExportFile: string;
+  generatePlots: boolean;
+  tokenizer: string;
+}
+
+/** The era-D nested `input_config` block (keys as genai-perf's ConfigCommand dumps them). */
+export function inputConfigBlock(a: InputConfigArgs): Record<string, unknown> {
+  const stimulus: Record<string, unknown> =
+    a.requestRate !== undefined
+      ? { request_rate: new PyFloat(a.requestRate) }
+      : { concurrency: a.concurrency ?? 1 };
+  return {
+    model_names: a.models,
+    subcommand: "profile",
+    endpoint: {
+      model_selection_strategy: a.modelSelectionStrategy,
+      backend: "tensorrtllm",
+      custom: a.endpoint ?? "",
+      type: a.endpointType,
+      service_kind: "openai",
+      streaming: a.streaming,
+      server_metrics_urls: [],
+      url: a.url,
+    },
+    perf_analyzer: {
+      path: "perf_analyzer",
+      verbose: false,
+      stimulus,
+      stability_percentage: new PyFloat(999),
+      measurement: {
+        mode: a.measurementInterval !== undefined ? "interval" : "request_count",
+        num: a.measurementInterval ?? a.requestCount,
+      },
+      warmup_request_count: a.warmupRequestCount,
+      request_distribution: a.requestDistribution ?? "constant",
+    },
+    input: {
+      batch_size: 1,
+      extra: a.extraInputs,
+      goodput: a.goodput,
+      header: a.headers,
+      file: a.inputFile ?? "",
+      num_dataset_entries: a.numDatasetEntries,
+      random_seed: a.randomSeed,
+      output_tokens: {
+        mean: a.outputTokensMean ?? 0,
+        deterministic: false,
+        stddev: a.outputTokensStddev,
+      },
+      synthetic_tokens: {
+        mean: a.syntheticInputTokensMean,
+        stddev: a.syntheticInputTokensStddev,
+      },
+      request_count: a.requestCount,
+    },
+    output: {
+      artifact_directory: a.artifactDirectory,
+      checkpoint_directory: "./",
+      profile_export_file: a.profileExportFile,
+      generate_plots: a.generatePlots,
+    },
+    tokenizer: { name: a.tokenizer, revision: "main", trust_remote_code: false },
+  };
+}
+
+export interface ArtifactSet {
+  dir: string;
+  profileExportFile: string;
+  inputsBodies: readonly unknown[];
+  raw: Parameters<typeof profileExportJson>[0];
+  stats?: GenAiPerfStats;
+  streaming: boolean;
+  inputConfig: Record<string, unknown>;
+  extras: Record<string, unknown>;
+  requestRecords: readonly unknown[];
+}
+
+/** Writes every file of one run folder atomically. Returns the paths written. */
+export async function writeArtifacts(set: ArtifactSet): Promise<string[]> {
+  const names = exportNames(set.profileExportFile);
+  const files: [string, string][] = [
+    ["inputs.json", inputsJson(set.inputsBodies)],
+    [names.raw, profileExportJson(set.raw)],
+  ];
+  if (set.stats) {
+    files.push([names.genaiJson, genaiPerfJson(set.stats, set.inputConfig)]);
+    files.push([names.genaiCsv, genaiPerfCsv(set.stats, set.streaming)]);
+  }
+  files.push([names.extrasJson, `${JSON.stringify(set.extras, null, 2)}\n`]);
+  files.push([
+    names.requestsJsonl,
+    set.requestRecords.map((r) => `${JSON.stringify(r, bigintReplacer)}\n`).join(""),
+  ]);
+  const written: string[] = [];
+  for (const [name, text] of files) {
+    const path = join(set.dir, name);
+    await writeFileAtomic(path, text);
+    written.push(path);
+  }
+  return written;
+}
+
+export function bigintReplacer(_k: string, v: unknown): unknown {
+  return typeof v === "bigint" ? v.toString() : v;
+}
