@@ -23,7 +23,7 @@ export function redactSecrets(text: string): string {
   let out = text;
   for (const secret of registered) out = out.split(secret).join(REDACTED);
   for (const re of TOKEN_PATTERNS) {
-    out = out.replace(re, (match, prefix: unknown) =>
+    out = out.replace(re, (_match, prefix: unknown) =>
       typeof prefix === "string" && /bearer/i.test(prefix) ? `${prefix}${REDACTED}` : REDACTED,
     );
   }
@@ -33,7 +33,7 @@ export function redactSecrets(text: string): string {
 /** Deep copy of `value` with every key that names a secret replaced by REDACTED. */
 export function redactObject<T>(
   value: T,
-  secretKeys: RegExp = /token|secret|password|apikey|api_key|kubeconfig|privatekey/i,
+  secretKeys: RegExp = /(token|secret|password|apikey|api_key|privatekey|private_key)$/i,
 ): T {
   if (Array.isArray(value)) return value.map((v) => redactObject(v, secretKeys)) as T;
   if (value && typeof value === "object") {

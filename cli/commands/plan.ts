@@ -1,0 +1,124 @@
+/** `inferbench plan`: config → plan, printed as a summary, as JSON, or written to a folder. */
+import { join, resolve } from "node:path";
+import type { Command } from "commander";
+import { z } from "zod";
+import { writeFileAtomicSync } from "../../lib/atomic.ts";
+import { logger } from "../../lib/logger.ts";
+import { redactObject } from "../../lib/redact.ts";
+import { renderTable } from "../../lib/table.ts";
+import type { StackPlan } from "../../stacks/plan-types.ts";
+import { addStackOptions, parseOptions, stackOptionsSchema } from "../options.ts";
+import { planStack } from "../plan-stack.ts";
+
+const optionsSchema = stackOptionsSchema.extend({
+  json: z.boolean().default(false),
+  out: z.string().min(1).optional(),
+});
+
+export function registerPlan(program: Command): void {
+  addStackOptions(
+    program
+      .command("plan")
+      .description(
+        "Validate a stack and show what would run: engines × GPUs × ports, the router policy, the\n" +
+          "workload, and for cloud targets an hourly cost estimate. Nothing is provisioned.",
+      ),
+  )
+    .option("--json", "print the plan as JSON on stdout (nothing else on stdout)")
+    .option("--out <dir>", "write plan.json (and rendered deployment files) into <dir>")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  inferbench plan --stack local\n  inferbench plan --stack gcp-managed --set mode=baseline\n  inferbench plan --stack local --json > plan.json\n",
+    )
+    .action(async (raw: unknown) => {
+      const opts = parseOptions(optionsSchema, raw);
+      const { plan } = planStack(opts.stack, opts.set);
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
+      } else {
+        process.stdout.write(`${formatPlanSummary(plan)}\n`);
+      }
+      if (opts.out) {
+        const dir = resolve(opts.out);
+        writeFileAtomicSync(
+          join(dir, "plan.json"),
+          `${JSON.stringify(redactObject(plan), null, 2)}\n`,
+        );
+        logger.info(`wrote ${join(dir, "plan.json")}`);
+      }
+    });
+}
+
+export function formatPlanSummary(plan: StackPlan): string {
+  const lines: string[] = [];
+  const host = plan.hosts[0]!;
+  lines.push(
+    `stack ${plan.stack}: target ${plan.target}, arm ${plan.mode}${plan.emulated ? " (EMULATED engines: engine-sim)" : ""}`,
+  );
+  lines.push(
+    `host ${host.name}: ${host.gpuIds.length} × ${host.gpuType} (GPU ids ${host.gpuIds.join(",")})`,
+  );
+  lines.push("");
+  lines.push(
+    renderTable(
+      ["engine", "model", "gpus", "port", "image", "kvcached", "prefix-cache", "gpu-mem-util"],
+      plan.engines.map((e) => [
+        e.name,
+        e.model,
+        e.gpus.join(","),
+        String(e.port),
+        shortImage(e.image),
+        e.kvcached ? "yes" : "no",
+        e.prefixCaching
+          ? e.emulator.maxCachedTokens
+            ? `≤${e.emulator.maxCachedTokens} tok`
+            : "on"
+          : "off",
+        e.gpuMemoryUtilization === undefined ? "on demand" : String(e.gpuMemoryUtilization),
+      ]),
+    ),
+  );
+  const kvEnv = plan.engines.find((e) => e.kvcached)?.env;
+  if (kvEnv) {
+    lines.push("");
+    lines.push(
+      `engine env (per engine): ${Object.entries(kvEnv)
+        .map(([k, v]) =>
+          k === "KVCACHED_IPC_NAME" ? `${k}=<distinct per engine, e.g. ${v}>` : `${k}=${v}`,
+        )
+        .join(" ")}`,
+    );
+  }
+  lines.push("");
+  const backends = Object.entries(plan.router.backends)
+    .map(([m, bs]) => `${m} → ${bs.map((b) => b.engine).join(", ")}`)
+    .join("; ");
+  lines.push(
+    `router: ${plan.router.policy} on port ${plan.router.port}, poll ${plan.router.pollIntervalMs} ms; ${backends}`,
+  );
+  const w = plan.runner.workload;
+  const points = plan.runner.loadPoints
+    .map((lp) =>
+      lp.kind === "concurrency"
+        ? `concurrency ${lp.concurrency}`
+        : `${lp.requestRate} req/s ${lp.distribution}`,
+    )
+    .join(", ");
+  lines.push(
+    `workload: ${w.dataset.kind} dataset, ${w.endpointType}${w.streaming ? " streaming" : ""}, output ${w.outputTokensMean ?? "model-decided"} tokens${w.ignoreEos ? " (ignore_eos)" : ""}; load points: ${points}; repeats ${plan.runner.repeats}`,
+  );
+  if (plan.cost) {
+    lines.push(
+      `cost (ESTIMATE): ~$${plan.cost.hourly.toFixed(2)}/hour, at most ~$${plan.cost.maxRunCost.toFixed(2)} before the dead-man switch; ${plan.cost.basis}. Source: ${plan.cost.source}`,
+    );
+  }
+  for (const w of plan.warnings) lines.push(`warning: ${w}`);
+  return lines.join("\n");
+}
+
+function shortImage(image: string): string {
+  const at = image.indexOf("@sha256:");
+  return at === -1
+    ? `${image} (UNPINNED)`
+    : `${image.slice(0, at)}@sha256:${image.slice(at + 8, at + 20)}…`;
+}
