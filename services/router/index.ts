@@ -1,0 +1,21 @@
+/** Programmatic API of the router (used by the CLI, the local launcher, tests and the bench). */
+export {
+  type BackendConfig,
+  DEFAULT_POLICY_OPTIONS,
+  DEFAULTS,
+  effectiveStaleMs,
+  parseBackendsFlag,
+  ROUTER_POLICIES,
+  type RouterConfig,
+  routerConfigFromPlan,
+} from "./config.ts";
+export * from "./policies.ts";
+export { blockHashes, PrefixIndex, promptText } from "./prefix.ts";
+export {
+  classifyUpstreamError,
+  openAiError,
+  type ReplicaState,
+  type RunningRouter,
+  startRouter,
+} from "./server.ts";
+export { parseVllmLoad, type ReplicaLoad } from "./vllm-metrics.ts";

@@ -1,0 +1,279 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import fc from "fast-check";
+import {
+  blockHashes,
+  buildHashRing,
+  effectiveLoads,
+  kvAwareScores,
+  overLoadGate,
+  PrefixIndex,
+  pickKvAware,
+  pickLeastBusy,
+  pickPrefixAware,
+  pickRoundRobin,
+  pickSession,
+  promptText,
+  type ReplicaView,
+  ringOwner,
+} from "../../services/router/index.ts";
+
+const view = (
+  index: number,
+  load: number | undefined,
+  extra: Partial<ReplicaView> = {},
+): ReplicaView => ({
+  index,
+  healthy: true,
+  metrics: load === undefined ? undefined : { running: load, waiting: 0, kvUsage: undefined },
+  dispatchedSincePoll: 0,
+  inFlight: 0,
+  ...extra,
+});
+
+/** Deterministic RNG (mulberry32). */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const arbReplicas = fc.array(
+  fc.record({
+    healthy: fc.boolean(),
+    load: fc.option(fc.nat(50), { nil: undefined }),
+    dispatched: fc.nat(5),
+    inFlight: fc.nat(20),
+  }),
+  { minLength: 1, maxLength: 8 },
+);
+const toViews = (xs: { healthy: boolean; load?: number; dispatched: number; inFlight: number }[]) =>
+  xs.map((x, i) =>
+    view(i, x.load, {
+      healthy: x.healthy,
+      dispatchedSincePoll: x.dispatched,
+      inFlight: x.inFlight,
+    }),
+  );
+
+describe("effectiveLoads (unknown is not idle)", () => {
+  it("adds dispatched-since-poll to running+waiting", () => {
+    const v = [view(0, 3, { dispatchedSincePoll: 2 }), view(1, 1)];
+    v[1]!.metrics!.waiting = 4;
+    assert.deepEqual(effectiveLoads(v), [5, 5]);
+  });
+  it("scores an unknown replica at the known mean, or its own in-flight if higher", () => {
+    assert.deepEqual(effectiveLoads([view(0, 2), view(1, 6), view(2, undefined)]), [2, 6, 4]);
+    assert.deepEqual(
+      effectiveLoads([view(0, 2), view(1, 6), view(2, undefined, { inFlight: 9 })]),
+      [2, 6, 9],
+    );
+  });
+  it("falls back to the router's own in-flight when nothing is known", () => {
+    assert.deepEqual(
+      effectiveLoads([view(0, undefined, { inFlight: 3 }), view(1, undefined, { inFlight: 1 })]),
+      [3, 1],
+    );
+  });
+  it("never lets an unknown replica beat a known idle one", () => {
+    const rng = seeded(1);
+    for (let i = 0; i < 200; i++)
+      assert.equal(pickLeastBusy([view(0, 0), view(1, 10), view(2, undefined)], rng), 0);
+  });
+});
+
+describe("round-robin", () => {
+  it("cycles over healthy replicas only", () => {
+    const v = [view(0, 0), view(1, 0, { healthy: false }), view(2, 0)];
+    let cursor = 0;
+    const picks: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = pickRoundRobin(v, cursor);
+      picks.push(r.pick);
+      cursor = r.cursor;
+    }
+    assert.deepEqual(picks, [0, 2, 0, 2]);
+  });
+  it("is fair: every healthy replica gets n/k picks (property)", () => {
+    fc.assert(
+      fc.property(fc.array(fc.boolean(), { minLength: 1, maxLength: 8 }), fc.nat(7), (hs, c0) => {
+        const v = hs.map((h, i) => view(i, 0, { healthy: h }));
+        const healthy = hs.filter(Boolean).length;
+        let cursor = c0 % hs.length;
+        const counts = new Array<number>(hs.length).fill(0);
+        for (let i = 0; i < healthy * 5; i++) {
+          const r = pickRoundRobin(v, cursor);
+          if (healthy === 0) return r.pick === -1;
+          counts[r.pick]!++;
+          cursor = r.cursor;
+        }
+        return counts.every((c, i) => (hs[i] ? c === 5 : c === 0));
+      }),
+    );
+  });
+});
+
+describe("least-busy", () => {
+  it("picks a healthy replica within +1 of the minimum load (property)", () => {
+    fc.assert(
+      fc.property(arbReplicas, fc.integer(), (xs, seed) => {
+        const v = toViews(xs);
+        const loads = effectiveLoads(v);
+        const pick = pickLeastBusy(v, seeded(seed));
+        const healthy = v.filter((r) => r.healthy);
+        if (healthy.length === 0) return pick === -1;
+        const min = Math.min(...healthy.map((r) => loads[r.index]!));
+        return v[pick]!.healthy && loads[pick]! <= min + 1;
+      }),
+    );
+  });
+  it("breaks ties randomly among replicas within +1", () => {
+    const v = [view(0, 3), view(1, 4), view(2, 9)];
+    const seen = new Set<number>();
+    const rng = seeded(7);
+    for (let i = 0; i < 100; i++) seen.add(pickLeastBusy(v, rng));
+    assert.deepEqual([...seen].sort(), [0, 1]);
+  });
+  it("spreads a burst within one poll interval via dispatched-since-poll", () => {
+    const v = [view(0, 0), view(1, 0), view(2, 0), view(3, 0)];
+    const rng = seeded(3);
+    for (let i = 0; i < 40; i++) v[pickLeastBusy(v, rng)]!.dispatchedSincePoll++;
+    const d = v.map((r) => r.dispatchedSincePoll);
+    assert.ok(Math.max(...d) - Math.min(...d) <= 2, `uneven burst ${d}`);
+  });
+});
+
+describe("prefix-aware", () => {
+  const opts = { loadGateThreshold: 4 };
+  it("routes to the longest matching prefix", () => {
+    const v = [view(0, 1), view(1, 1), view(2, 1)];
+    assert.deepEqual(pickPrefixAware(v, [2, 5, 0], opts, seeded(1)), {
+      pick: 1,
+      reason: "affinity",
+    });
+  });
+  it("falls back to least-busy over the load gate", () => {
+    const v = [view(0, 1), view(1, 20), view(2, 1)];
+    const r = pickPrefixAware(v, [0, 5, 0], opts, seeded(1));
+    assert.equal(r.reason, "load-gate");
+    assert.notEqual(r.pick, 1);
+  });
+  it("never picks an unhealthy replica, and keeps affinity below the gate (property)", () => {
+    fc.assert(
+      fc.property(
+        arbReplicas,
+        fc.array(fc.nat(10), { minLength: 8, maxLength: 8 }),
+        fc.integer(),
+        (xs, match, seed) => {
+          const v = toViews(xs);
+          const { pick, reason } = pickPrefixAware(v, match, opts, seeded(seed));
+          if (!v.some((r) => r.healthy)) return pick === -1;
+          if (!v[pick]!.healthy) return false;
+          if (reason === "affinity")
+            return !overLoadGate(v, effectiveLoads(v), pick, opts.loadGateThreshold);
+          return true;
+        },
+      ),
+    );
+  });
+  it("hashes prompt blocks as a chain and finds the longest shared prefix", () => {
+    const idx = new PrefixIndex(1000);
+    const sys = "S".repeat(256);
+    const a = blockHashes(
+      `${sys}question one, long enough to fill a block!!!!!!!!!!!!!!!!!!!`,
+      64,
+      "m",
+    );
+    const b = blockHashes(`${sys}question two`, 64, "m");
+    idx.record(a, 2);
+    const m = idx.match(b, 3);
+    assert.deepEqual(m, [0, 0, 4]);
+    // Another model's identical prompt does not match (seeded by model).
+    assert.deepEqual(idx.match(blockHashes(`${sys}x`, 64, "other"), 3), [0, 0, 0]);
+  });
+  it("bounds the index (LRU)", () => {
+    const idx = new PrefixIndex(10);
+    for (let i = 0; i < 100; i++) idx.record([i], 0);
+    assert.equal(idx.size, 10);
+    assert.deepEqual(idx.match([99], 1), [1]);
+    assert.deepEqual(idx.match([0], 1), [0]);
+  });
+  it("extracts prompt text from chat and completions bodies", () => {
+    assert.equal(
+      promptText({
+        messages: [
+          { role: "system", content: "a" },
+          { role: "user", content: [{ type: "text", text: "b" }] },
+        ],
+      }),
+      "system:a\nuser:b\n",
+    );
+    assert.equal(promptText({ prompt: "xyz" }), "xyz");
+    assert.equal(promptText({ prompt: [1, 2, 3] }), "1,2,3");
+    assert.equal(promptText({}), "");
+  });
+});
+
+describe("session (consistent hashing)", () => {
+  const ids = ["m-0", "m-1", "m-2", "m-3"];
+  const ring = buildHashRing(ids);
+  it("is sticky and moves only the removed replica's keys (property)", () => {
+    fc.assert(
+      fc.property(fc.string({ minLength: 1 }), fc.nat(3), (key, down) => {
+        const owner = ringOwner(ring, key);
+        const again = ringOwner(ring, key);
+        const without = ringOwner(ring, key, (i) => i !== down);
+        return owner === again && (owner === down ? without !== down : without === owner);
+      }),
+    );
+  });
+  it("spreads keys roughly evenly", () => {
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 4000; i++) counts[ringOwner(ring, `user-${i}`)]!++;
+    for (const c of counts) assert.ok(c > 500 && c < 1600, `uneven ring ${counts}`);
+  });
+  it("keeps the owner under the gate, least-busy over it or without a key", () => {
+    const opts = { loadGateThreshold: 4 };
+    const v = [view(0, 1), view(1, 2), view(2, 1)];
+    assert.deepEqual(pickSession(v, 1, opts, seeded(1)), { pick: 1, reason: "affinity" });
+    v[1]!.metrics!.running = 30;
+    assert.equal(pickSession(v, 1, opts, seeded(1)).reason, "load-gate");
+    assert.equal(pickSession(v, -1, opts, seeded(1)).reason, "no-affinity");
+  });
+});
+
+describe("kv-aware", () => {
+  const w = { queue: 1, kvUsage: 1, prefix: 1 };
+  it("prefers low queue, low KV usage and prefix matches", () => {
+    const v = [view(0, 10), view(1, 2), view(2, 2)];
+    v[1]!.metrics!.kvUsage = 0.9;
+    v[2]!.metrics!.kvUsage = 0.1;
+    assert.equal(pickKvAware(v, [0, 0, 0], 4, w, seeded(1)), 2);
+    // A full prefix match outweighs a moderate queue difference.
+    v[0]!.metrics!.running = 3;
+    v[0]!.metrics!.kvUsage = 0.1;
+    assert.equal(pickKvAware(v, [4, 0, 0], 4, w, seeded(1)), 0);
+  });
+  it("picks the healthy minimum score (property)", () => {
+    fc.assert(
+      fc.property(
+        arbReplicas,
+        fc.array(fc.nat(4), { minLength: 8, maxLength: 8 }),
+        fc.integer(),
+        (xs, match, seed) => {
+          const v = toViews(xs);
+          const pick = pickKvAware(v, match, 4, w, seeded(seed));
+          if (!v.some((r) => r.healthy)) return pick === -1;
+          const s = kvAwareScores(v, match, 4, w);
+          const min = Math.min(...v.filter((r) => r.healthy).map((r) => s[r.index]!));
+          return v[pick]!.healthy && s[pick]! <= min + 1e-9;
+        },
+      ),
+    );
+  });
+});
