@@ -9,7 +9,7 @@
  * mode 0600 right before `docker compose up`, and compose reads it through `env_file`.
  */
 import { stringify } from "yaml";
-import type { EnginePlan, StackPlan } from "../stacks/plan-types.ts";
+import type { EnginePlan, RouterPlan, StackPlan } from "../stacks/plan-types.ts";
 
 export const COMPOSE_FILE = "compose.yaml";
 export const ROUTER_CONFIG_FILE = "router.json";
@@ -23,22 +23,27 @@ export const RUNNER_PROFILE = "runner";
 export const IN_CONTAINER_DIR = "/inferbench";
 
 export interface RehearsalOptions {
-  /** engine-sim image (built from services/engine-sim/Dockerfile and pushed). */
-  engineSimImage: string;
+  /** engine-sim image (built from services/engine-sim/Dockerfile); default: the router image. */
+  engineSimImage?: string;
 }
 
 export interface RenderOptions {
   /** Compose project name; default `inferbench-<mode>` so both arms can be swapped on one host. */
   projectName?: string;
-  /** Swap vLLM for engine-sim: zero GPUs, same topology, ports, health checks and router. */
-  rehearsal?: RehearsalOptions;
+  /**
+   * Swap vLLM for engine-sim: zero GPUs, same topology, ports, health checks and router.
+   * Default: on when the plan is emulated (`rehearsal: true` in the stack config).
+   */
+  rehearsal?: RehearsalOptions | false;
+  /** Accept engine images that are not pinned by digest (`run.allowUnpinnedImages`). */
+  allowUnpinnedImages?: boolean;
   /** Seconds the engine health check tolerates failures while weights load (default 1800). */
   engineStartPeriodSec?: number;
   /** Image of the kit that runs the load generator next to the engines (default: router image). */
   runnerImage?: string;
   /** Command of the runner service (default: `inferbench run --plan ... --out /results`). */
   runnerCommand?: string[];
-  /** Command of the router service (default: `inferbench serve router --config ...`). */
+  /** Command of the router service (default: `inferbench serve router --plan router.json`). */
   routerCommand?: string[];
 }
 
@@ -176,24 +181,19 @@ function healthcheck(runtime: "python" | "node", port: number, startPeriodSec: n
   };
 }
 
-/** Router config file: the router plan with each backend addressed by its compose service. */
-export function routerConfig(plan: StackPlan): unknown {
-  const backends: Record<string, Array<{ engine: string; host: string; port: number }>> = {};
+/** Router file: the plan's RouterPlan with each backend addressed by its compose service name. */
+export function routerConfig(plan: StackPlan): RouterPlan {
+  const backends: RouterPlan["backends"] = {};
   for (const [model, list] of Object.entries(plan.router.backends)) {
     backends[model] = list.map((b) => ({ engine: b.engine, host: b.engine, port: b.port }));
   }
-  return {
-    policy: plan.router.policy,
-    port: plan.router.port,
-    pollIntervalMs: plan.router.pollIntervalMs,
-    requestTimeoutMs: plan.router.requestTimeoutMs,
-    options: plan.router.options,
-    backends,
-  };
+  return { ...plan.router, backends };
 }
 
 export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): RenderedCompose {
-  const rehearsal = opts.rehearsal;
+  const rehearsal =
+    opts.rehearsal === undefined ? (plan.emulated ? {} : undefined) : opts.rehearsal || undefined;
+  const simImage = rehearsal?.engineSimImage ?? plan.router.image;
   const projectName = opts.projectName ?? `inferbench-${plan.mode}`;
   const services: Record<string, ComposeService> = {};
   const labels = {
@@ -209,7 +209,7 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
       const startPeriod = Math.max(60, Math.ceil(e.emulator.startupDelaySec) + 60);
       maxStartPeriod = Math.max(maxStartPeriod, startPeriod);
       services[name] = {
-        image: rehearsal.engineSimImage,
+        image: simImage,
         command: engineSimCommand(e),
         environment: { ...e.env },
         ports: [`127.0.0.1:${e.port}:${e.port}`],
@@ -219,7 +219,7 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
       };
       continue;
     }
-    if (!isDigestPinned(e.image)) {
+    if (!isDigestPinned(e.image) && !opts.allowUnpinnedImages) {
       throw new Error(
         `engine ${e.name}: image "${e.image}" is not pinned by digest (repo@sha256:…)`,
       );
@@ -259,7 +259,7 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
     command: opts.routerCommand ?? [
       "serve",
       "router",
-      "--config",
+      "--plan",
       `${IN_CONTAINER_DIR}/${ROUTER_CONFIG_FILE}`,
     ],
     ports: [`127.0.0.1:${plan.router.port}:${plan.router.port}`],

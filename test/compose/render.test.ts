@@ -105,11 +105,31 @@ describe("compose renderer", () => {
     assert.ok(!(HF_ENV_FILE in files));
   });
 
-  it("refuses images that are not digest-pinned", () => {
+  it("refuses images that are not digest-pinned unless allowed", () => {
     const plan = fixturePlan("baseline");
     plan.engines[2]!.image = "vllm/vllm-openai:latest";
     assert.throws(() => renderCompose(plan), /not pinned by digest/);
+    assert.doesNotThrow(() => renderCompose(plan, { allowUnpinnedImages: true }));
   });
+
+  it("an emulated plan renders the rehearsal by default", () => {
+    const plan = { ...fixturePlan("managed"), emulated: true };
+    const { project } = renderCompose(plan);
+    assert.equal(project.services["qwen2.5-7b-0"]!.image, plan.router.image);
+    assert.equal(project.services["qwen2.5-7b-0"]!.deploy, undefined);
+  });
+
+  for (const stack of ["gcp-baseline", "gcp-managed"]) {
+    it(`renders the shipped ${stack} stack through the lead's plan()`, async () => {
+      const { planStack } = await import("../../cli/plan-stack.ts");
+      const pinned = `ghcr.io/ovg-project/kvcached-vllm@sha256:${"e".repeat(64)}`;
+      const { plan } = planStack(stack, [`engine.images.managed=${pinned}`]);
+      const out = renderCompose(plan);
+      assertValid(out.files[COMPOSE_FILE]!);
+      const gpus = plan.engines.flatMap((e) => e.gpus).sort();
+      assert.deepEqual(gpus, [0, 1, 2, 3, 4, 5]);
+    });
+  }
 
   it("vllm command fills in flags the plan args leave out, never duplicates", () => {
     const e = fixturePlan("baseline").engines[4]!;

@@ -1,0 +1,210 @@
+/**
+ * GpuVm: one GCP GPU VM with its own network, SSH-only firewall, dead-man switch and a host key
+ * the operator knows before the first connection. Decisions (scheduling, accelerators, labels,
+ * metadata) are pure exported functions; the component only wires resources.
+ */
+import * as gcp from "@pulumi/gcp";
+import * as pulumi from "@pulumi/pulumi";
+import type { StackConfig } from "../stacks/schema.ts";
+import { HOST_KEY_METADATA_KEY, renderStartupScript } from "./startup-script.ts";
+
+export type GcpSettings = StackConfig["gcp"];
+
+export interface GpuVmArgs {
+  runId: string;
+  stack: string;
+  gcp: GcpSettings;
+  /** Zone to create the VM in (one of gcp.zones). */
+  zone: string;
+  /** Generated login public key line (`ssh-ed25519 …`); gcp.sshPublicKey is added beside it. */
+  sshPublicKey: pulumi.Input<string>;
+  /** Host private key (OpenSSH) — secret; delivered through instance metadata. */
+  hostPrivateKey: pulumi.Input<string>;
+  /** Host public key line: what the operator verifies. */
+  hostPublicKey: string;
+  /** False for GPU-less rehearsal machines. */
+  requireGpu?: boolean;
+}
+
+/** GCP label values: lowercase letters, digits, `_` and `-`, at most 63 chars. */
+export function labelValue(s: string): string {
+  return s
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]/g, "-")
+    .slice(0, 63);
+}
+
+export function vmLabels(runId: string, stack: string): Record<string, string> {
+  return {
+    "inferbench-run": labelValue(runId),
+    "inferbench-stack": labelValue(stack),
+    "managed-by": "inferbench",
+  };
+}
+
+/**
+ * Scheduling: GPU VMs cannot live-migrate (TERMINATE on host maintenance); every model carries
+ * maxRunDuration with DELETE so a VM outlives a crashed operator by at most `maxRunHours`.
+ */
+export function schedulingFor(model: GcpSettings["provisioningModel"], maxRunHours: number) {
+  const base = {
+    onHostMaintenance: "TERMINATE",
+    provisioningModel: model,
+    maxRunDuration: { seconds: Math.round(maxRunHours * 3600) },
+    instanceTerminationAction: "DELETE",
+  };
+  if (model === "SPOT") return { ...base, preemptible: true, automaticRestart: false };
+  if (model === "FLEX_START") return { ...base, automaticRestart: false };
+  return { ...base, automaticRestart: true };
+}
+
+/**
+ * GPU families that bundle their GPUs in the machine type (a2, a3, a4, g2) need no
+ * guestAccelerators; N1 needs them, with GPU types (T4, V100, P100) this kit does not model.
+ */
+export function guestAcceleratorsFor(machineType: string): [] {
+  if (/^(a2|a3|a4|g2|g4)-/.test(machineType)) return [];
+  throw new Error(
+    `machine type ${machineType}: only GPU-bundling families (a2, a3, a4, g2) are supported; N1 + attached GPUs is not modelled`,
+  );
+}
+
+export function vmMetadata(
+  sshUser: string,
+  sshPublicKeys: string[],
+  hostPrivateKey: string,
+  startupScript: string,
+) {
+  return {
+    "startup-script": startupScript,
+    "ssh-keys": sshPublicKeys.map((k) => `${sshUser}:${k.trim()}`).join("\n"),
+    // Metadata SSH keys are ignored under OS Login; the key above is the only way in.
+    "enable-oslogin": "FALSE",
+    "block-project-ssh-keys": "TRUE",
+    [HOST_KEY_METADATA_KEY]: hostPrivateKey,
+  };
+}
+
+export class GpuVm extends pulumi.ComponentResource {
+  readonly instance: gcp.compute.Instance;
+  readonly instanceName: pulumi.Output<string>;
+  readonly zone: pulumi.Output<string>;
+  readonly externalIp: pulumi.Output<string>;
+  readonly networkName: pulumi.Output<string>;
+  readonly hostPublicKey: pulumi.Output<string>;
+
+  constructor(name: string, args: GpuVmArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("inferbench:gcp:GpuVm", name, {}, opts);
+    const g = args.gcp;
+    if (!g.zones.includes(args.zone)) {
+      throw new pulumi.ResourceError(
+        `zone ${args.zone} is not one of gcp.zones (${g.zones.join(", ")})`,
+        this,
+      );
+    }
+    if (g.sshSourceRanges.length === 0) {
+      throw new pulumi.ResourceError("gcp.sshSourceRanges is empty: refusing to open SSH", this);
+    }
+    let accelerators: [];
+    try {
+      accelerators = guestAcceleratorsFor(g.machineType);
+    } catch (err) {
+      throw new pulumi.ResourceError((err as Error).message, this);
+    }
+    const labels = vmLabels(args.runId, args.stack);
+    const prefix = `${g.networkName}-${labelValue(args.runId)}`.slice(0, 50);
+    const provider = g.project ? { project: g.project } : {};
+
+    const network = new gcp.compute.Network(
+      `${name}-net`,
+      { name: `${prefix}-net`, autoCreateSubnetworks: false, ...provider },
+      { parent: this },
+    );
+    const subnet = new gcp.compute.Subnetwork(
+      `${name}-subnet`,
+      {
+        name: `${prefix}-subnet`,
+        network: network.id,
+        region: g.region,
+        ipCidrRange: "10.128.0.0/20",
+        ...provider,
+      },
+      { parent: this },
+    );
+    new gcp.compute.Firewall(
+      `${name}-ssh`,
+      {
+        name: `${prefix}-ssh`,
+        network: network.id,
+        direction: "INGRESS",
+        allows: [{ protocol: "tcp", ports: ["22"] }],
+        sourceRanges: [...g.sshSourceRanges],
+        targetTags: ["inferbench"],
+        ...provider,
+      },
+      { parent: this },
+    );
+
+    const startupScript = renderStartupScript({
+      sshUser: g.sshUser,
+      requireGpu: args.requireGpu ?? true,
+    });
+    const metadata = pulumi
+      .all([args.sshPublicKey, args.hostPrivateKey])
+      .apply(([pub, hostKey]) =>
+        vmMetadata(
+          g.sshUser,
+          g.sshPublicKey ? [pub, g.sshPublicKey] : [pub],
+          hostKey,
+          startupScript,
+        ),
+      );
+
+    const instance = new gcp.compute.Instance(
+      `${name}-vm`,
+      {
+        name: `${prefix}-vm`,
+        zone: args.zone,
+        machineType: g.machineType,
+        tags: ["inferbench"],
+        labels,
+        bootDisk: {
+          autoDelete: true,
+          initializeParams: {
+            image: `projects/${g.imageProject}/global/images/family/${g.imageFamily}`,
+            size: g.diskSizeGb,
+            type: "pd-ssd",
+            labels,
+          },
+        },
+        networkInterfaces: [{ subnetwork: subnet.id, accessConfigs: [{}] }],
+        ...(accelerators.length ? { guestAccelerators: accelerators } : {}),
+        scheduling: schedulingFor(g.provisioningModel, g.maxRunHours),
+        ...(g.provisioningModel === "FLEX_START"
+          ? { reservationAffinity: { type: "NO_RESERVATION" } }
+          : {}),
+        // metadata holds the host private key: keep the whole map secret in state and outputs.
+        metadata: pulumi.secret(metadata),
+        allowStoppingForUpdate: true,
+        ...provider,
+      },
+      { parent: this, customTimeouts: { create: "30m", delete: "20m" } },
+    );
+
+    this.instance = instance;
+    this.instanceName = instance.name;
+    this.zone = instance.zone;
+    this.externalIp = instance.networkInterfaces.apply(
+      (nis) => nis[0]?.accessConfigs?.[0]?.natIp ?? "",
+    );
+    this.networkName = network.name;
+    this.hostPublicKey = pulumi.output(args.hostPublicKey);
+    this.registerOutputs({
+      instanceName: this.instanceName,
+      zone: this.zone,
+      externalIp: this.externalIp,
+      networkName: this.networkName,
+      hostPublicKey: this.hostPublicKey,
+    });
+  }
+}

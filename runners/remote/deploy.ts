@@ -1,0 +1,202 @@
+/**
+ * Compose deployment and benchmark execution on a provisioned host, over a RemoteHost (SSH).
+ * Shared by the Pulumi deploy resource and the CLI orchestration (which swaps arms on one VM).
+ * Command lines are built by pure functions so tests can check exactly what runs remotely.
+ */
+import { posix } from "node:path";
+import { bundleHash } from "../../compose/bundle.ts";
+import { HF_ENV_FILE } from "../../compose/render.ts";
+import { FAILED_MARKER, READY_MARKER } from "../../infra/startup-script.ts";
+import { HostKeyMismatchError, type RemoteHost, shQuote } from "./ssh.ts";
+
+export const BUNDLE_HASH_FILE = ".bundle-sha256";
+export const REMOTE_RESULTS_DIR = "results";
+
+export interface DeployRequest {
+  /** e.g. /opt/inferbench */
+  remoteRoot: string;
+  projectName: string;
+  files: Record<string, string>;
+  /** Written to hf.env with mode 0600; empty file when absent. */
+  hfToken?: string;
+  waitTimeoutSec: number;
+  signal?: AbortSignal;
+  onOutput?: (chunk: string) => void;
+}
+
+export function projectDir(remoteRoot: string, projectName: string): string {
+  return posix.join(remoteRoot, projectName);
+}
+
+/** hf.env content: both names vLLM / huggingface_hub read. Never logged. */
+export function hfEnvFile(token: string | undefined): string {
+  if (!token) return "";
+  if (/[\r\n]/.test(token)) throw new Error("HF token contains a line break");
+  return `HF_TOKEN=${token}\nHUGGING_FACE_HUB_TOKEN=${token}\n`;
+}
+
+export function composeUpCommand(dir: string, project: string, waitTimeoutSec: number): string {
+  return `cd ${shQuote(dir)} && docker compose -p ${shQuote(project)} up -d --wait --wait-timeout ${Math.ceil(waitTimeoutSec)} --remove-orphans`;
+}
+
+export function composeDownCommand(project: string): string {
+  return `docker compose -p ${shQuote(project)} down --remove-orphans`;
+}
+
+export const COMPOSE_LS_COMMAND = "docker compose ls -a --format json";
+
+/** Other inferbench projects on the host (from `docker compose ls --format json`) to stop. */
+export function projectsToStop(lsJson: string, keep: string): string[] {
+  let list: unknown;
+  try {
+    list = JSON.parse(lsJson.trim() || "[]");
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(list)) return [];
+  return list
+    .map((p) => (p && typeof p === "object" ? (p as { Name?: unknown }).Name : undefined))
+    .filter((n): n is string => typeof n === "string" && n.startsWith("inferbench") && n !== keep)
+    .sort();
+}
+
+export function runnerCommand(dir: string, project: string): string {
+  const d = shQuote(dir);
+  return `cd ${d} && rm -rf ${REMOTE_RESULTS_DIR} && mkdir -p ${REMOTE_RESULTS_DIR} && docker compose -p ${shQuote(project)} --profile runner run --rm runner`;
+}
+
+async function must(
+  host: RemoteHost,
+  cmd: string,
+  req: { signal?: AbortSignal; onOutput?: (s: string) => void },
+) {
+  const r = await host.exec(cmd, {
+    ...(req.signal ? { signal: req.signal } : {}),
+    ...(req.onOutput ? { onStdout: req.onOutput, onStderr: req.onOutput } : {}),
+  });
+  if (r.code !== 0) {
+    throw new Error(
+      `remote command failed (exit ${r.code ?? r.signal}): ${cmd}\n${r.stderr.slice(-2000)}`,
+    );
+  }
+  return r;
+}
+
+/**
+ * Uploads the bundle and brings the project up, after stopping any other inferbench project on
+ * the host (arm swap; the shared HF cache volume stays). Returns the bundle hash deployed.
+ */
+export async function deployBundle(host: RemoteHost, req: DeployRequest): Promise<string> {
+  const dir = projectDir(req.remoteRoot, req.projectName);
+  const hash = bundleHash(req.files);
+  const ls = await host.exec(COMPOSE_LS_COMMAND, req.signal ? { signal: req.signal } : {});
+  for (const other of projectsToStop(ls.code === 0 ? ls.stdout : "[]", req.projectName)) {
+    await must(host, composeDownCommand(other), req);
+  }
+  await host.upload(
+    dir,
+    { ...req.files, [HF_ENV_FILE]: hfEnvFile(req.hfToken) },
+    { [HF_ENV_FILE]: 0o600 },
+  );
+  await must(host, composeUpCommand(dir, req.projectName, req.waitTimeoutSec), req);
+  await host.upload(dir, { [BUNDLE_HASH_FILE]: `${hash}\n` });
+  return hash;
+}
+
+/** Stops the project (destroy of the deploy resource; the VM itself goes with `pulumi destroy`). */
+export async function undeployBundle(host: RemoteHost, projectName: string): Promise<void> {
+  await must(host, composeDownCommand(projectName), {});
+}
+
+export interface ReadinessOptions {
+  timeoutMs: number;
+  intervalMs?: number;
+  signal?: AbortSignal;
+  log?: (msg: string) => void;
+  /** Injected for tests. */
+  sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
+}
+
+export const READINESS_COMMAND = `if [ -f ${READY_MARKER} ]; then echo ready; elif [ -f ${FAILED_MARKER} ]; then echo failed; cat ${FAILED_MARKER}; else echo waiting; fi`;
+
+/**
+ * Connects (retrying while the VM boots and until the provisioned host key is installed) and
+ * waits for the startup script's readiness marker. A failed startup script ends the wait at once.
+ */
+export async function waitForHostReady(
+  connect: () => Promise<RemoteHost>,
+  opts: ReadinessOptions,
+): Promise<RemoteHost> {
+  const sleep = opts.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
+  const now = opts.now ?? Date.now;
+  const deadline = now() + opts.timeoutMs;
+  let lastError: unknown;
+  while (true) {
+    if (opts.signal?.aborted) throw opts.signal.reason ?? new Error("aborted");
+    let host: RemoteHost | undefined;
+    try {
+      host = await connect();
+      const r = await host.exec(READINESS_COMMAND, opts.signal ? { signal: opts.signal } : {});
+      const state = r.stdout.split("\n")[0]?.trim();
+      if (state === "ready") return host;
+      if (state === "failed") {
+        host.close();
+        throw new StartupFailedError(r.stdout.split("\n").slice(1).join("\n").trim());
+      }
+      lastError = new Error("startup script still running");
+      host.close();
+    } catch (err) {
+      if (err instanceof StartupFailedError) throw err;
+      host?.close();
+      lastError = err;
+      opts.log?.(`host not ready yet: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (now() >= deadline) {
+      const why = lastError instanceof Error ? lastError.message : String(lastError);
+      const e = new Error(`host not ready after ${Math.round(opts.timeoutMs / 1000)} s: ${why}`);
+      if (lastError instanceof HostKeyMismatchError) e.cause = lastError;
+      throw e;
+    }
+    await sleep(opts.intervalMs ?? 10_000);
+  }
+}
+
+export class StartupFailedError extends Error {
+  constructor(detail: string) {
+    super(
+      `the VM's startup script failed: ${detail} (see /var/log/inferbench-startup.log on the VM)`,
+    );
+    this.name = "StartupFailedError";
+  }
+}
+
+/**
+ * Runs the runner service next to the engines and downloads its results into `localDir`, also
+ * when the runner fails (partial artifacts are evidence too). Throws after the download if the
+ * runner failed.
+ */
+export async function runRemoteBenchmark(
+  host: RemoteHost,
+  req: {
+    remoteRoot: string;
+    projectName: string;
+    localDir: string;
+    signal?: AbortSignal;
+    onOutput?: (s: string) => void;
+  },
+): Promise<{ files: string[] }> {
+  const dir = projectDir(req.remoteRoot, req.projectName);
+  let failure: unknown;
+  try {
+    await must(host, runnerCommand(dir, req.projectName), req);
+  } catch (err) {
+    failure = err;
+  }
+  let files: string[] = [];
+  if (!req.signal?.aborted) {
+    files = await host.download(posix.join(dir, REMOTE_RESULTS_DIR), req.localDir);
+  }
+  if (failure) throw failure;
+  return { files };
+}
