@@ -1,0 +1,553 @@
+/**
+ * One emulated engine's HTTP surface (`vllm serve` compatible): OpenAI chat and completions
+ * (SSE streaming or not), /v1/models, /health, /metrics, OpenAI-style errors, fault injection.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { z } from "zod";
+import type { Logger } from "../../lib/logger.ts";
+import type { Tokenizer } from "../../lib/tokenizer.ts";
+import type { EngineCore, StepResult } from "./core.ts";
+import { StepLoop } from "./loop.ts";
+import { LagStats, renderMetrics } from "./metrics.ts";
+import { mixSeed, outputTokenAt, planOutput, rng, type SafeVocab } from "./text.ts";
+
+export interface FaultConfig {
+  /** Probability per request of answering with this HTTP status instead of serving it. */
+  errorRates?: Partial<Record<"400" | "429" | "500" | "503", number>>;
+  /** Probability per request of freezing the whole engine for `stallSec`. */
+  stallProbability?: number;
+  stallSec?: number;
+  /** The engine dies (connections reset, port closed) when request N arrives. */
+  crashAfterRequests?: number;
+}
+
+export interface EngineServerOptions {
+  name: string;
+  model: string;
+  hfPath: string;
+  maxModelLen: number;
+  core: EngineCore;
+  tokenizer: Tokenizer;
+  vocab: SafeVocab;
+  natural: { median: number; sigma: number; cap: number };
+  seed: number;
+  startupDelaySec: number;
+  v0Metrics: boolean;
+  /** 503 beyond this many waiting requests. */
+  maxWaiting: number;
+  faults?: FaultConfig;
+  log: Logger;
+  now: () => number;
+  onCrash?: () => void;
+}
+
+const MAX_BODY = 32 * 1024 * 1024;
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type = status === 404
+      ? "NotFoundError"
+      : status === 503
+        ? "ServiceUnavailableError"
+        : "BadRequestError",
+  ) {
+    super(message);
+  }
+}
+
+export function errorBody(status: number, message: string, type: string): string {
+  return JSON.stringify({ error: { message, type, param: null, code: status } });
+}
+
+const num = z.number().nullish();
+const common = {
+  model: z.string({ error: "model must be a string" }),
+  max_tokens: z.number().int().min(1).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z
+    .looseObject({
+      include_usage: z.boolean().nullish(),
+      continuous_usage_stats: z.boolean().nullish(),
+    })
+    .nullish(),
+  ignore_eos: z.boolean().nullish(),
+  min_tokens: z.number().int().min(0).nullish(),
+  n: z.number().int().min(1).nullish(),
+  temperature: num,
+  top_p: num,
+  top_k: z.number().int().nullish(),
+  presence_penalty: num,
+  frequency_penalty: num,
+  seed: z.number().int().nullish(),
+  stop: z.union([z.string(), z.array(z.string())]).nullish(),
+  user: z.string().nullish(),
+};
+
+const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
+export const chatSchema = z.looseObject({
+  ...common,
+  messages: z
+    .array(
+      z.looseObject({
+        role: z.string(),
+        content: z.union([z.string(), z.array(contentPart), z.null()]).optional(),
+      }),
+    )
+    .min(1, "messages must not be empty"),
+  max_completion_tokens: z.number().int().min(1).nullish(),
+  logprobs: z.boolean().nullish(),
+});
+
+export const completionSchema = z.looseObject({
+  ...common,
+  prompt: z.union([
+    z.string(),
+    z.array(z.string()),
+    z.array(z.number().int().min(0)),
+    z.array(z.array(z.number().int().min(0))),
+  ]),
+  logprobs: z.number().int().nullish(),
+  echo: z.boolean().nullish(),
+});
+
+type ChatBody = z.infer<typeof chatSchema>;
+type CompletionBody = z.infer<typeof completionSchema>;
+
+function zodMessage(err: z.ZodError): string {
+  const i = err.issues[0];
+  if (!i) return "invalid request";
+  const path = i.path.join(".");
+  return path ? `${path}: ${i.message}` : i.message;
+}
+
+/** The prompt as token ids (chat: message contents joined by newlines; template not modelled). */
+export function promptTokensOf(
+  tokenizer: Tokenizer,
+  kind: "chat" | "completions",
+  body: ChatBody | CompletionBody,
+): number[] {
+  if (kind === "chat") {
+    const parts: string[] = [];
+    for (const m of (body as ChatBody).messages) {
+      const c = m.content;
+      if (typeof c === "string") parts.push(c);
+      else if (Array.isArray(c))
+        for (const p of c) if (typeof p.text === "string") parts.push(p.text);
+    }
+    return tokenizer.encode(parts.join("\n"));
+  }
+  const p = (body as CompletionBody).prompt;
+  if (typeof p === "string") return tokenizer.encode(p);
+  if (p.length === 0) throw new HttpError(400, "prompt must not be empty");
+  if (typeof p[0] === "number") return p as number[];
+  if (p.length !== 1)
+    throw new HttpError(
+      400,
+      "batched prompts (a list of several prompts) are not supported by engine-sim; send one prompt per request",
+    );
+  const one = p[0]!;
+  return typeof one === "string" ? tokenizer.encode(one) : one;
+}
+
+interface Active {
+  id: string;
+  res: ServerResponse;
+  stream: boolean;
+  chat: boolean;
+  includeUsage: boolean;
+  promptLen: number;
+  seed: number;
+  outputLen: number;
+  /** Pre-rendered SSE chunk halves: head + JSON text + tail. */
+  head: string;
+  tail: string;
+  texts: string[] | undefined;
+  created: number;
+  done: boolean;
+}
+
+export class EngineServer {
+  readonly server: Server;
+  readonly loop: StepLoop;
+  readonly lag = new LagStats();
+  readonly injectedErrors: Record<string, number> = {};
+  private readonly active = new Map<string, Active>();
+  private readonly sockets = new Set<Socket>();
+  private readonly readyAt: number;
+  private counter = 0;
+  private received = 0;
+  private crashed = false;
+  private readonly faultRandom: () => number;
+
+  constructor(readonly opts: EngineServerOptions) {
+    this.readyAt = opts.now() + opts.startupDelaySec;
+    this.faultRandom = rng(mixSeed(opts.seed, opts.name, "faults"));
+    this.loop = new StepLoop(opts.core, {
+      now: opts.now,
+      lag: this.lag,
+      log: opts.log,
+      onStep: (r) => this.deliver(r),
+    });
+    this.server = createServer({ keepAlive: true, keepAliveTimeout: 75_000 }, (req, res) =>
+      this.handle(req, res),
+    );
+    this.server.on("connection", (s) => {
+      this.sockets.add(s);
+      s.setNoDelay(true);
+      s.on("close", () => this.sockets.delete(s));
+    });
+    this.server.on("clientError", (_err, socket) => {
+      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+      else socket.destroy();
+    });
+  }
+
+  get core(): EngineCore {
+    return this.opts.core;
+  }
+
+  get ready(): boolean {
+    return !this.crashed && this.opts.now() >= this.readyAt;
+  }
+
+  listen(port: number, host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen({ port, host, backlog: 4096 }, () => {
+        this.server.off("error", reject);
+        resolve((this.server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    this.loop.close();
+    for (const a of this.active.values()) a.res.destroy();
+    this.active.clear();
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      for (const s of this.sockets) s.destroy();
+    });
+  }
+
+  /** Fault injection: the engine dies like a crashed vLLM (streams reset, port closed). */
+  crash(): void {
+    if (this.crashed) return;
+    this.crashed = true;
+    this.opts.log.error(`engine ${this.opts.name} crashed (fault injection)`);
+    void this.close().then(() => this.opts.onCrash?.());
+  }
+
+  private send(res: ServerResponse, status: number, body: string, type = "application/json") {
+    if (res.headersSent || res.destroyed) return;
+    res.writeHead(status, { "content-type": type, "content-length": Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  private sendError(res: ServerResponse, e: HttpError) {
+    this.send(res, e.status, errorBody(e.status, e.message, e.type));
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = (req.url ?? "/").split("?")[0];
+    const method = req.method ?? "GET";
+    try {
+      if (url === "/health" || url === "/ping") {
+        if (method !== "GET" && method !== "POST") throw new HttpError(405, "method not allowed");
+        if (this.ready) this.send(res, 200, "", "text/plain");
+        else this.send(res, 503, errorBody(503, "model is loading", "ServiceUnavailableError"));
+        return;
+      }
+      if (url === "/metrics" && method === "GET") {
+        const body = renderMetrics({
+          model: this.opts.model,
+          engine: this.opts.name,
+          core: this.opts.core,
+          lag: this.lag,
+          v0: this.opts.v0Metrics,
+          injectedErrors: this.injectedErrors,
+        });
+        this.send(res, 200, body, "text/plain; version=0.0.4; charset=utf-8");
+        return;
+      }
+      if (url === "/v1/models" && method === "GET") {
+        this.send(
+          res,
+          200,
+          JSON.stringify({
+            object: "list",
+            data: [
+              {
+                id: this.opts.model,
+                object: "model",
+                created: Math.floor(Date.now() / 1000),
+                owned_by: "vllm",
+                root: this.opts.hfPath,
+                parent: null,
+                max_model_len: this.opts.maxModelLen,
+                permission: [],
+              },
+            ],
+          }),
+        );
+        return;
+      }
+      if (url === "/version" && method === "GET") {
+        this.send(res, 200, JSON.stringify({ version: "engine-sim" }));
+        return;
+      }
+      if (url === "/reset_prefix_cache" && method === "POST") {
+        this.opts.core.resetPrefixCache();
+        this.send(res, 200, "", "text/plain");
+        return;
+      }
+      if (url === "/v1/chat/completions" || url === "/v1/completions") {
+        if (method !== "POST")
+          throw new HttpError(405, `${method} not allowed on ${url}`, "MethodNotAllowed");
+        this.readBody(req, res, (raw) =>
+          this.generate(url === "/v1/chat/completions", raw, req, res),
+        );
+        return;
+      }
+      throw new HttpError(404, `not found: ${method} ${url}`);
+    } catch (e) {
+      this.fail(res, e);
+    }
+  }
+
+  private fail(res: ServerResponse, e: unknown) {
+    if (e instanceof HttpError) this.sendError(res, e);
+    else {
+      this.opts.log.error(`internal error: ${e instanceof Error ? e.stack : String(e)}`);
+      this.sendError(res, new HttpError(500, "internal error", "InternalServerError"));
+    }
+  }
+
+  private readBody(req: IncomingMessage, res: ServerResponse, then: (raw: string) => void) {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) tooBig = true;
+      else chunks.push(c);
+    });
+    req.on("error", () => res.destroy());
+    req.on("end", () => {
+      if (tooBig) return this.sendError(res, new HttpError(413, "request body too large"));
+      try {
+        then(Buffer.concat(chunks).toString("utf8"));
+      } catch (e) {
+        this.fail(res, e);
+      }
+    });
+  }
+
+  private generate(chat: boolean, raw: string, req: IncomingMessage, res: ServerResponse): void {
+    if (this.crashed) {
+      res.destroy();
+      return;
+    }
+    this.received++;
+    const f = this.opts.faults;
+    if (f?.crashAfterRequests !== undefined && this.received >= f.crashAfterRequests) {
+      this.crash();
+      return;
+    }
+    if (!this.ready) throw new HttpError(503, "model is loading");
+    let json: unknown;
+    try {
+      json = JSON.parse(raw);
+    } catch {
+      throw new HttpError(400, "Invalid JSON body: could not parse the request body as JSON");
+    }
+    if (typeof json !== "object" || json === null || Array.isArray(json))
+      throw new HttpError(400, "request body must be a JSON object");
+    const parsed = (chat ? chatSchema : completionSchema).safeParse(json);
+    if (!parsed.success) throw new HttpError(400, zodMessage(parsed.error));
+    const body = parsed.data as ChatBody & CompletionBody;
+    if (body.model !== this.opts.model)
+      throw new HttpError(404, `The model \`${body.model}\` does not exist.`);
+    if ((body.n ?? 1) !== 1)
+      throw new HttpError(400, "n > 1 is not supported by engine-sim (n must be 1)");
+    if (f) this.injectFaults(f);
+
+    const prompt = promptTokensOf(this.opts.tokenizer, chat ? "chat" : "completions", body);
+    const maxTokens =
+      (chat ? body.max_completion_tokens : undefined) ?? body.max_tokens ?? undefined;
+    const maxLen = this.opts.maxModelLen;
+    if (prompt.length === 0) throw new HttpError(400, "the prompt is empty (0 tokens)");
+    if (maxTokens !== undefined && prompt.length + maxTokens > maxLen)
+      throw new HttpError(
+        400,
+        `This model's maximum context length is ${maxLen} tokens. However, you requested ${prompt.length + maxTokens} tokens (${prompt.length} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`,
+      );
+    if (prompt.length >= maxLen)
+      throw new HttpError(
+        400,
+        `This model's maximum context length is ${maxLen} tokens. However, your prompt has ${prompt.length} tokens, leaving no room for the completion.`,
+      );
+    if (body.min_tokens != null && maxTokens !== undefined && body.min_tokens > maxTokens)
+      throw new HttpError(
+        400,
+        `min_tokens (${body.min_tokens}) must be less than or equal to max_tokens (${maxTokens})`,
+      );
+    if (this.opts.core.numWaiting >= this.opts.maxWaiting)
+      throw new HttpError(503, `engine overloaded: ${this.opts.core.numWaiting} requests waiting`);
+
+    const n = this.counter++;
+    const seed = mixSeed(this.opts.seed, this.opts.name, body.seed ?? `#${n}`);
+    const plan = planOutput(
+      {
+        promptTokens: prompt.length,
+        maxModelLen: maxLen,
+        maxTokens,
+        minTokens: body.min_tokens ?? undefined,
+        ignoreEos: body.ignore_eos ?? false,
+        natural: this.opts.natural,
+      },
+      rng(seed),
+    );
+    const id = `${chat ? "chatcmpl" : "cmpl"}-${this.opts.name}-${n}`;
+    const created = Math.floor(Date.now() / 1000);
+    const stream = body.stream === true;
+    const model = JSON.stringify(this.opts.model);
+    const a: Active = {
+      id,
+      res,
+      stream,
+      chat,
+      includeUsage: stream && body.stream_options?.include_usage === true,
+      promptLen: prompt.length,
+      seed,
+      outputLen: plan.len,
+      head: chat
+        ? `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},"model":${model},"choices":[{"index":0,"delta":{"content":`
+        : `data: {"id":"${id}","object":"text_completion","created":${created},"model":${model},"choices":[{"index":0,"text":`,
+      tail: chat ? `},"logprobs":null,"finish_reason":` : `,"logprobs":null,"finish_reason":`,
+      texts: stream ? undefined : [],
+      created,
+      done: false,
+    };
+    this.active.set(id, a);
+    const vocab = this.opts.vocab;
+    this.opts.core.addRequest({
+      id,
+      promptTokens: prompt,
+      outputLen: plan.len,
+      finishReason: plan.finishReason,
+      outputToken: (i) => outputTokenAt(vocab, seed, i),
+      arrival: this.opts.now(),
+    });
+    if (stream) {
+      res.writeHead(200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        connection: "keep-alive",
+      });
+      res.flushHeaders();
+    }
+    res.on("close", () => {
+      if (a.done) return;
+      a.done = true;
+      this.active.delete(id);
+      if (this.opts.core.abort(id)) {
+        this.loop.kick();
+        for (const nb of this.loop.neighbours) if (nb.blocked) nb.kick();
+      }
+    });
+    req.socket.setTimeout(0);
+    this.loop.kick();
+  }
+
+  private injectFaults(f: FaultConfig): void {
+    const r = this.faultRandom;
+    for (const [status, p] of Object.entries(f.errorRates ?? {})) {
+      if (p !== undefined && p > 0 && r() < p) {
+        this.injectedErrors[status] = (this.injectedErrors[status] ?? 0) + 1;
+        const code = Number(status);
+        throw new HttpError(
+          code,
+          `injected fault: ${status}`,
+          code === 429 ? "RateLimitError" : code === 500 ? "InternalServerError" : undefined,
+        );
+      }
+    }
+    if (f.stallProbability !== undefined && f.stallProbability > 0 && r() < f.stallProbability)
+      this.loop.stall(f.stallSec ?? 1);
+  }
+
+  private deliver(step: StepResult): void {
+    const vocab = this.opts.vocab;
+    for (const ev of step.events) {
+      const a = this.active.get(ev.id);
+      if (!a || a.done) continue;
+      const text = vocab.textOf.get(outputTokenAt(vocab, a.seed, ev.index)) ?? "";
+      if (a.stream) {
+        let out = "";
+        if (ev.index === 0 && a.chat)
+          out += `${a.head.replace('"delta":{"content":', '"delta":{"role":"assistant","content":')}""${a.tail}null}]}\n\n`;
+        out += `${a.head}${JSON.stringify(text)}${a.tail}${ev.finish ? `"${ev.finish}"` : "null"}}]}\n\n`;
+        if (ev.finish) {
+          if (a.includeUsage) out += `data: ${JSON.stringify(this.usageChunk(a))}\n\n`;
+          out += "data: [DONE]\n\n";
+          a.done = true;
+          this.active.delete(a.id);
+          a.res.end(out);
+        } else a.res.write(out);
+      } else {
+        a.texts!.push(text);
+        if (ev.finish) {
+          a.done = true;
+          this.active.delete(a.id);
+          this.send(a.res, 200, JSON.stringify(this.fullResponse(a, a.texts!.join(""), ev.finish)));
+        }
+      }
+    }
+  }
+
+  private usage(a: Active) {
+    return {
+      prompt_tokens: a.promptLen,
+      completion_tokens: a.outputLen,
+      total_tokens: a.promptLen + a.outputLen,
+    };
+  }
+
+  private usageChunk(a: Active) {
+    return {
+      id: a.id,
+      object: a.chat ? "chat.completion.chunk" : "text_completion",
+      created: a.created,
+      model: this.opts.model,
+      choices: [],
+      usage: this.usage(a),
+    };
+  }
+
+  private fullResponse(a: Active, text: string, finish: string) {
+    const common = { id: a.id, created: a.created, model: this.opts.model, usage: this.usage(a) };
+    if (a.chat)
+      return {
+        ...common,
+        object: "chat.completion",
+        choices: [
+          {
+            index: 0,
+            message: { role: "assistant", content: text, tool_calls: [] },
+            logprobs: null,
+            finish_reason: finish,
+            stop_reason: null,
+          },
+        ],
+      };
+    return {
+      ...common,
+      object: "text_completion",
+      choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null }],
+    };
+  }
+}
