@@ -41,6 +41,8 @@ export interface EngineHostOptions {
   startupDelaySec?: number;
   faults?: FaultConfig | Record<string, FaultConfig>;
   maxWaiting?: number;
+  /** Overrides the profiles' natural (EOS) output length distribution. */
+  naturalOutputLen?: { median: number; sigma: number; cap: number };
   log?: Logger;
   /** Injected monotonic clock, seconds. */
   now?: () => number;
@@ -170,7 +172,7 @@ export async function startEngineHost(
         core,
         tokenizer,
         vocab: safeVocab(tokenizer),
-        natural: p.outputLen,
+        natural: opts.naturalOutputLen ?? p.outputLen,
         seed: opts.seed ?? 0,
         startupDelaySec: opts.startupDelaySec ?? e.emulator.startupDelaySec ?? 0,
         v0Metrics: opts.v0Metrics ?? false,
