@@ -4,10 +4,11 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { registerPlan } from "./commands/plan.ts";
+import { registerRun } from "./commands/run.ts";
+import { registerServeEngineSim } from "./commands/serve-engine-sim.ts";
+import { registerServeRouter } from "./commands/serve-router.ts";
 
-const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
-  version: string;
-};
+const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
 
 export function buildProgram(): Command {
   const program = new Command("inferbench")
@@ -20,6 +21,16 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(str) });
   registerPlan(program);
-  for (const cmd of program.commands) cmd.exitOverride();
+  registerRun(program);
+  const serve = program
+    .command("serve")
+    .description("Run one of the kit's own servers: the engine emulator or the router.");
+  registerServeEngineSim(serve);
+  registerServeRouter(serve);
+  const exitOverrideAll = (cmd: Command) => {
+    cmd.exitOverride();
+    for (const sub of cmd.commands) exitOverrideAll(sub);
+  };
+  exitOverrideAll(program);
   return program;
 }

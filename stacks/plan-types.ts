@@ -79,6 +79,7 @@ export interface EmulatorPlan {
 
 export interface RouterBackend {
   engine: string;
+  /** Address the router dials: 127.0.0.1 locally, the engine's service name in compose/Kubernetes. */
   host: string;
   port: number;
 }

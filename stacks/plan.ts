@@ -373,7 +373,7 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
   for (const m of config.models) {
     backends[m.name] = engines
       .filter((e) => e.model === m.name)
-      .map((e) => ({ engine: e.name, host: e.host, port: e.port }));
+      .map((e) => ({ engine: e.name, host: backendAddress(config.target, e.name), port: e.port }));
   }
   const pollIntervalMs = config.router.pollIntervalMs;
   const router: RouterPlan = {
@@ -408,6 +408,14 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
   const cost = costEstimate(config);
   if (cost) result.cost = cost;
   return result;
+}
+
+/**
+ * How the router reaches an engine: loopback for local processes, the engine's compose service or
+ * Kubernetes Service name (both DNS names on the deployment's network) elsewhere.
+ */
+export function backendAddress(target: StackConfig["target"], engine: string): string {
+  return target === "local" ? "127.0.0.1" : engine;
 }
 
 export function runnerPlan(config: StackConfig): RunnerPlan {

@@ -1,0 +1,349 @@
+/**
+ * Comparison of two sides (the arms of one run, two runs, or two artifact folders), per model ×
+ * load point: latency quantiles, throughput, goodput, errors, the B-vs-A delta with a 95%
+ * interval and a verdict, and the server view. Pure: data in, Comparison out.
+ */
+import { UserError } from "../lib/errors.ts";
+import { bootstrapDelta, repeatsDelta, type Statistic } from "./bootstrap.ts";
+import type { Comparison, ComparisonRow, MetricDelta, Quantiles, ServerView, SideSummary, Verdict } from "./compare-types.ts";
+import { mean, percentileSorted } from "./genai-perf/stats.ts";
+
+/** One measured request as the comparison needs it (failed requests carry ok=false). */
+export interface RequestSample {
+  ok: boolean;
+  /** Send and last-byte times, ms on any common clock. */
+  startMs: number;
+  endMs: number;
+  ttftMs?: number;
+  itlMs?: number;
+  osl?: number;
+  backend?: string;
+  repeat?: number;
+}
+
+export interface PointData {
+  model: string;
+  point: string;
+  pointKind: ComparisonRow["pointKind"];
+  pointValue: number;
+  requestedRps?: number;
+  samples: RequestSample[];
+  repeats: number;
+  valid: boolean;
+  invalidReason?: string;
+  server?: Omit<ServerView, "replicaShare">;
+}
+
+export interface SideData {
+  label: string;
+  source: string;
+  emulated: boolean;
+  slo: Comparison["slo"];
+  /** What the workload was; sides whose descriptors differ are not comparable without --force. */
+  workload: Record<string, string | number | boolean>;
+  points: PointData[];
+}
+
+export interface CompareOptions {
+  force?: boolean;
+  seed?: number;
+}
+
+/** Describes workload differences; empty when comparable. */
+export function workloadDifferences(a: SideData["workload"], b: SideData["workload"]): string[] {
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+  return keys
+    .filter((k) => a[k] !== b[k])
+    .map((k) => `${k}: ${JSON.stringify(a[k])} vs ${JSON.stringify(b[k])}`);
+}
+
+function quantiles(values: number[]): Quantiles | undefined {
+  if (values.length === 0) return undefined;
+  const s = Float64Array.from(values).sort() as unknown as number[];
+  return { mean: mean(s), p50: percentileSorted(s, 50), p90: percentileSorted(s, 90), p99: percentileSorted(s, 99) };
+}
+
+interface Windowed {
+  windowSec: number;
+  perRepeat: { windowSec: number; ok: RequestSample[]; all: RequestSample[] }[];
+}
+
+/** Measured window per repeat: first send to last byte, summed over repeats. */
+function windows(samples: readonly RequestSample[]): Windowed {
+  const byRepeat = new Map<number, RequestSample[]>();
+  for (const s of samples) {
+    const r = s.repeat ?? 0;
+    let list = byRepeat.get(r);
+    if (!list) byRepeat.set(r, (list = []));
+    list.push(s);
+  }
+  const perRepeat = [...byRepeat.entries()]
+    .sort((x, y) => x[0] - y[0])
+    .map(([, all]) => {
+      let start = Number.POSITIVE_INFINITY;
+      let end = Number.NEGATIVE_INFINITY;
+      for (const s of all) {
+        if (s.startMs < start) start = s.startMs;
+        if (s.endMs > end) end = s.endMs;
+      }
+      return { windowSec: Math.max(1e-9, (end - start) / 1000), ok: all.filter((s) => s.ok), all };
+    });
+  return { windowSec: perRepeat.reduce((t, r) => t + r.windowSec, 0), perRepeat };
+}
+
+export function isGoodRequest(s: RequestSample, slo: Comparison["slo"]): boolean {
+  if (!s.ok) return false;
+  if (slo.ttftMs !== undefined && !(s.ttftMs !== undefined && s.ttftMs <= slo.ttftMs)) return false;
+  if (slo.itlMs !== undefined && s.itlMs !== undefined && s.itlMs > slo.itlMs) return false;
+  if (slo.e2eMs !== undefined && s.endMs - s.startMs > slo.e2eMs) return false;
+  return true;
+}
+
+export function summarizeSide(label: string, p: PointData, slo: Comparison["slo"]): SideSummary {
+  const w = windows(p.samples);
+  const ok = p.samples.filter((s) => s.ok);
+  const errors = p.samples.length - ok.length;
+  const share: Record<string, number> = {};
+  for (const s of ok) if (s.backend) share[s.backend] = (share[s.backend] ?? 0) + 1;
+  const attributed = Object.values(share).reduce((t, n) => t + n, 0);
+  for (const k of Object.keys(share)) share[k] = share[k]! / attributed;
+  const hasSlo = slo.ttftMs !== undefined || slo.itlMs !== undefined || slo.e2eMs !== undefined;
+  const summary: SideSummary = {
+    label,
+    requests: p.samples.length,
+    errors,
+    errorRate: p.samples.length ? errors / p.samples.length : 0,
+    achievedRps: ok.length / w.windowSec,
+    outputTokensPerSec: ok.reduce((t, s) => t + (s.osl ?? 0), 0) / w.windowSec,
+    e2eMs: quantiles(ok.map((s) => s.endMs - s.startMs)) ?? { mean: Number.NaN, p50: Number.NaN, p90: Number.NaN, p99: Number.NaN },
+    valid: p.valid,
+    repeats: p.repeats,
+    server: { ...(p.server ?? {}), replicaShare: share },
+  };
+  const ttft = quantiles(ok.flatMap((s) => (s.ttftMs === undefined ? [] : [s.ttftMs])));
+  if (ttft) summary.ttftMs = ttft;
+  const itl = quantiles(ok.flatMap((s) => (s.itlMs === undefined ? [] : [s.itlMs])));
+  if (itl) summary.itlMs = itl;
+  if (hasSlo) summary.goodputRps = ok.filter((s) => isGoodRequest(s, slo)).length / w.windowSec;
+  if (p.requestedRps !== undefined) summary.requestedRps = p.requestedRps;
+  if (p.invalidReason !== undefined) summary.invalidReason = p.invalidReason;
+  return summary;
+}
+
+export function verdictOf(low: number, high: number, betterWhen: "lower" | "higher"): Verdict {
+  if (!Number.isFinite(low) || !Number.isFinite(high)) return "n/a";
+  if (low <= 0 && high >= 0) return "within noise";
+  const decreased = high < 0;
+  return decreased === (betterWhen === "lower") ? "better" : "worse";
+}
+
+interface LatencyMetric {
+  key: "ttftMs" | "itlMs" | "e2eMs";
+  name: string;
+  label: string;
+  stat: Statistic;
+  pick: (s: RequestSample) => number | undefined;
+}
+
+const LATENCY_METRICS: LatencyMetric[] = (
+  [
+    ["ttftMs", "ttft", "TTFT", (s: RequestSample) => s.ttftMs],
+    ["itlMs", "itl", "ITL", (s: RequestSample) => s.itlMs],
+    ["e2eMs", "e2e", "E2E latency", (s: RequestSample) => s.endMs - s.startMs],
+  ] as const
+).flatMap(([key, name, label, pick]) =>
+  (
+    [
+      ["p50", { kind: "quantile", p: 50 }],
+      ["p90", { kind: "quantile", p: 90 }],
+      ["p99", { kind: "quantile", p: 99 }],
+      ["mean", { kind: "mean" }],
+    ] as const
+  ).map(([q, stat]) => ({ key, name: `${name}_${q}_ms`, label: `${label} ${q}`, stat, pick })),
+);
+
+function latencyDeltas(a: PointData, b: PointData, seed: number): MetricDelta[] {
+  const out: MetricDelta[] = [];
+  const repeats = Math.min(a.repeats, b.repeats);
+  for (const m of LATENCY_METRICS) {
+    const values = (p: PointData, repeat?: number) =>
+      p.samples.flatMap((s) => {
+        if (!s.ok || (repeat !== undefined && (s.repeat ?? 0) !== repeat)) return [];
+        const v = m.pick(s);
+        return v === undefined ? [] : [v];
+      });
+    const av = values(a);
+    const bv = values(b);
+    if (av.length === 0 || bv.length === 0) continue;
+    let d: ReturnType<typeof bootstrapDelta>;
+    if (repeats >= 2) {
+      const stat = (p: PointData, r: number) => {
+        const s = Float64Array.from(values(p, r)).sort() as unknown as number[];
+        return m.stat.kind === "mean" ? mean(s) : percentileSorted(s, m.stat.p);
+      };
+      const rs = Array.from({ length: repeats }, (_, r) => r);
+      d = repeatsDelta(
+        rs.map((r) => stat(a, r)),
+        rs.map((r) => stat(b, r)),
+      );
+    } else {
+      d = bootstrapDelta(av, bv, m.stat, seed);
+    }
+    out.push({
+      metric: m.name,
+      label: m.label,
+      unit: "ms",
+      betterWhen: "lower",
+      a: d.a,
+      b: d.b,
+      deltaPct: d.deltaPct,
+      ciLowPct: d.lowPct,
+      ciHighPct: d.highPct,
+      verdict: verdictOf(d.lowPct, d.highPct, "lower"),
+      method: d.method,
+    });
+  }
+  return out;
+}
+
+function rateDeltas(a: PointData, b: PointData, sa: SideSummary, sb: SideSummary, slo: Comparison["slo"]): MetricDelta[] {
+  const defs: { metric: string; label: string; unit: string; betterWhen: "lower" | "higher"; of: (w: Windowed["perRepeat"][number]) => number; whole: (s: SideSummary) => number | undefined }[] = [
+    { metric: "request_throughput", label: "request throughput", unit: "req/s", betterWhen: "higher", of: (r) => r.ok.length / r.windowSec, whole: (s) => s.achievedRps },
+    {
+      metric: "output_token_throughput",
+      label: "output token throughput",
+      unit: "tokens/s",
+      betterWhen: "higher",
+      of: (r) => r.ok.reduce((t, s) => t + (s.osl ?? 0), 0) / r.windowSec,
+      whole: (s) => s.outputTokensPerSec,
+    },
+    { metric: "error_rate", label: "error rate", unit: "%", betterWhen: "lower", of: (r) => (r.all.length ? (100 * (r.all.length - r.ok.length)) / r.all.length : 0), whole: (s) => 100 * s.errorRate },
+  ];
+  if (sa.goodputRps !== undefined) {
+    defs.push({
+      metric: "request_goodput",
+      label: "goodput",
+      unit: "req/s",
+      betterWhen: "higher",
+      of: (r) => r.ok.filter((s) => isGoodRequest(s, slo)).length / r.windowSec,
+      whole: (s) => s.goodputRps,
+    });
+  }
+  const wa = windows(a.samples).perRepeat;
+  const wb = windows(b.samples).perRepeat;
+  return defs.flatMap((d) => {
+    const av = d.whole(sa);
+    const bv = d.whole(sb);
+    if (av === undefined || bv === undefined) return [];
+    const r = Math.min(wa.length, wb.length);
+    let low = Number.NaN;
+    let high = Number.NaN;
+    let method = "one repeat: no interval for run-wide rates (use run.repeats ≥ 2)";
+    let deltaPct = av === 0 ? (bv === 0 ? 0 : Number.POSITIVE_INFINITY) : ((bv - av) / av) * 100;
+    if (r >= 2 && wa.every((x) => d.of(x) > 0)) {
+      const t = repeatsDelta(wa.slice(0, r).map(d.of), wb.slice(0, r).map(d.of));
+      low = t.lowPct;
+      high = t.highPct;
+      deltaPct = t.deltaPct;
+      method = t.method;
+    }
+    if (d.metric === "error_rate" && av === 0 && bv === 0) method = "no errors on either side";
+    return [
+      {
+        metric: d.metric,
+        label: d.label,
+        unit: d.unit,
+        betterWhen: d.betterWhen,
+        a: av,
+        b: bv,
+        deltaPct,
+        ciLowPct: low,
+        ciHighPct: high,
+        verdict: verdictOf(low, high, d.betterWhen),
+        method,
+      },
+    ];
+  });
+}
+
+export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}): Comparison {
+  const diffs = workloadDifferences(a.workload, b.workload);
+  if (diffs.length > 0 && !opts.force) {
+    throw new UserError(`refusing to compare ${a.source} with ${b.source}: their workloads differ:\n  ${diffs.join("\n  ")}`, {
+      hint: "compare like with like, or pass --force to compare anyway (the report will say so)",
+    });
+  }
+  const key = (p: PointData) => `${p.model}\u0000${p.point}`;
+  const bPoints = new Map(b.points.map((p) => [key(p), p]));
+  const slo = { ...a.slo };
+  const rows: ComparisonRow[] = [];
+  const notes: string[] = [];
+  if (diffs.length > 0) notes.push(`Compared with --force although the workloads differ (${diffs.join("; ")}).`);
+  for (const pa of a.points) {
+    const pb = bPoints.get(key(pa));
+    if (!pb) {
+      notes.push(`${pa.model} at ${pa.point}: only ${a.label} has this point.`);
+      continue;
+    }
+    const sa = summarizeSide(a.label, pa, slo);
+    const sb = summarizeSide(b.label, pb, slo);
+    const deltas =
+      sa.valid && sb.valid ? [...latencyDeltas(pa, pb, opts.seed ?? 1), ...rateDeltas(pa, pb, sa, sb, slo)] : [];
+    if (!sa.valid || !sb.valid) {
+      notes.push(
+        `${pa.model} at ${pa.point}: INVALID (${[sa, sb]
+          .filter((s) => !s.valid)
+          .map((s) => `${s.label}: ${s.invalidReason ?? "load generator fell behind"}`)
+          .join("; ")}); no comparison drawn.`,
+      );
+    }
+    rows.push({ model: pa.model, point: pa.point, pointKind: pa.pointKind, pointValue: pa.pointValue, a: sa, b: sb, deltas });
+  }
+  for (const pb of b.points) if (!a.points.some((p) => key(p) === key(pb))) notes.push(`${pb.model} at ${pb.point}: only ${b.label} has this point.`);
+  notes.push(...findings(rows, a.label, b.label));
+  return {
+    schemaVersion: 1,
+    createdAt: new Date().toISOString(),
+    sources: { a: a.source, b: b.source },
+    labels: { a: a.label, b: b.label },
+    emulated: a.emulated || b.emulated,
+    slo,
+    workload: Object.entries(a.workload)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(", "),
+    rows,
+    notes,
+  };
+}
+
+/** Plain statements of where B wins and where it does not (the report must say both). */
+export function findings(rows: readonly ComparisonRow[], la: string, lb: string): string[] {
+  const out: string[] = [];
+  for (const row of rows) {
+    const d = row.deltas.find((x) => x.metric === "ttft_p99_ms") ?? row.deltas.find((x) => x.metric === "e2e_p99_ms");
+    if (!d) continue;
+    const size = `${Math.abs(d.deltaPct).toFixed(1)}%`;
+    if (d.verdict === "better") out.push(`${row.model} at ${row.point}: ${lb} improves ${d.label} by ${size} over ${la}.`);
+    else if (d.verdict === "worse") out.push(`${row.model} at ${row.point}: ${lb} is WORSE than ${la} on ${d.label} (+${size}).`);
+    else if (d.verdict === "within noise") out.push(`${row.model} at ${row.point}: ${lb} does not beat ${la} on ${d.label} (difference within noise).`);
+  }
+  return out;
+}
+
+/** The comparison table as CSV (one row per model × point × metric). */
+export function comparisonCsv(c: Comparison): string {
+  const header = ["model", "point", "metric", "unit", c.labels.a, c.labels.b, "delta_pct", "ci_low_pct", "ci_high_pct", "verdict", "method", `${c.labels.a}_valid`, `${c.labels.b}_valid`, "emulated"];
+  const esc = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+  const num = (x: number) => (Number.isFinite(x) ? String(Math.round(x * 1e6) / 1e6) : "");
+  const lines = [header.join(",")];
+  for (const r of c.rows) {
+    for (const d of r.deltas) {
+      lines.push(
+        [r.model, r.point, d.metric, d.unit, num(d.a), num(d.b), num(d.deltaPct), num(d.ciLowPct), num(d.ciHighPct), d.verdict, d.method, String(r.a.valid), String(r.b.valid), String(c.emulated)]
+          .map(esc)
+          .join(","),
+      );
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}

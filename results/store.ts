@@ -1,0 +1,148 @@
+/**
+ * Run store: `results/runs/<run-id>/` with a manifest (provenance) and one folder per arm and load
+ * point. Writes are atomic; a load point is complete when its `point.json` exists (written last),
+ * so a resumed run skips exactly the points that finished. A completed run is never modified.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { cpus, hostname, platform, release, totalmem } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { writeFileAtomicSync } from "../lib/atomic.ts";
+import { UserError } from "../lib/errors.ts";
+import { redactObject } from "../lib/redact.ts";
+import type { Arm, StackPlan } from "../stacks/plan-types.ts";
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const DEFAULT_RUNS_DIR = join(REPO_ROOT, "results", "runs");
+
+export type RunStatus = "running" | "interrupted" | "failed" | "complete";
+
+export interface RunManifest {
+  schemaVersion: 1;
+  runId: string;
+  status: RunStatus;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt?: string;
+  /** The command line that started the run (for resume and provenance). */
+  command: { stack: string; overrides: string[]; quick: boolean; interleave: boolean };
+  target: StackPlan["target"];
+  arms: Arm[];
+  emulated: boolean;
+  gitCommit?: string;
+  gitDirty?: boolean;
+  packageVersions: Record<string, string>;
+  /** Images per arm (engine, router), with digests where pinned. */
+  images: Record<string, { engine: string[]; router: string }>;
+  /** The rendered plan per arm (ports as planned, before the local launcher moves them). */
+  plans: Record<string, StackPlan>;
+  /** The stack config with secrets redacted. */
+  config: unknown;
+  host: { hostname: string; platform: string; release: string; cpus: number; cpuModel: string; memoryGiB: number; node: string };
+  error?: string;
+}
+
+/** `20261124-134512-ab12`: sortable, unique enough, safe in paths. */
+export function newRunId(now = new Date(), rand = Math.random): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, "0");
+  const stamp = `${now.getUTCFullYear()}${p(now.getUTCMonth() + 1)}${p(now.getUTCDate())}-${p(now.getUTCHours())}${p(now.getUTCMinutes())}${p(now.getUTCSeconds())}`;
+  return `${stamp}-${Math.floor(rand() * 0xffff)
+    .toString(16)
+    .padStart(4, "0")}`;
+}
+
+export function hostFacts(): RunManifest["host"] {
+  const c = cpus();
+  return {
+    hostname: hostname(),
+    platform: platform(),
+    release: release(),
+    cpus: c.length,
+    cpuModel: c[0]?.model ?? "unknown",
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+  };
+}
+
+export function gitInfo(): { gitCommit?: string; gitDirty?: boolean } {
+  try {
+    const commit = execFileSync("git", ["rev-parse", "HEAD"], { cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim() !== "";
+    return { gitCommit: commit, gitDirty: dirty };
+  } catch {
+    return {};
+  }
+}
+
+export function packageVersions(): Record<string, string> {
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { version: string; dependencies: Record<string, string> };
+  const out: Record<string, string> = { inferbench: pkg.version };
+  for (const name of Object.keys(pkg.dependencies)) {
+    try {
+      out[name] = (JSON.parse(readFileSync(join(REPO_ROOT, "node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+    } catch {
+      out[name] = pkg.dependencies[name]!;
+    }
+  }
+  return out;
+}
+
+export class RunStore {
+  readonly dir: string;
+  constructor(
+    readonly runId: string,
+    readonly runsDir = DEFAULT_RUNS_DIR,
+  ) {
+    if (!/^[A-Za-z0-9_.-]+$/.test(runId)) throw new UserError(`bad run id "${runId}"`);
+    this.dir = join(runsDir, runId);
+  }
+
+  static open(runId: string, runsDir = DEFAULT_RUNS_DIR): RunStore {
+    const store = new RunStore(runId, runsDir);
+    if (!existsSync(join(store.dir, "manifest.json"))) {
+      throw new UserError(`no run "${runId}" in ${runsDir} (manifest.json missing)`, { hint: "list runs with `ls results/runs`" });
+    }
+    return store;
+  }
+
+  manifestPath(): string {
+    return join(this.dir, "manifest.json");
+  }
+
+  readManifest(): RunManifest {
+    const file = this.manifestPath();
+    try {
+      return JSON.parse(readFileSync(file, "utf8")) as RunManifest;
+    } catch (err) {
+      throw new UserError(`${file}: not a readable run manifest (${(err as Error).message})`);
+    }
+  }
+
+  writeManifest(m: RunManifest): void {
+    if (existsSync(this.manifestPath()) && this.readManifest().status === "complete") {
+      throw new UserError(`run ${this.runId} is complete; completed runs are never modified`);
+    }
+    writeFileAtomicSync(this.manifestPath(), `${JSON.stringify(redactObject({ ...m, updatedAt: new Date().toISOString() }), null, 2)}\n`);
+  }
+
+  armDir(arm: string): string {
+    return join(this.dir, arm);
+  }
+
+  pointDir(arm: string, pointLabel: string, repeat: number): string {
+    return join(this.dir, arm, "points", repeat > 0 ? `${pointLabel}-r${repeat}` : pointLabel);
+  }
+
+  isPointComplete(arm: string, pointLabel: string, repeat: number): boolean {
+    return existsSync(join(this.pointDir(arm, pointLabel, repeat), "point.json"));
+  }
+
+  writeJson(path: string, value: unknown): void {
+    writeFileAtomicSync(path, `${JSON.stringify(redactObject(value), null, 2)}\n`);
+  }
+
+  file(...parts: string[]): string {
+    return join(this.dir, ...parts);
+  }
+}
