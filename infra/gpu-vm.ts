@@ -6,7 +6,10 @@
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "../stacks/schema.ts";
+import { labelValue, namePrefix, vmLabels } from "./naming.ts";
 import { HOST_KEY_METADATA_KEY, renderStartupScript } from "./startup-script.ts";
+
+export { labelValue, vmLabels };
 
 export type GcpSettings = StackConfig["gcp"];
 
@@ -24,22 +27,6 @@ export interface GpuVmArgs {
   hostPublicKey: string;
   /** False for GPU-less rehearsal machines. */
   requireGpu?: boolean;
-}
-
-/** GCP label values: lowercase letters, digits, `_` and `-`, at most 63 chars. */
-export function labelValue(s: string): string {
-  return s
-    .toLowerCase()
-    .replace(/[^a-z0-9_-]/g, "-")
-    .slice(0, 63);
-}
-
-export function vmLabels(runId: string, stack: string): Record<string, string> {
-  return {
-    "inferbench-run": labelValue(runId),
-    "inferbench-stack": labelValue(stack),
-    "managed-by": "inferbench",
-  };
 }
 
 /**
@@ -112,7 +99,7 @@ export class GpuVm extends pulumi.ComponentResource {
       throw new pulumi.ResourceError((err as Error).message, this);
     }
     const labels = vmLabels(args.runId, args.stack);
-    const prefix = `${g.networkName}-${labelValue(args.runId)}`.slice(0, 50);
+    const prefix = namePrefix(g.networkName, args.runId);
     const provider = g.project ? { project: g.project } : {};
 
     const network = new gcp.compute.Network(

@@ -15,19 +15,10 @@ import type { StackPlan } from "../stacks/plan-types.ts";
 import { type StackConfig, stackConfigSchema } from "../stacks/schema.ts";
 import { ComposeDeployment } from "./deploy.ts";
 import { GpuVm } from "./gpu-vm.ts";
+import { RUN_KEYS } from "./program-keys.ts";
 import { DEFAULT_REMOTE_ROOT } from "./startup-script.ts";
 
-/** Config keys (project namespace) that are not StackConfig: written by preflight. */
-export const RUN_KEYS = {
-  runId: "runId",
-  zone: "zone",
-  sshPrivateKey: "sshPrivateKey",
-  sshPublicKey: "sshGeneratedPublicKey",
-  hostPrivateKey: "sshHostPrivateKey",
-  hostPublicKey: "sshHostPublicKey",
-  /** "false": provision only; the CLI deploys the arms itself (it swaps them on one VM). */
-  deploy: "deploy",
-} as const;
+export { RUN_KEYS };
 
 export interface ProgramOutputs {
   instance: pulumi.Output<string>;
