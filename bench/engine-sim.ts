@@ -1,0 +1,232 @@
+/**
+ * engine-sim benchmark (EMULATED engines). `npm run bench:engine-sim`
+ *
+ * 1. Calibration: every reference point llama-3.1-8b@h100 claims (ENGINE_MODEL.md), replayed on
+ *    the pure model, emulated vs reference with the ratio (goal 0.8–1.2).
+ * 2. Capacity: one process hosting six engines; a load client in a child process (the other core)
+ *    holds N concurrent streaming requests. Reports streams held, tokens/s, errors and the
+ *    step-timing drift (actual − modelled step start) p50/p99/max, at 500 and 2,000 streams.
+ */
+
+import { fork } from "node:child_process";
+import http from "node:http";
+import { fileURLToPath } from "node:url";
+import { createLogger } from "../lib/logger.ts";
+import { calibrate } from "../services/engine-sim/calibration.ts";
+import { type EngineSpec, startEngineHost } from "../services/engine-sim/host.ts";
+import { ENGINE_PROFILES } from "../services/engine-sim/profiles.ts";
+import { percentile } from "../services/engine-sim/simulate.ts";
+
+interface LoadJob {
+  ports: number[];
+  models: string[];
+  concurrency: number;
+  durationSec: number;
+  maxTokens: number;
+}
+
+interface LoadResult {
+  started: number;
+  completed: number;
+  errors: number;
+  tokens: number;
+  peakInFlight: number;
+}
+
+const WORDS =
+  "the of and to in is was for on that with as by at from his her they this have are which one had not but what all were when there can said more".split(
+    " ",
+  );
+
+/** Worker side: closed-loop streaming clients, minimal parsing (count SSE events). */
+async function runLoad(job: LoadJob): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: job.concurrency + 16 });
+  const res: LoadResult = { started: 0, completed: 0, errors: 0, tokens: 0, peakInFlight: 0 };
+  let inFlight = 0;
+  const deadline = performance.now() + job.durationSec * 1000;
+  const one = (client: number, seq: number) =>
+    new Promise<void>((resolve) => {
+      const e = client % job.ports.length;
+      const prompt = Array.from(
+        { length: 200 },
+        (_, i) => WORDS[(client * 31 + seq * 7 + i * 13) % WORDS.length],
+      ).join(" ");
+      const body = JSON.stringify({
+        model: job.models[e],
+        prompt,
+        max_tokens: job.maxTokens,
+        ignore_eos: true,
+        stream: true,
+      });
+      res.started++;
+      inFlight++;
+      res.peakInFlight = Math.max(res.peakInFlight, inFlight);
+      const req = http.request(
+        {
+          host: "127.0.0.1",
+          port: job.ports[e],
+          path: "/v1/completions",
+          method: "POST",
+          agent,
+          headers: {
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(body),
+          },
+          timeout: 120_000,
+        },
+        (r) => {
+          let tail = "";
+          r.setEncoding("utf8");
+          r.on("data", (d: string) => {
+            let i = d.indexOf("data: {");
+            while (i >= 0) {
+              res.tokens++;
+              i = d.indexOf("data: {", i + 7);
+            }
+            tail = (tail + d).slice(-16);
+          });
+          r.on("end", () => {
+            inFlight--;
+            if (r.statusCode === 200 && tail.includes("[DONE]")) res.completed++;
+            else res.errors++;
+            resolve();
+          });
+          r.on("error", () => {
+            inFlight--;
+            res.errors++;
+            resolve();
+          });
+        },
+      );
+      req.on("error", () => {
+        inFlight--;
+        res.errors++;
+        resolve();
+      });
+      req.on("timeout", () => req.destroy());
+      req.end(body);
+    });
+  const clients = Array.from({ length: job.concurrency }, async (_, c) => {
+    // Spread the initial burst over 1 s so start-up is not all one step.
+    await new Promise((r) => setTimeout(r, (c / job.concurrency) * 1000));
+    for (let s = 0; performance.now() < deadline; s++) await one(c, s);
+  });
+  await Promise.all(clients);
+  agent.destroy();
+  return res;
+}
+
+if (process.env.ENGINE_SIM_BENCH_CLIENT === "1") {
+  process.once("message", (job) => {
+    void runLoad(job as LoadJob).then((r) => process.send!(r, () => process.exit(0)));
+  });
+} else {
+  await main();
+}
+
+/** The load client runs in its own process so it does not share the engines' event loop. */
+function runInWorker(job: LoadJob): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(import.meta.url), [], {
+      execArgv: ["--import", "tsx"],
+      env: { ...process.env, ENGINE_SIM_BENCH_CLIENT: "1" },
+    });
+    child.once("message", (m) => resolve(m as LoadResult));
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      if (code !== 0) reject(new Error(`load client exited ${code}`));
+    });
+    child.send(job);
+  });
+}
+
+async function capacity(concurrency: number, durationSec: number) {
+  const names = ["llama-a", "llama-b", "qwen-a", "qwen-b", "llama-c", "llama-d"];
+  const engines: EngineSpec[] = names.map((n, i) => ({
+    name: n,
+    host: "bench",
+    model: n,
+    gpus: [i],
+    port: 0,
+    kvcached: false,
+    prefixCaching: true,
+    maxModelLen: 8192,
+    emulator: { profile: n.startsWith("qwen") ? "qwen2.5-7b@h100" : "llama-3.1-8b@h100" },
+  }));
+  const host = await startEngineHost(engines, {
+    startupDelaySec: 0,
+    log: createLogger("engine-sim", () => {}),
+  });
+  try {
+    const servers = Object.values(host.engines);
+    const ports = names.map((n) => host.ports[n]!);
+    const load = runInWorker({ ports, models: names, concurrency, durationSec, maxTokens: 256 });
+    // Measure drift after the ramp (2 s) until the end.
+    await new Promise((r) => setTimeout(r, 2000));
+    for (const s of servers) s.lag.resetWindow();
+    let peakServer = 0;
+    const t0 = performance.now();
+    const tokens0 = servers.reduce((a, s) => a + s.core.counters.generationTokens, 0);
+    const poll = setInterval(() => {
+      const n = servers.reduce((a, s) => a + s.core.numRunning + s.core.numWaiting, 0);
+      peakServer = Math.max(peakServer, n);
+    }, 100);
+    const cpu0 = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, (durationSec - 3) * 1000));
+    const cpu = process.cpuUsage(cpu0);
+    const el = (performance.now() - t0) / 1000;
+    const tokens = servers.reduce((a, s) => a + s.core.counters.generationTokens, 0) - tokens0;
+    const lags = servers.flatMap((s) => s.lag.samples());
+    clearInterval(poll);
+    const r = await load;
+    return {
+      concurrency,
+      peakServer,
+      tokPerSec: tokens / el,
+      hostCpu: (cpu.user + cpu.system) / 1e6 / el,
+      p50: percentile(lags, 50) * 1000,
+      p99: percentile(lags, 99) * 1000,
+      max: Math.max(0, ...lags) * 1000,
+      steps: lags.length,
+      load: r,
+    };
+  } finally {
+    await host.close();
+  }
+}
+
+async function main() {
+  console.log(
+    "engine-sim benchmark — EMULATED engines (model of llama-3.1-8b@h100 etc., no GPU)\n",
+  );
+  console.log("1. Calibration, llama-3.1-8b@h100 (pure model, virtual clock)");
+  console.log("| point | scenario | reference | emulated | ratio |");
+  console.log("|---|---|---|---|---|");
+  let ok = true;
+  for (const r of calibrate(ENGINE_PROFILES["llama-3.1-8b@h100"]!)) {
+    const p = r.point;
+    const fmt = (v: number) =>
+      p.metric === "prefill-tps" ? `${Math.round(v)} tok/s` : `${(v * 1000).toFixed(2)} ms`;
+    ok &&= r.ratio >= 0.8 && r.ratio <= 1.2;
+    console.log(
+      `| ${p.note} | c=${p.concurrency}, in ${p.inputTokens}, out ${p.outputTokens} | ${fmt(p.value)} | ${fmt(r.emulated)} | ${r.ratio.toFixed(2)} |`,
+    );
+  }
+  console.log(ok ? "all ratios within 0.8–1.2\n" : "SOME RATIOS OUTSIDE 0.8–1.2\n");
+
+  console.log("2. Capacity: six engines in one process, streaming clients in a child process");
+  console.log(
+    "| streams | held (server peak) | completed | errors | output tok/s | host CPU (cores) | drift p50 | drift p99 | drift max | steps |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  const dur = Number(process.env.BENCH_SECONDS ?? 15);
+  for (const c of [500, 2000]) {
+    const r = await capacity(c, dur);
+    console.log(
+      `| ${c} | ${r.peakServer} | ${r.load.completed} | ${r.load.errors} | ${Math.round(r.tokPerSec)} | ${r.hostCpu.toFixed(2)} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${r.max.toFixed(1)} ms | ${r.steps} |`,
+    );
+  }
+  console.log(
+    "\ndrift = actual − modelled step start (inferbench_engine_sim_step_lag_seconds); goal p99 ≤ 2 ms at 500 streams.",
+  );
+}
