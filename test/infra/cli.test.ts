@@ -1,0 +1,221 @@
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { Command } from "commander";
+import { destroyRuns, registerDestroy, selectRuns } from "../../cli/commands/destroy.ts";
+import {
+  type CloudRunManifest,
+  configEntries,
+  readManifest,
+} from "../../cli/commands/run-cloud.ts";
+import { formatAge, registerStatus, statusRows } from "../../cli/commands/status.ts";
+import { planStack } from "../../cli/plan-stack.ts";
+import {
+  type ArmInput,
+  checkBackend,
+  checkConfig,
+  checkGcloudCredentials,
+  checkPulumiCli,
+  costLines,
+  ensureRunKeys,
+  writeLocalSshFiles,
+} from "../../cli/preflight/index.ts";
+import { parseGcloudList } from "../../infra/audit.ts";
+import type { StackOps } from "../../infra/automation.ts";
+import { createLogger } from "../../lib/logger.ts";
+
+const PINNED = `ghcr.io/ovg-project/kvcached-vllm@sha256:${"e".repeat(64)}`;
+function arm(stack: string, sets: string[] = []): ArmInput {
+  const { loaded, plan } = planStack(stack, [`engine.images.managed=${PINNED}`, ...sets]);
+  return { stack, config: loaded.config, plan };
+}
+
+describe("preflight checks", () => {
+  it("accepts the shipped A/B pair and refuses mismatched ones", () => {
+    assert.deepEqual(checkConfig([arm("gcp-baseline"), arm("gcp-managed")]).problems, []);
+    const diff = checkConfig([arm("gcp-baseline"), arm("gcp-managed", ["gcp.maxRunHours=2"])]);
+    assert.match(diff.problems[0]!.message, /different gcp blocks/);
+    const same = checkConfig([arm("gcp-managed"), arm("gcp-managed")]);
+    assert.ok(same.problems.some((p) => /same arm/.test(p.message)));
+  });
+
+  it("refuses unpinned images and warns about SSH open to the world", () => {
+    const { loaded, plan } = planStack("gcp-managed", ["gcp.sshSourceRanges=[0.0.0.0/0]"]);
+    const r = checkConfig([{ stack: "gcp-managed", config: loaded.config, plan }]);
+    assert.ok(r.problems.some((p) => /not pinned by digest/.test(p.message)));
+    assert.ok(r.warnings.some((w) => /whole internet/.test(w.message)));
+  });
+
+  it("finds credentials the way the Google provider does (presence only)", () => {
+    const none = { env: {}, exists: () => false, home: "/h" };
+    assert.equal(checkGcloudCredentials(none).length, 1);
+    assert.deepEqual(
+      checkGcloudCredentials({
+        ...none,
+        exists: (p) => p === "/h/.config/gcloud/application_default_credentials.json",
+      }),
+      [],
+    );
+    assert.deepEqual(
+      checkGcloudCredentials({ ...none, env: { GOOGLE_OAUTH_ACCESS_TOKEN: "x" } }),
+      [],
+    );
+    assert.match(
+      checkGcloudCredentials({ ...none, env: { GOOGLE_APPLICATION_CREDENTIALS: "/nope.json" } })[0]!
+        .message,
+      /does not exist/,
+    );
+  });
+
+  it("Pulumi CLI and local backend passphrase", () => {
+    assert.equal(checkPulumiCli(() => undefined).length, 1);
+    assert.deepEqual(
+      checkPulumiCli(() => "/usr/bin/pulumi"),
+      [],
+    );
+    assert.equal(checkBackend({ PULUMI_BACKEND_URL: "file://~" }).length, 1);
+    assert.deepEqual(
+      checkBackend({ PULUMI_BACKEND_URL: "file://~", PULUMI_CONFIG_PASSPHRASE: "" }),
+      [],
+    );
+  });
+
+  it("cost lines state hourly, dead-man cap and that it is an estimate", () => {
+    const { lines } = costLines([arm("gcp-managed")]);
+    assert.match(lines[0]!, /estimate/);
+    assert.match(lines[0]!, /\$\d+\.\d\d\/h/);
+    assert.match(lines[1]!, /deletes itself after 4 h/);
+  });
+
+  it("run keys are generated once, stored as secrets, and reused", async () => {
+    const store = new Map<string, { value: string; secret?: boolean }>();
+    const ks = {
+      getConfig: async (k: string) => store.get(k),
+      setConfig: async (e: Record<string, { value: string; secret?: boolean }>) => {
+        for (const [k, v] of Object.entries(e)) store.set(k, v);
+      },
+    };
+    const a = await ensureRunKeys(ks, "r1");
+    assert.equal(store.get("sshPrivateKey")?.secret, true);
+    assert.equal(store.get("sshHostPrivateKey")?.secret, true);
+    assert.equal(store.get("sshHostPublicKey")?.secret ?? false, false);
+    assert.deepEqual(await ensureRunKeys(ks, "r1"), a);
+    const dir = await mkdtemp(join(tmpdir(), "ib-keys-"));
+    try {
+      const d = await writeLocalSshFiles("r1", a, "203.0.113.9", dir);
+      const { stat, readFile } = await import("node:fs/promises");
+      assert.equal((await stat(join(d, "id_ed25519"))).mode & 0o777, 0o600);
+      assert.match(
+        await readFile(join(d, "known_hosts"), "utf8"),
+        /^203\.0\.113\.9 ssh-ed25519 \S+\n$/,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("config entries: objects as JSON, token secret, provider project", () => {
+    const { loaded } = planStack("gcp-managed", [
+      "gcp.project=p1",
+      "hfToken=hf_abcdefghijklmnopqrstuvwx",
+    ]);
+    const e = configEntries(loaded.config);
+    assert.equal(e.target?.value, "gcp-vm");
+    assert.equal(JSON.parse(e.gcp!.value).project, "p1");
+    assert.deepEqual(e.hfToken, { value: "hf_abcdefghijklmnopqrstuvwx", secret: true });
+    assert.equal(e["gcp:project"]?.value, "p1");
+  });
+});
+
+const manifest = (over: Partial<CloudRunManifest>): CloudRunManifest => ({
+  runId: "ib-1",
+  stacks: ["gcp-managed"],
+  pulumiStack: "ib-1",
+  workDir: "/tmp/x",
+  createdAt: "2026-11-24T10:00:00.000Z",
+  updatedAt: "2026-11-24T10:00:00.000Z",
+  state: "kept",
+  hourlyUsd: 88.49,
+  ...over,
+});
+
+describe("status and destroy", () => {
+  it("status: age and accrued estimate of live runs only", () => {
+    const rows = statusRows(
+      [manifest({}), manifest({ runId: "ib-2", state: "destroyed" })],
+      new Date("2026-11-24T11:30:00.000Z"),
+    );
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.age, "1h30m");
+    assert.equal(rows[0]!.accruedUsd, "~$132.74");
+    assert.equal(formatAge(59_000), "0m");
+  });
+
+  it("destroy selects live runs by stack or id and audits after destroying", async () => {
+    const all = [
+      manifest({}),
+      manifest({ runId: "ib-2", state: "destroyed" }),
+      manifest({ runId: "ib-3", stacks: ["gcp-baseline", "gcp-managed"] }),
+    ];
+    assert.deepEqual(
+      selectRuns(all, { stack: "gcp-managed" }).map((m) => m.runId),
+      ["ib-1", "ib-3"],
+    );
+    assert.deepEqual(selectRuns(all, { run: "ib-2" }), []);
+
+    const root = await mkdtemp(join(tmpdir(), "ib-destroy-"));
+    try {
+      await mkdir(join(root, "ib-1"), { recursive: true });
+      const calls: string[] = [];
+      const fake = { calls } as unknown as StackOps;
+      Object.assign(fake, {
+        cancel: async () => calls.push("cancel"),
+        refresh: async () => calls.push("refresh"),
+        destroy: async () => calls.push("destroy"),
+        remove: async () => calls.push("remove"),
+      });
+      const r = await destroyRuns([manifest({})], root, {
+        automation: { stack: async () => fake },
+        auditor: { leftovers: async () => [] },
+        log: createLogger("t", () => {}),
+        sleep: async () => {},
+      });
+      assert.deepEqual(r.destroyed, ["ib-1"]);
+      assert.deepEqual(calls, ["destroy", "remove"]);
+      assert.equal(readManifest(join(root, "ib-1"))?.state, "destroyed");
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("parses gcloud list output into leftovers", () => {
+    const json = JSON.stringify([
+      { name: "vm1", zone: "https://www.googleapis.com/compute/v1/projects/p/zones/us-central1-a" },
+    ]);
+    assert.deepEqual(parseGcloudList("instance", json), [
+      { kind: "instance", name: "vm1", location: "us-central1-a" },
+    ]);
+  });
+
+  it("commands register with help text and validate their options", async () => {
+    const program = new Command().exitOverride();
+    registerDestroy(program);
+    registerStatus(program);
+    const destroy = program.commands.find((c) => c.name() === "destroy")!;
+    assert.match(destroy.helpInformation(), /--run <run-id>/);
+    assert.match(
+      program.commands.find((c) => c.name() === "status")!.helpInformation(),
+      /accrued cost/,
+    );
+    await assert.rejects(program.parseAsync(["node", "x", "destroy"]), /--stack <name> or --run/);
+    const dir = await mkdtemp(join(tmpdir(), "ib-status-"));
+    try {
+      await writeFile(join(dir, "ignored.txt"), "");
+      await program.parseAsync(["node", "x", "status", "--results-dir", dir, "--json"]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
