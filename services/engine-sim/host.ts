@@ -57,6 +57,8 @@ export interface EngineHost {
 
 /** KVCached: fraction of GPU memory the shared pool may map (no --gpu-memory-utilization). */
 export const KVCACHED_MEMORY_FRACTION = 0.95;
+/** KVCached's KVCACHED_MAX_CACHED_TOKENS default (ENGINE_MODEL.md). */
+export const KVCACHED_DEFAULT_MAX_CACHED_TOKENS = 16_000;
 
 function requireProfile(name: string): EngineProfile {
   const p = getProfile(name);
@@ -107,9 +109,10 @@ export function layoutKv(engines: readonly EngineSpec[]): Map<string, KvLayout> 
         numBlocks: Math.floor(bytes / blockBytes),
         blockBytes,
         prefixCaching: e.prefixCaching && (e.emulator.maxCachedTokens ?? 1) > 0,
+        // Cached blocks pin physical pages the neighbours could use, hence KVCached's cap.
+        maxCachedTokens: e.emulator.maxCachedTokens ?? KVCACHED_DEFAULT_MAX_CACHED_TOKENS,
         pool,
       };
-      if (e.emulator.maxCachedTokens !== undefined) kv.maxCachedTokens = e.emulator.maxCachedTokens;
     } else {
       kv = {
         numBlocks: Math.floor(staticKvTokens(p, e.gpuMemoryUtilization) / BLOCK_SIZE),

@@ -196,7 +196,16 @@ export const ENGINE_PROFILES: Record<string, EngineProfile> = {
       "β1 = 8B's 20 µs × 70/8 params × ~1.1 AWQ dequant overhead (estimate)",
       "β2 = 8B's 6 µs × 70/8 (estimate); κ = 320 KiB / 3.35 TB/s ≈ 98 ns floor × 1.75 ≈ 170 ns",
     ],
-    reference: [],
+    reference: [
+      {
+        metric: "itl",
+        concurrency: 1,
+        inputTokens: 128,
+        outputTokens: 256,
+        value: 13.5e-3,
+        note: "step floor 12–15 ms (ENGINE_MODEL.md; midpoint) as ITL at concurrency 1",
+      },
+    ],
   },
   "llama-3.1-8b@l4": {
     name: "llama-3.1-8b@l4",

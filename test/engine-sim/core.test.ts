@@ -60,15 +60,21 @@ describe("profiles", () => {
 });
 
 describe("calibration", () => {
-  it("llama-3.1-8b@h100 lands within ±20% of every reference point it claims", () => {
-    const rows = calibrate(P8);
-    assert.equal(rows.length, 5);
-    for (const r of rows)
-      assert.ok(
-        r.ratio >= 0.8 && r.ratio <= 1.2,
-        `${r.point.note}: emulated ${r.emulated} vs ${r.point.value} (ratio ${r.ratio.toFixed(3)})`,
-      );
+  it("llama-3.1-8b@h100 claims every ENGINE_MODEL.md reference point", () => {
+    assert.deepEqual(
+      P8.reference.map((r) => `${r.metric}@${r.concurrency}`),
+      ["itl@1", "itl@16", "itl@64", "ttft@1", "prefill-tps@64"],
+    );
   });
+  for (const p of Object.values(ENGINE_PROFILES).filter((p) => p.reference.length > 0)) {
+    it(`${p.name} lands within ±20% of every reference point it claims`, () => {
+      for (const r of calibrate(p))
+        assert.ok(
+          r.ratio >= 0.8 && r.ratio <= 1.2,
+          `${r.point.note}: emulated ${r.emulated} vs ${r.point.value} (ratio ${r.ratio.toFixed(3)})`,
+        );
+    });
+  }
 });
 
 describe("scheduler model properties", () => {
