@@ -13,7 +13,14 @@ import { comparisonCsv } from "../results/compare.ts";
 import type { Comparison } from "../results/compare-types.ts";
 import { buildComparison, loadRunSides } from "../results/run-sides.ts";
 import { type GaugeSample, scrape, startGaugeSampler } from "../results/server-metrics.ts";
-import { gitInfo, hostFacts, newRunId, packageVersions, type RunManifest, RunStore } from "../results/store.ts";
+import {
+  gitInfo,
+  hostFacts,
+  newRunId,
+  packageVersions,
+  type RunManifest,
+  RunStore,
+} from "../results/store.ts";
 import type { Arm, LoadPoint, StackPlan } from "../stacks/plan-types.ts";
 import { type LoadPointResult, runLoadPoint } from "./loadgen.ts";
 import { type LocalDeployment, launchLocal } from "./local.ts";
@@ -30,7 +37,9 @@ export const QUICK_OVERRIDES = [
 ];
 
 export function pointLabel(lp: LoadPoint): string {
-  return lp.kind === "concurrency" ? `concurrency${lp.concurrency}` : `request_rate${lp.requestRate}`;
+  return lp.kind === "concurrency"
+    ? `concurrency${lp.concurrency}`
+    : `request_rate${lp.requestRate}`;
 }
 
 export interface PointRecord {
@@ -79,12 +88,20 @@ export interface EmbeddedRunResult {
 
 export async function runEmbedded(opts: EmbeddedRunOptions): Promise<EmbeddedRunResult> {
   const resuming = opts.resume !== undefined;
-  const store = resuming ? RunStore.open(opts.resume!, opts.runsDir) : new RunStore(newRunId(), opts.runsDir);
-  let command: RunManifest["command"] = { stack: opts.stack, overrides: opts.overrides, quick: opts.quick, interleave: opts.interleave };
+  const store = resuming
+    ? RunStore.open(opts.resume!, opts.runsDir)
+    : new RunStore(newRunId(), opts.runsDir);
+  let command: RunManifest["command"] = {
+    stack: opts.stack,
+    overrides: opts.overrides,
+    quick: opts.quick,
+    interleave: opts.interleave,
+  };
   let manifest: RunManifest | undefined;
   if (resuming) {
     manifest = store.readManifest();
-    if (manifest.status === "complete") throw new UserError(`run ${store.runId} is already complete; nothing to resume`);
+    if (manifest.status === "complete")
+      throw new UserError(`run ${store.runId} is already complete; nothing to resume`);
     command = manifest.command;
   }
   const extra = command.quick ? QUICK_OVERRIDES : [];
@@ -93,7 +110,9 @@ export async function runEmbedded(opts: EmbeddedRunOptions): Promise<EmbeddedRun
   for (const arm of ARMS) {
     const planned = opts.planArm(command.stack, [...command.overrides, ...extra, `mode=${arm}`]);
     if (planned.plan.target !== "local") {
-      throw new UserError(`stack "${command.stack}" targets ${planned.plan.target}; the embedded run needs target: local`);
+      throw new UserError(
+        `stack "${command.stack}" targets ${planned.plan.target}; the embedded run needs target: local`,
+      );
     }
     plans[arm] = planned.plan;
     config = planned.config;
@@ -111,7 +130,15 @@ export async function runEmbedded(opts: EmbeddedRunOptions): Promise<EmbeddedRun
     emulated: true,
     ...gitInfo(),
     packageVersions: packageVersions(),
-    images: Object.fromEntries(ARMS.map((a) => [a, { engine: [...new Set(plans[a].engines.map((e) => e.image))], router: plans[a].router.image }])),
+    images: Object.fromEntries(
+      ARMS.map((a) => [
+        a,
+        {
+          engine: [...new Set(plans[a].engines.map((e) => e.image))],
+          router: plans[a].router.image,
+        },
+      ]),
+    ),
     plans,
     config,
     host: hostFacts(),
@@ -124,9 +151,16 @@ export async function runEmbedded(opts: EmbeddedRunOptions): Promise<EmbeddedRun
   const deployments = new Map<Arm, LocalDeployment>();
   const deploy = async (arm: Arm) => {
     if (deployments.has(arm)) return deployments.get(arm)!;
-    opts.onProgress?.(`starting the ${arm} arm: ${plans[arm].engines.length} emulated engines + ${plans[arm].router.policy} router`);
+    opts.onProgress?.(
+      `starting the ${arm} arm: ${plans[arm].engines.length} emulated engines + ${plans[arm].router.policy} router`,
+    );
     mkdirSync(store.armDir(arm), { recursive: true });
-    const d = await launchLocal(plans[arm], { dir: store.armDir(arm), log: opts.log, seed: runner.seed, signal: opts.signal });
+    const d = await launchLocal(plans[arm], {
+      dir: store.armDir(arm),
+      log: opts.log,
+      seed: runner.seed,
+      signal: opts.signal,
+    });
     deployments.set(arm, d);
     return d;
   };
@@ -147,25 +181,38 @@ export async function runEmbedded(opts: EmbeddedRunOptions): Promise<EmbeddedRun
       }
     }
   } else {
-    for (const arm of ARMS) for (let r = 0; r < runner.repeats; r++) for (const lp of runner.loadPoints) steps.push({ arm, lp, repeat: r });
+    for (const arm of ARMS)
+      for (let r = 0; r < runner.repeats; r++)
+        for (const lp of runner.loadPoints) steps.push({ arm, lp, repeat: r });
   }
   const todo = steps.filter((s) => !store.isPointComplete(s.arm, pointLabel(s.lp), s.repeat));
-  if (todo.length < steps.length) opts.onProgress?.(`resuming: ${steps.length - todo.length} of ${steps.length} load points already complete`);
+  if (todo.length < steps.length)
+    opts.onProgress?.(
+      `resuming: ${steps.length - todo.length} of ${steps.length} load points already complete`,
+    );
 
   try {
     let done = steps.length - todo.length;
     for (const step of todo) {
       opts.signal.throwIfAborted();
-      if (!command.interleave) for (const other of ARMS) if (other !== step.arm) await undeploy(other);
+      if (!command.interleave)
+        for (const other of ARMS) if (other !== step.arm) await undeploy(other);
       const d = await deploy(step.arm);
       const label = pointLabel(step.lp);
-      opts.onProgress?.(`[${++done}/${steps.length}] ${step.arm} ${label}${runner.repeats > 1 ? ` repeat ${step.repeat + 1}` : ""}`);
+      opts.onProgress?.(
+        `[${++done}/${steps.length}] ${step.arm} ${label}${runner.repeats > 1 ? ` repeat ${step.repeat + 1}` : ""}`,
+      );
       const rec = await measurePoint(store, step.arm, d, step.lp, step.repeat, opts);
-      if (!rec.valid) opts.log.warn(`${step.arm} ${label}: INVALID: ${rec.invalidReasons.join("; ")}`);
+      if (!rec.valid)
+        opts.log.warn(`${step.arm} ${label}: INVALID: ${rec.invalidReasons.join("; ")}`);
     }
   } catch (err) {
     const interrupted = opts.signal.aborted;
-    store.writeManifest({ ...manifest, status: interrupted ? "interrupted" : "failed", error: (err as Error).message });
+    store.writeManifest({
+      ...manifest,
+      status: interrupted ? "interrupted" : "failed",
+      error: (err as Error).message,
+    });
     if (interrupted) {
       throw new UserError(`interrupted; completed load points are kept in ${store.dir}`, {
         exitCode: 130,
@@ -184,7 +231,13 @@ export async function runEmbedded(opts: EmbeddedRunOptions): Promise<EmbeddedRun
   const reportHtml = opts.writeReport ? await opts.writeReport(comparison, store.dir) : undefined;
   const allValid = comparison.rows.every((r) => r.a.valid && r.b.valid);
   store.writeManifest({ ...manifest, status: "complete", finishedAt: new Date().toISOString() });
-  return { runId: store.runId, dir: store.dir, comparison, ...(reportHtml ? { reportHtml } : {}), allValid };
+  return {
+    runId: store.runId,
+    dir: store.dir,
+    comparison,
+    ...(reportHtml ? { reportHtml } : {}),
+    allValid,
+  };
 }
 
 async function measurePoint(
@@ -231,7 +284,10 @@ async function measurePoint(
     loadPoint: lp,
     artifactDir: relative(store.dir, result.runDir),
     valid: result.valid && result.aborted === undefined,
-    invalidReasons: [...result.invalidReasons, ...(result.aborted ? [`aborted: ${result.aborted}`] : [])],
+    invalidReasons: [
+      ...result.invalidReasons,
+      ...(result.aborted ? [`aborted: ${result.aborted}`] : []),
+    ],
     requestCount: result.requestCount,
     errorCount: result.errorCount,
     lagP99Ms: result.lagP99Ms,

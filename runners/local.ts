@@ -45,7 +45,11 @@ export async function freePorts(n: number): Promise<number[]> {
 }
 
 /** The plan with every engine and the router moved to the given ports (args and backends too). */
-export function withPorts(plan: StackPlan, enginePorts: readonly number[], routerPort: number): StackPlan {
+export function withPorts(
+  plan: StackPlan,
+  enginePorts: readonly number[],
+  routerPort: number,
+): StackPlan {
   const portOf = new Map(plan.engines.map((e, i) => [e.name, enginePorts[i]!]));
   return {
     ...plan,
@@ -60,7 +64,10 @@ export function withPorts(plan: StackPlan, enginePorts: readonly number[], route
       ...plan.router,
       port: routerPort,
       backends: Object.fromEntries(
-        Object.entries(plan.router.backends).map(([m, bs]) => [m, bs.map((b) => ({ ...b, port: portOf.get(b.engine)! }))]),
+        Object.entries(plan.router.backends).map(([m, bs]) => [
+          m,
+          bs.map((b) => ({ ...b, port: portOf.get(b.engine)! })),
+        ]),
       ),
     },
   };
@@ -86,13 +93,19 @@ export interface LaunchOptions {
 }
 
 export async function launchLocal(plan: StackPlan, opts: LaunchOptions): Promise<LocalDeployment> {
-  if (plan.target !== "local") throw new UserError(`launchLocal runs local plans; "${plan.stack}" targets ${plan.target}`);
+  if (plan.target !== "local")
+    throw new UserError(`launchLocal runs local plans; "${plan.stack}" targets ${plan.target}`);
   const ports = await freePorts(plan.engines.length + 1);
   const deployed = withPorts(plan, ports.slice(0, -1), ports.at(-1)!);
   const planFile = join(opts.dir, "plan.json");
   writeFileAtomicSync(planFile, `${JSON.stringify(deployed, null, 2)}\n`);
 
-  const children: { name: string; proc: ChildProcess; log: WriteStream; exited: Promise<number | null> }[] = [];
+  const children: {
+    name: string;
+    proc: ChildProcess;
+    log: WriteStream;
+    exited: Promise<number | null>;
+  }[] = [];
   const start = (name: string, args: string[]) => {
     const log = createWriteStream(join(opts.dir, `${name}.log`));
     const proc = spawn(process.execPath, [BIN, ...args], {
@@ -101,7 +114,9 @@ export async function launchLocal(plan: StackPlan, opts: LaunchOptions): Promise
     });
     proc.stdout?.pipe(log, { end: false });
     proc.stderr?.pipe(log, { end: false });
-    const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+    const exited = new Promise<number | null>((resolve) =>
+      proc.once("exit", (code) => resolve(code)),
+    );
     children.push({ name, proc, log, exited });
   };
 
@@ -121,35 +136,57 @@ export async function launchLocal(plan: StackPlan, opts: LaunchOptions): Promise
 
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
   try {
-    const engineUrls = Object.fromEntries(deployed.engines.map((e) => [e.name, `http://127.0.0.1:${e.port}`]));
+    const engineUrls = Object.fromEntries(
+      deployed.engines.map((e) => [e.name, `http://127.0.0.1:${e.port}`]),
+    );
     const routerUrl = `http://127.0.0.1:${deployed.router.port}`;
     start("engines", ["serve", "engine-sim", "--plan", planFile, "--seed", String(opts.seed ?? 0)]);
-    await waitUntil(Object.values(engineUrls).map((u) => `${u}/health`), healthy);
+    await waitUntil(
+      Object.values(engineUrls).map((u) => `${u}/health`),
+      healthy,
+    );
     // The router starts once engines answer, so it does not begin with every replica ejected.
     start("router", ["serve", "router", "--plan", planFile, "--host", "127.0.0.1"]);
     await waitUntil([`${routerUrl}/health`], routerReady);
-    opts.log.debug(`local ${plan.mode} stack ready: router ${routerUrl}, ${deployed.engines.length} engines`);
-    return { plan: deployed, routerUrl, engineUrls, pids: children.map((c) => c.proc.pid!).filter(Boolean), stop };
+    opts.log.debug(
+      `local ${plan.mode} stack ready: router ${routerUrl}, ${deployed.engines.length} engines`,
+    );
+    return {
+      plan: deployed,
+      routerUrl,
+      engineUrls,
+      pids: children.map((c) => c.proc.pid!).filter(Boolean),
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
   }
 
-  async function waitUntil(urls: string[], ready: (url: string) => Promise<boolean>): Promise<void> {
+  async function waitUntil(
+    urls: string[],
+    ready: (url: string) => Promise<boolean>,
+  ): Promise<void> {
     const pending = new Set(urls);
     while (pending.size > 0) {
       opts.signal?.throwIfAborted();
       const dead = children.find((c) => c.proc.exitCode !== null || c.proc.signalCode !== null);
       if (dead) {
-        throw new UserError(`${dead.name} exited (code ${dead.proc.exitCode ?? dead.proc.signalCode}) before it was ready`, {
-          exitCode: 1,
-          hint: `see ${join(opts.dir, `${dead.name}.log`)}`,
-        });
+        throw new UserError(
+          `${dead.name} exited (code ${dead.proc.exitCode ?? dead.proc.signalCode}) before it was ready`,
+          {
+            exitCode: 1,
+            hint: `see ${join(opts.dir, `${dead.name}.log`)}`,
+          },
+        );
       }
       if (Date.now() > deadline) {
-        throw new UserError(`not ready after ${(opts.readyTimeoutMs ?? 60_000) / 1000} s: ${[...pending].join(", ")}`, {
-          exitCode: 1,
-        });
+        throw new UserError(
+          `not ready after ${(opts.readyTimeoutMs ?? 60_000) / 1000} s: ${[...pending].join(", ")}`,
+          {
+            exitCode: 1,
+          },
+        );
       }
       for (const url of [...pending]) if (await ready(url)) pending.delete(url);
       if (pending.size > 0) await new Promise((r) => setTimeout(r, 100));

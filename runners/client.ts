@@ -1,0 +1,128 @@
+/**
+ * Streaming HTTP client on an undici keep-alive pool. Every chunk is stamped on arrival with the
+ * monotonic clock (process.hrtime.bigint) mapped to epoch nanoseconds.
+ */
+import { StringDecoder } from "node:string_decoder";
+import { Pool } from "undici";
+import type { ServerUsage } from "../results/genai-perf/sse.ts";
+
+const HR0 = process.hrtime.bigint();
+const EPOCH0 = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+
+/** Monotonic now, as epoch nanoseconds. */
+export function nowEpochNs(): bigint {
+  return EPOCH0 + (process.hrtime.bigint() - HR0);
+}
+
+export function hrToEpochNs(hr: bigint): bigint {
+  return EPOCH0 + (hr - HR0);
+}
+
+export interface SendResult {
+  /** HTTP status, 0 when no response arrived. */
+  status: number;
+  sentHr: bigint;
+  endHr: bigint;
+  chunkHr: bigint[];
+  chunks: string[];
+  backend?: string;
+  error?: string;
+  usage?: ServerUsage;
+}
+
+/** "localhost:8000" / "http://h:p/" → origin; scheme optional as in GenAI-Perf `-u`. */
+export function normalizeUrl(url: string): string {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(url) ? url : `http://${url}`;
+  const u = new URL(withScheme);
+  return u.origin;
+}
+
+export interface HttpClientOptions {
+  /** Connection cap; undefined = as many as requests in flight. */
+  connections?: number;
+  requestTimeoutMs: number;
+}
+
+export class HttpClient {
+  private readonly pool: Pool;
+  constructor(
+    readonly origin: string,
+    opts: HttpClientOptions,
+  ) {
+    this.pool = new Pool(origin, {
+      connections: opts.connections === undefined ? null : Math.max(1, opts.connections),
+      pipelining: 1,
+      keepAliveTimeout: 60_000,
+      keepAliveMaxTimeout: 600_000,
+      headersTimeout: opts.requestTimeoutMs,
+      bodyTimeout: opts.requestTimeoutMs,
+      connect: { timeout: 10_000 },
+    });
+  }
+
+  /** Sends one POST; never throws (failures come back as status/error). */
+  async post(
+    path: string,
+    body: string,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<SendResult> {
+    const chunkHr: bigint[] = [];
+    const chunks: string[] = [];
+    const sentHr = process.hrtime.bigint();
+    const res: SendResult = { status: 0, sentHr, endHr: sentHr, chunkHr, chunks };
+    try {
+      const r = await this.pool.request({
+        path,
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "text/event-stream, application/json",
+          ...headers,
+        },
+        body,
+        signal,
+      });
+      res.status = r.statusCode;
+      const be = r.headers["x-inferbench-backend"];
+      if (be !== undefined) res.backend = Array.isArray(be) ? be.join(",") : String(be);
+      const decoder = new StringDecoder("utf8");
+      await new Promise<void>((resolve, reject) => {
+        r.body.on("data", (buf: Buffer) => {
+          const t = process.hrtime.bigint();
+          const s = decoder.write(buf);
+          if (s.length > 0) {
+            chunkHr.push(t);
+            chunks.push(s);
+          }
+        });
+        r.body.on("end", () => {
+          const rest = decoder.end();
+          if (rest.length > 0) {
+            chunkHr.push(process.hrtime.bigint());
+            chunks.push(rest);
+          }
+          resolve();
+        });
+        r.body.on("error", reject);
+      });
+      res.endHr = process.hrtime.bigint();
+      if (res.status < 200 || res.status >= 300) {
+        res.error = `HTTP ${res.status}: ${chunks.join("").slice(0, 500)}`;
+      }
+    } catch (err) {
+      res.endHr = process.hrtime.bigint();
+      const e = err as Error & { code?: string };
+      res.error = `${e.code ? `${e.code}: ` : ""}${e.message}`;
+    }
+    return res;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close().catch(() => this.pool.destroy());
+  }
+
+  async destroy(): Promise<void> {
+    await this.pool.destroy();
+  }
+}

@@ -1,0 +1,885 @@
+/**
+ * The load generator: closed loop (concurrency), open loop (constant / Poisson / gamma rate, with
+ * an optional concurrency cap), trace replay and multi-turn sessions; warm-up not exported;
+ * --max-error-rate abort; validity gate; GenAI-Perf artifacts plus inferbench extras.
+ *
+ * Schedule lag of a request = actual send − eligible send, where eligible = max(intended arrival,
+ * the moment a concurrency slot freed, the moment its session's previous turn finished (+delay)).
+ * Waiting on the server is therefore not counted as generator lag; the achieved-rate check of the
+ * validity gate catches a saturated server instead.
+ */
+import { join } from "node:path";
+import { UserError } from "../lib/errors.ts";
+import { getTokenizer } from "../lib/tokenizer.ts";
+import {
+  type ExperimentMode,
+  endpointPath,
+  type InputConfigArgs,
+  inputConfigBlock,
+  runFolderName,
+  writeArtifacts,
+} from "../results/genai-perf/artifacts.ts";
+import {
+  type GenAiPerfStats,
+  type GoodputTargets,
+  type RawRequest,
+  type RequestMetrics,
+  requestMetrics,
+  summarize,
+} from "../results/genai-perf/metrics.ts";
+import { writePlots } from "../results/genai-perf/plots.ts";
+import { nonEmptyResponses, parseResponses } from "../results/genai-perf/sse.ts";
+import type { LoadPoint, SloTargets, WorkloadPlan } from "../stacks/plan-types.ts";
+import { HttpClient, hrToEpochNs, normalizeUrl, type SendResult } from "./client.ts";
+import { ProgressBar } from "./progress.ts";
+import { createRng, type Rng } from "./rng.ts";
+import { arrivalOffsetsNs, defaultRequestCount, traceOffsetsNs } from "./schedule.ts";
+import { judgeValidity, type Validity } from "./validity.ts";
+import {
+  buildWorkload,
+  type ChatMessage,
+  type SessionSpec,
+  type WorkItem,
+  type Workload,
+} from "./workload.ts";
+
+export const INFERBENCH_VERSION = "inferbench 0.1.0";
+
+/** Exit statuses of `inferbench profile` (and `exitCodeFor`). */
+export const EXIT = { ok: 0, failure: 1, badInput: 2, invalid: 3, errors: 4 } as const;
+
+export interface RunLoadPointOptions {
+  /** Server origin or host:port (scheme optional). */
+  url: string;
+  models: string[];
+  workload: WorkloadPlan;
+  loadPoint: LoadPoint;
+  seed: number;
+  warmupRequests: number;
+  /** Parent folder; the GenAI-Perf run folder is created inside it. */
+  artifactDir: string;
+  slo?: SloTargets;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Custom endpoint path (default from endpoint type). */
+  endpoint?: string;
+  modelSelectionStrategy?: "round_robin" | "random";
+  /** Abort when failed/finished exceeds this fraction (after 10 finished). */
+  maxErrorRate?: number;
+  /** Header carrying the session id of multi-turn workloads. */
+  sessionHeader?: string;
+  extraInputs?: Record<string, unknown>;
+  /** Ask for `usage` in streams (stream_options.include_usage). Default true. */
+  serverUsage?: boolean;
+  /** Tokenizer (model name or family); default the first model. */
+  tokenizer?: string;
+  profileExportFile?: string;
+  requestTimeoutMs?: number;
+  /** GenAI-Perf goodput targets; default derived from `slo`. */
+  goodput?: GoodputTargets;
+  /** Progress bar on stderr (default: when stderr is a TTY). */
+  progress?: boolean;
+  /** Label artifacts as emulated (engine-sim). */
+  emulated?: boolean;
+  /** Overrides for the echoed input_config (the CLI passes its flags). */
+  inputConfig?: Partial<InputConfigArgs>;
+  /** Use this workload instead of building one from `workload.dataset`. */
+  prebuiltWorkload?: Workload;
+  /** Folder name override (sweeps, auto probes). */
+  runFolder?: string;
+  /** Write SVG charts under `<run>/plots/`. */
+  generatePlots?: boolean;
+  /** Replay the workload's recorded timestamps (trace datasets); the load point's rate is ignored. */
+  fixedSchedule?: boolean;
+  /** Time-boxed measurement (GenAI-Perf's older `--measurement-interval`): stop sending after it. */
+  durationMs?: number;
+}
+
+export interface LoadPointResult {
+  runDir: string;
+  valid: boolean;
+  invalidReasons: string[];
+  validity: Validity;
+  /** Set when the run stopped early (max error rate, signal). */
+  aborted?: string;
+  stats?: GenAiPerfStats;
+  requestCount: number;
+  errorCount: number;
+  errorRate: number;
+  lagP99Ms: number;
+  targetRate?: number;
+  achievedRate?: number;
+  files: string[];
+  exitCode: number;
+}
+
+export interface RequestRecord {
+  index: number;
+  model: string;
+  session_id?: string;
+  status: "ok" | "error";
+  http_status: number;
+  error?: string;
+  backend?: string;
+  intended_ns: bigint;
+  eligible_ns: bigint;
+  sent_ns: bigint;
+  end_ns: bigint;
+  lag_ns: number;
+  schedule_delay_ns: number;
+  chunks: number;
+  ttft_ns?: number;
+  latency_ns?: number;
+  isl_tokens?: number;
+  osl_tokens?: number;
+  usage_prompt_tokens?: number;
+  usage_completion_tokens?: number;
+}
+
+export function sloToGoodput(slo: SloTargets | undefined): GoodputTargets | undefined {
+  if (!slo) return undefined;
+  const g: GoodputTargets = {};
+  if (slo.ttftMs !== undefined) g.time_to_first_token = slo.ttftMs;
+  if (slo.itlMs !== undefined) g.inter_token_latency = slo.itlMs;
+  if (slo.e2eMs !== undefined) g.request_latency = slo.e2eMs;
+  return Object.keys(g).length > 0 ? g : undefined;
+}
+
+/** Request body in GenAI-Perf's key order: model, messages|prompt, stream, max_tokens, extras. */
+export function buildBody(opts: {
+  model: string;
+  messages: ChatMessage[];
+  endpointType: "chat" | "completions";
+  streaming: boolean;
+  maxTokens?: number;
+  ignoreEos?: boolean;
+  minTokens?: number;
+  serverUsage?: boolean;
+  extraInputs?: Record<string, unknown>;
+}): Record<string, unknown> {
+  const b: Record<string, unknown> = { model: opts.model };
+  if (opts.endpointType === "chat") b["messages"] = opts.messages;
+  else b["prompt"] = opts.messages.map((m) => m.content).join(" ");
+  if (opts.streaming) b["stream"] = true;
+  if (opts.maxTokens !== undefined) b["max_tokens"] = opts.maxTokens;
+  if (opts.ignoreEos) b["ignore_eos"] = true;
+  if (opts.minTokens !== undefined) b["min_tokens"] = opts.minTokens;
+  if (opts.streaming && opts.serverUsage) b["stream_options"] = { include_usage: true };
+  for (const [k, v] of Object.entries(opts.extraInputs ?? {})) {
+    if (k.startsWith("{")) continue;
+    b[k] = v;
+  }
+  return b;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+const immediate = () => new Promise<void>((r) => setImmediate(r));
+
+/** Sleeps until a monotonic instant: a coarse timer, then event-loop turns for the last ~1.5 ms. */
+export async function sleepUntil(targetHr: bigint, signal?: AbortSignal): Promise<void> {
+  let rem = Number(targetHr - process.hrtime.bigint());
+  if (rem > 2_000_000) await sleep((rem - 1_500_000) / 1e6, signal);
+  rem = Number(targetHr - process.hrtime.bigint());
+  while (rem > 0 && !signal?.aborted) {
+    await immediate();
+    rem = Number(targetHr - process.hrtime.bigint());
+  }
+}
+
+interface Dispatch {
+  messages: ChatMessage[];
+  maxTokens?: number;
+  islTokens?: number;
+  sessionId?: string;
+  /** Called with the answer text (sessions grow their history). */
+  onAnswer?: (text: string | undefined) => void;
+}
+
+/** Hands out requests: a cycled pool, a trace in order, or turns of ready sessions. */
+interface Source {
+  /** The next request, waiting (and reporting when it became ready) for sessions. */
+  next(signal: AbortSignal): Promise<{ d: Dispatch; readyHr?: bigint } | undefined>;
+  /** Total requests this source can produce (Infinity for pools). */
+  capacity: number;
+}
+
+function poolSource(items: WorkItem[]): Source {
+  let i = 0;
+  return {
+    capacity: Number.POSITIVE_INFINITY,
+    async next() {
+      const it = items[i++ % items.length]!;
+      return { d: { messages: it.messages(), maxTokens: it.maxTokens, islTokens: it.islTokens } };
+    },
+  };
+}
+
+function traceSource(items: WorkItem[]): Source {
+  let i = 0;
+  return {
+    capacity: items.length,
+    async next() {
+      const it = items[i++];
+      if (!it) return undefined;
+      return { d: { messages: it.messages(), maxTokens: it.maxTokens, islTokens: it.islTokens } };
+    },
+  };
+}
+
+/** Sessions: a turn is ready once the previous turn of its session answered (+ its delay). */
+function sessionSource(specs: SessionSpec[]): Source {
+  interface State {
+    spec: SessionSpec;
+    turn: number;
+    history: ChatMessage[];
+  }
+  const ready: { s: State; at: bigint }[] = specs.map((spec) => ({
+    s: { spec, turn: 0, history: spec.system ? [{ role: "system", content: spec.system }] : [] },
+    at: process.hrtime.bigint(),
+  }));
+  let active = 0;
+  let delayed = 0;
+  const waiters: (() => void)[] = [];
+  const wake = () => {
+    for (const w of waiters.splice(0)) w();
+  };
+  const capacity = specs.reduce((a, s) => a + s.turns.length, 0);
+  return {
+    capacity,
+    async next(signal) {
+      for (;;) {
+        const r = ready.shift();
+        if (r) {
+          const { s } = r;
+          const t = s.spec.turns[s.turn]!;
+          const msgs: ChatMessage[] = [...s.history, { role: "user", content: t.user }];
+          active++;
+          // Token counts are known by construction only for a first turn without system prompt.
+          const known = s.turn === 0 && !s.spec.system ? t.userTokens : undefined;
+          return {
+            readyHr: r.at,
+            d: {
+              messages: msgs,
+              maxTokens: t.maxTokens,
+              islTokens: known,
+              sessionId: s.spec.id,
+              onAnswer: (answer) => {
+                active--;
+                s.history = [...msgs, { role: "assistant", content: answer ?? "" }];
+                s.turn++;
+                const nt = s.spec.turns[s.turn];
+                if (nt) {
+                  const push = () => {
+                    ready.push({ s, at: process.hrtime.bigint() });
+                    wake();
+                  };
+                  if (nt.delayMs) {
+                    delayed++;
+                    setTimeout(() => {
+                      delayed--;
+                      push();
+                    }, nt.delayMs);
+                  } else push();
+                } else wake();
+              },
+            },
+          };
+        }
+        if (active === 0 && delayed === 0 && ready.length === 0) return undefined;
+        if (signal.aborted) return undefined;
+        await new Promise<void>((res) => {
+          waiters.push(res);
+          signal.addEventListener("abort", () => res(), { once: true });
+        });
+      }
+    },
+  };
+}
+
+interface Ctx {
+  client: HttpClient;
+  path: string;
+  opts: RunLoadPointOptions;
+  rng: Rng;
+  endpointType: "chat" | "completions";
+  streaming: boolean;
+  headers: Record<string, string>;
+  sessionHeader: string;
+  abort: AbortController;
+  modelCounter: number;
+}
+
+interface Sent {
+  d: Dispatch;
+  model: string;
+  payload: string;
+  res: SendResult;
+  intendedHr: bigint;
+  eligibleHr: bigint;
+  sessionId?: string;
+}
+
+async function sendOne(ctx: Ctx, d: Dispatch): Promise<Omit<Sent, "intendedHr" | "eligibleHr">> {
+  const models = ctx.opts.models;
+  const model =
+    ctx.opts.modelSelectionStrategy === "random"
+      ? models[ctx.rng.int(models.length)]!
+      : models[ctx.modelCounter++ % models.length]!;
+  const w = ctx.opts.workload;
+  const body = buildBody({
+    model,
+    messages: d.messages,
+    endpointType: ctx.endpointType,
+    streaming: ctx.streaming,
+    maxTokens: d.maxTokens,
+    ignoreEos: w.ignoreEos,
+    minTokens: w.minTokens,
+    serverUsage: ctx.opts.serverUsage ?? true,
+    extraInputs: ctx.opts.extraInputs,
+  });
+  const payload = JSON.stringify(body);
+  const headers = d.sessionId ? { ...ctx.headers, [ctx.sessionHeader]: d.sessionId } : ctx.headers;
+  const res = await ctx.client.post(ctx.path, payload, headers, ctx.abort.signal);
+  if (d.onAnswer) {
+    const parsed = res.error ? undefined : parseResponses(res.chunkHr, res.chunks);
+    d.onAnswer(
+      parsed
+        ? nonEmptyResponses(parsed)
+            .map((r) => r.text)
+            .join("")
+        : undefined,
+    );
+  }
+  return { d, model, payload, res, sessionId: d.sessionId };
+}
+
+interface Phase {
+  sent: Sent[];
+  startHr: bigint;
+  endHr: bigint;
+  targetRate?: number;
+  aborted?: string;
+}
+
+type Mode =
+  | { kind: "closed"; concurrency: number }
+  | { kind: "open"; offsetsNs: number[]; maxConcurrency?: number; targetRate: number };
+
+async function runPhase(
+  ctx: Ctx,
+  source: Source,
+  mode: Mode,
+  count: number,
+  label: string,
+  measured: boolean,
+  durationMs?: number,
+): Promise<Phase> {
+  const sent: Sent[] = [];
+  const pending = new Set<Promise<void>>();
+  const progress = new ProgressBar(ctx.opts.progress ?? Boolean(process.stderr.isTTY));
+  let inFlight = 0;
+  let finished = 0;
+  let errors = 0;
+  let aborted: string | undefined;
+  const slotWaiters: ((hr: bigint) => void)[] = [];
+  const startHr = process.hrtime.bigint() + 2_000_000n;
+  const signal = ctx.abort.signal;
+  const total = Math.min(count, source.capacity);
+  const deadlineHr =
+    durationMs === undefined ? undefined : startHr + BigInt(Math.round(durationMs * 1e6));
+  const pastDeadline = () => deadlineHr !== undefined && process.hrtime.bigint() >= deadlineHr;
+
+  const launch = (d: Dispatch, intendedHr: bigint, eligibleHr: bigint): Promise<void> => {
+    inFlight++;
+    const p = sendOne(ctx, d).then((s) => {
+      inFlight--;
+      finished++;
+      const rec: Sent = { ...s, intendedHr, eligibleHr };
+      if (s.res.error || s.res.status < 200 || s.res.status >= 300) errors++;
+      sent.push(rec);
+      const maxErr = ctx.opts.maxErrorRate;
+      if (
+        measured &&
+        maxErr !== undefined &&
+        finished >= 10 &&
+        errors / finished > maxErr &&
+        !aborted
+      ) {
+        aborted = `error rate ${(errors / finished).toFixed(3)} > --max-error-rate ${maxErr}`;
+        ctx.abort.abort();
+      }
+      slotWaiters.shift()?.(process.hrtime.bigint());
+      progress.update({
+        label,
+        total,
+        completed: finished,
+        errors,
+        inFlight,
+        elapsedS: Number(process.hrtime.bigint() - startHr) / 1e9,
+      });
+    });
+    pending.add(p);
+    p.finally(() => pending.delete(p));
+    return p;
+  };
+
+  if (mode.kind === "closed") {
+    let started = 0;
+    const worker = async () => {
+      while (started < total && !signal.aborted && !pastDeadline()) {
+        started++;
+        const eligibleHr = process.hrtime.bigint();
+        const n = await source.next(signal);
+        if (!n) break;
+        const elig = n.readyHr !== undefined && n.readyHr > eligibleHr ? n.readyHr : eligibleHr;
+        await launch(n.d, elig, elig);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, mode.concurrency) }, worker));
+  } else {
+    const offsets = mode.offsetsNs;
+    for (let k = 0; k < total && k < offsets.length && !signal.aborted && !pastDeadline(); k++) {
+      const intendedHr = startHr + BigInt(offsets[k]!);
+      await sleepUntil(intendedHr, signal);
+      let eligibleHr = intendedHr;
+      if (mode.maxConcurrency !== undefined && inFlight >= mode.maxConcurrency) {
+        const freed = await new Promise<bigint>((r) => slotWaiters.push(r));
+        if (freed > eligibleHr) eligibleHr = freed;
+      }
+      const n = await source.next(signal);
+      if (!n) break;
+      if (n.readyHr !== undefined && n.readyHr > eligibleHr) eligibleHr = n.readyHr;
+      launch(n.d, intendedHr, eligibleHr);
+    }
+  }
+  while (pending.size > 0) await Promise.all([...pending]);
+  progress.done();
+  if (!aborted && ctx.opts.signal?.aborted) aborted = "cancelled";
+  return {
+    sent,
+    startHr,
+    endHr: process.hrtime.bigint(),
+    targetRate: mode.kind === "open" ? mode.targetRate : undefined,
+    aborted,
+  };
+}
+
+/** Min or max of bigints (Math.min/max do not take bigints). */
+function extremeBig(xs: readonly bigint[], which: "min" | "max"): bigint {
+  let best = xs[0]!;
+  for (const x of xs) if (which === "min" ? x < best : x > best) best = x;
+  return best;
+}
+
+function lpDescription(lp: LoadPoint): string {
+  return lp.kind === "concurrency"
+    ? `concurrency ${lp.concurrency}`
+    : `request rate ${lp.requestRate}/s ${lp.distribution}${lp.maxConcurrency ? ` (max concurrency ${lp.maxConcurrency})` : ""}`;
+}
+
+export function validateLoadPoint(lp: LoadPoint): void {
+  if (lp.kind === "concurrency") {
+    if (!Number.isInteger(lp.concurrency) || lp.concurrency < 1)
+      throw new UserError(`concurrency must be an integer ≥ 1 (got ${lp.concurrency})`);
+  } else {
+    if (!(lp.requestRate > 0))
+      throw new UserError(`request rate must be > 0 (got ${lp.requestRate})`);
+    if (lp.distribution === "gamma" && !(lp.burstiness === undefined || lp.burstiness > 0))
+      throw new UserError("burstiness must be > 0");
+    if (
+      lp.maxConcurrency !== undefined &&
+      !(Number.isInteger(lp.maxConcurrency) && lp.maxConcurrency >= 1)
+    )
+      throw new UserError("max concurrency must be an integer ≥ 1");
+  }
+}
+
+/** Runs one load point end to end and writes its artifact folder. Never throws for HTTP failures. */
+export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPointResult> {
+  if (opts.models.length === 0) throw new UserError("at least one model is required (-m/--model)");
+  validateLoadPoint(opts.loadPoint);
+  const w = opts.workload;
+  const tokName = opts.tokenizer ?? opts.models[0]!;
+  const tokenizer = getTokenizer(tokName);
+  const workload =
+    opts.prebuiltWorkload ??
+    buildWorkload(w.dataset, {
+      tokenizer: tokName,
+      seed: opts.seed,
+      outputTokensMean: w.outputTokensMean,
+      outputTokensStddev: w.outputTokensStddev,
+    });
+  const lp = opts.loadPoint;
+  if (opts.fixedSchedule && !workload.trace)
+    throw new UserError("fixed schedule replay needs a timestamp on every row of the input file", {
+      hint: 'rows like {"timestamp": 0, "input_length": 100, "output_length": 10}',
+    });
+  const rng = createRng(opts.seed + 1);
+  const scheduleRng = createRng(opts.seed + 2);
+  const isSessions = workload.sessions !== undefined;
+  const makeSource = (): Source =>
+    isSessions
+      ? sessionSource(workload.sessions!)
+      : workload.trace
+        ? traceSource(workload.items)
+        : poolSource(workload.items);
+  const capacity = makeSource().capacity;
+  const timeBoxed = opts.durationMs !== undefined && w.requestCount === undefined;
+  const count = Math.min(
+    timeBoxed
+      ? lp.kind === "request-rate" && !workload.trace
+        ? Math.max(1, Math.ceil((lp.requestRate * opts.durationMs!) / 1000))
+        : Number.POSITIVE_INFINITY
+      : (w.requestCount ??
+          (Number.isFinite(capacity)
+            ? capacity
+            : defaultRequestCount(
+                lp.kind === "concurrency"
+                  ? { concurrency: lp.concurrency }
+                  : { requestRate: lp.requestRate },
+              ))),
+    capacity,
+  );
+  const modeFor = (n: number): Mode => {
+    if (lp.kind === "concurrency") return { kind: "closed", concurrency: lp.concurrency };
+    if (workload.trace) {
+      const offsetsNs = traceOffsetsNs(workload.items.slice(0, n).map((i) => i.atMs ?? 0));
+      const span = offsetsNs[offsetsNs.length - 1]! - offsetsNs[0]!;
+      return {
+        kind: "open",
+        offsetsNs,
+        maxConcurrency: lp.maxConcurrency,
+        targetRate: span > 0 ? ((offsetsNs.length - 1) * 1e9) / span : lp.requestRate,
+      };
+    }
+    const offsetsNs = arrivalOffsetsNs(
+      n,
+      lp.requestRate,
+      lp.distribution,
+      scheduleRng,
+      lp.burstiness ?? 1,
+    );
+    const span = offsetsNs[offsetsNs.length - 1]! - offsetsNs[0]!;
+    // The gate compares with the rate of the schedule actually drawn (a Poisson draw of n arrivals
+    // deviates from the nominal rate by chance, which is not the generator's fault).
+    return {
+      kind: "open",
+      offsetsNs,
+      maxConcurrency: lp.maxConcurrency,
+      targetRate: span > 0 ? ((offsetsNs.length - 1) * 1e9) / span : lp.requestRate,
+    };
+  };
+  const endpointType = w.endpointType;
+  const path = `/${(opts.endpoint ?? endpointPath(endpointType)).replace(/^\//, "")}`;
+  const client = new HttpClient(normalizeUrl(opts.url), {
+    connections: lp.kind === "concurrency" ? lp.concurrency : lp.maxConcurrency,
+    requestTimeoutMs: opts.requestTimeoutMs ?? 600_000,
+  });
+  const abort = new AbortController();
+  const onOuterAbort = () => abort.abort();
+  opts.signal?.addEventListener("abort", onOuterAbort, { once: true });
+  const ctx: Ctx = {
+    client,
+    path,
+    opts,
+    rng,
+    endpointType,
+    streaming: w.streaming,
+    headers: opts.headers ?? {},
+    sessionHeader: opts.sessionHeader ?? "x-session-id",
+    abort,
+    modelCounter: 0,
+  };
+  let phase: Phase;
+  try {
+    if (opts.warmupRequests > 0 && !abort.signal.aborted) {
+      await runPhase(
+        ctx,
+        makeSource(),
+        modeFor(opts.warmupRequests),
+        opts.warmupRequests,
+        "warm-up",
+        false,
+      );
+    }
+    ctx.modelCounter = 0;
+    phase = await runPhase(
+      ctx,
+      makeSource(),
+      modeFor(count),
+      count,
+      lpDescription(lp),
+      true,
+      opts.durationMs,
+    );
+  } finally {
+    opts.signal?.removeEventListener("abort", onOuterAbort);
+    await client.destroy();
+  }
+  return finish(opts, workload, tokenizer.count, phase, endpointType, path);
+}
+
+async function finish(
+  opts: RunLoadPointOptions,
+  workload: Workload,
+  count: (t: string) => number,
+  phase: Phase,
+  endpointType: "chat" | "completions",
+  path: string,
+): Promise<LoadPointResult> {
+  const w = opts.workload;
+  const lp = opts.loadPoint;
+  const sent = [...phase.sent].sort((a, b) => (a.res.sentHr < b.res.sentHr ? -1 : 1));
+  const islCache = new Map<string, number>();
+  const raws: RawRequest[] = [];
+  const metrics: RequestMetrics[] = [];
+  const records: RequestRecord[] = [];
+  const errorsByKind: Record<string, number> = {};
+  let usagePrompt = 0;
+  let usageCompletion = 0;
+  let withUsage = 0;
+  sent.forEach((s, index) => {
+    const r = s.res;
+    const streamed = w.streaming;
+    const ts = r.chunkHr.map(hrToEpochNs);
+    const raw: RawRequest = {
+      timestamp: hrToEpochNs(r.sentHr),
+      payload: s.payload,
+      responseTimestamps: streamed || ts.length === 0 ? ts : [ts[ts.length - 1]!],
+      responses: streamed || r.chunks.length === 0 ? r.chunks : [r.chunks.join("")],
+    };
+    if (s.d.islTokens !== undefined && !islCache.has(s.payload))
+      islCache.set(s.payload, s.d.islTokens);
+    let error = r.error;
+    let m: RequestMetrics | undefined;
+    if (!error) {
+      m = requestMetrics(raw, count, islCache);
+      if (!m) error = "no non-empty response";
+      else {
+        const sse = parseResponses(raw.responseTimestamps, raw.responses);
+        if (sse.errors.length > 0) {
+          error = `stream error: ${sse.errors[0]}`;
+          m = undefined;
+        }
+      }
+    }
+    const rec: RequestRecord = {
+      index,
+      model: s.model,
+      status: error ? "error" : "ok",
+      http_status: r.status,
+      intended_ns: hrToEpochNs(s.intendedHr),
+      eligible_ns: hrToEpochNs(s.eligibleHr),
+      sent_ns: hrToEpochNs(r.sentHr),
+      end_ns: hrToEpochNs(r.endHr),
+      lag_ns: Math.max(0, Number(r.sentHr - s.eligibleHr)),
+      schedule_delay_ns: Number(r.sentHr - s.intendedHr),
+      chunks: r.chunks.length,
+    };
+    if (s.sessionId) rec.session_id = s.sessionId;
+    if (r.backend) rec.backend = r.backend;
+    if (error) {
+      rec.error = error;
+      const kind = r.status ? `HTTP ${r.status}` : error.split(":")[0]!;
+      errorsByKind[kind] = (errorsByKind[kind] ?? 0) + 1;
+    }
+    if (m) {
+      raws.push(raw);
+      metrics.push(m);
+      rec.ttft_ns = m.ttftNs;
+      rec.latency_ns = m.latencyNs;
+      rec.isl_tokens = m.isl;
+      rec.osl_tokens = m.osl;
+      if (m.usage) {
+        withUsage++;
+        if (m.usage.promptTokens !== undefined) {
+          rec.usage_prompt_tokens = m.usage.promptTokens;
+          usagePrompt += m.usage.promptTokens;
+        }
+        if (m.usage.completionTokens !== undefined) {
+          rec.usage_completion_tokens = m.usage.completionTokens;
+          usageCompletion += m.usage.completionTokens;
+        }
+      }
+    }
+    records.push(rec);
+  });
+  const goodput = opts.goodput ?? sloToGoodput(opts.slo);
+  const stats = metrics.length > 0 ? summarize(metrics, goodput) : undefined;
+  const validity = judgeValidity({
+    lagNs: records.map((r) => r.lag_ns),
+    targetRate: phase.targetRate,
+    sendOffsetsNs: sent.map((s) => Number(s.res.sentHr - phase.startHr)),
+  });
+  const errorCount = records.filter((r) => r.status === "error").length;
+  const errorRate = records.length > 0 ? errorCount / records.length : 0;
+  const aborted = phase.aborted;
+  if (aborted) validity.reasons.push(`aborted: ${aborted}`);
+  if (!stats) validity.reasons.push("no successful request");
+  const valid = validity.reasons.length === 0;
+  const exitCode = aborted || !stats ? EXIT.errors : valid ? EXIT.ok : EXIT.invalid;
+
+  const exp: ExperimentMode =
+    lp.kind === "concurrency"
+      ? { mode: "concurrency", value: lp.concurrency }
+      : {
+          mode: "request_rate",
+          value: workload.trace ? (phase.targetRate ?? lp.requestRate) : lp.requestRate,
+        };
+  const folder =
+    opts.runFolder ??
+    (workload.trace && lp.kind === "request-rate"
+      ? runFolderName(opts.models, endpointType, exp).replace(
+          /request_rate[^-]*$/,
+          "fixed_schedule",
+        )
+      : runFolderName(opts.models, endpointType, exp));
+  const runDir = join(opts.artifactDir, folder);
+  const profileExportFile = opts.profileExportFile ?? "profile_export.json";
+  const inputsBodies =
+    workload.sessions || workload.trace
+      ? raws.map((r) => JSON.parse(r.payload) as unknown)
+      : workload.items.map((it, i) =>
+          buildBody({
+            model: opts.models[i % opts.models.length]!,
+            messages: it.messages(),
+            endpointType,
+            streaming: w.streaming,
+            maxTokens: it.maxTokens,
+            ignoreEos: w.ignoreEos,
+            minTokens: w.minTokens,
+            serverUsage: opts.serverUsage ?? true,
+            extraInputs: opts.extraInputs,
+          }),
+        );
+  const ic: InputConfigArgs = {
+    models: opts.models,
+    modelSelectionStrategy: opts.modelSelectionStrategy ?? "round_robin",
+    endpointType,
+    endpoint: opts.endpoint,
+    streaming: w.streaming,
+    url: opts.url,
+    concurrency: lp.kind === "concurrency" ? lp.concurrency : undefined,
+    requestRate: lp.kind === "request-rate" ? lp.requestRate : undefined,
+    requestDistribution: lp.kind === "request-rate" ? lp.distribution : undefined,
+    warmupRequestCount: opts.warmupRequests,
+    requestCount: records.length,
+    syntheticInputTokensMean: w.dataset.kind === "synthetic" ? w.dataset.inputTokensMean : 550,
+    syntheticInputTokensStddev: w.dataset.kind === "synthetic" ? w.dataset.inputTokensStddev : 0,
+    outputTokensMean: w.outputTokensMean,
+    outputTokensStddev: w.outputTokensStddev,
+    numDatasetEntries:
+      w.dataset.kind === "synthetic" ? w.dataset.numDatasetEntries : workload.items.length,
+    randomSeed: opts.seed,
+    inputFile: "path" in w.dataset ? w.dataset.path : undefined,
+    extraInputs: opts.extraInputs ?? {},
+    headers: opts.headers ?? {},
+    goodput: (goodput ?? {}) as Record<string, number>,
+    artifactDirectory: runDir,
+    profileExportFile: join(runDir, profileExportFile),
+    generatePlots: opts.generatePlots ?? false,
+    tokenizer: opts.tokenizer ?? opts.models[0]!,
+    ...opts.inputConfig,
+  };
+  const extras = {
+    tool: INFERBENCH_VERSION,
+    emulated: opts.emulated ?? false,
+    valid,
+    invalid_reasons: validity.reasons,
+    exit_code: exitCode,
+    validity: {
+      lag_p99_ms: validity.lagP99Ms,
+      lag_threshold_ms: validity.lagThresholdMs,
+      target_rate: validity.targetRate ?? null,
+      nominal_rate: lp.kind === "request-rate" ? lp.requestRate : null,
+      achieved_rate: validity.achievedRate ?? null,
+      lag_definition:
+        "actual send − max(intended arrival, concurrency slot free, session turn ready)",
+    },
+    aborted: aborted ?? null,
+    requests: {
+      sent: records.length,
+      ok: records.length - errorCount,
+      errors: errorCount,
+      error_rate: errorRate,
+      errors_by_kind: errorsByKind,
+    },
+    server_usage: {
+      requests_with_usage: withUsage,
+      prompt_tokens: usagePrompt,
+      completion_tokens: usageCompletion,
+    },
+    tokenizer_counts: {
+      tokenizer: opts.tokenizer ?? opts.models[0]!,
+      input_tokens: metrics.reduce((a, m) => a + m.isl, 0),
+      output_tokens: metrics.reduce((a, m) => a + m.osl, 0),
+    },
+    load_point: lp,
+    workload: {
+      kind: workload.kind,
+      description: workload.description,
+      streaming: w.streaming,
+      endpoint: path,
+    },
+    warmup_requests: opts.warmupRequests,
+    seed: opts.seed,
+  };
+  const files = await writeArtifacts({
+    dir: runDir,
+    profileExportFile,
+    inputsBodies,
+    raw: {
+      experiment: exp,
+      requests: raws,
+      windowBoundaries:
+        raws.length > 0
+          ? [
+              extremeBig(
+                raws.map((r) => r.timestamp),
+                "min",
+              ),
+              extremeBig(
+                metrics.map((m) => m.endNs),
+                "max",
+              ),
+            ]
+          : [],
+      endpoint: path.replace(/^\//, ""),
+      version: INFERBENCH_VERSION,
+    },
+    stats,
+    streaming: w.streaming,
+    inputConfig: inputConfigBlock(ic),
+    extras,
+    requestRecords: records,
+  });
+  if (opts.generatePlots && metrics.length > 0) files.push(...(await writePlots(runDir, metrics)));
+  return {
+    runDir,
+    valid,
+    invalidReasons: validity.reasons,
+    validity,
+    aborted,
+    stats,
+    requestCount: records.length,
+    errorCount,
+    errorRate,
+    lagP99Ms: validity.lagP99Ms,
+    targetRate: validity.targetRate,
+    achievedRate: validity.achievedRate,
+    files,
+    exitCode,
+  };
+}
