@@ -4,12 +4,14 @@
  * Layout of the rendered project (the deploy bundle uploaded to the VM):
  *   compose.yaml   engines + router (+ runner under the `runner` profile)
  *   router.json    the router's plan with backends addressed by compose service name
- *   plan.json      the plan itself (read by the runner container)
+ *   plan.json      the plan itself (provenance; marked emulated in a rehearsal)
+ *   run-benchmark.sh  the runner's script: `inferbench profile` per load point
  * `hf.env` (the Hugging Face token) is never rendered: the deployer writes it on the host with
  * mode 0600 right before `docker compose up`, and compose reads it through `env_file`.
  */
 import { stringify } from "yaml";
 import type { EnginePlan, RouterPlan, StackPlan } from "../stacks/plan-types.ts";
+import { RUNNER_SCRIPT_FILE, renderRunnerScript } from "./runner-script.ts";
 
 export const COMPOSE_FILE = "compose.yaml";
 export const ROUTER_CONFIG_FILE = "router.json";
@@ -21,9 +23,12 @@ export const HF_CACHE_PATH = "/root/.cache/huggingface";
 export const RUNNER_PROFILE = "runner";
 /** Where the bundle lives inside the router/runner containers. */
 export const IN_CONTAINER_DIR = "/inferbench";
+/** Images built from this repository (services/engine-sim/Dockerfile, compose/kit.Dockerfile). */
+export const DEFAULT_ENGINE_SIM_IMAGE = "inferbench/engine-sim:0.1.0";
+export const DEFAULT_KIT_IMAGE = "inferbench/inferbench:0.1.0";
 
 export interface RehearsalOptions {
-  /** engine-sim image (built from services/engine-sim/Dockerfile); default: the router image. */
+  /** engine-sim image (services/engine-sim/Dockerfile); default DEFAULT_ENGINE_SIM_IMAGE. */
   engineSimImage?: string;
 }
 
@@ -39,12 +44,8 @@ export interface RenderOptions {
   allowUnpinnedImages?: boolean;
   /** Seconds the engine health check tolerates failures while weights load (default 1800). */
   engineStartPeriodSec?: number;
-  /** Image of the kit that runs the load generator next to the engines (default: router image). */
+  /** Kit image that runs the load generator next to the engines (compose/kit.Dockerfile). */
   runnerImage?: string;
-  /** Command of the runner service (default: `inferbench run --plan ... --out /results`). */
-  runnerCommand?: string[];
-  /** Command of the router service (default: `inferbench serve router --plan router.json`). */
-  routerCommand?: string[];
 }
 
 export interface RenderedCompose {
@@ -135,25 +136,36 @@ export function vllmCommand(e: EnginePlan): string[] {
   return [e.hfPath, ...args];
 }
 
+/** engine-sim flags (its image's entry point is `inferbench serve engine-sim`). */
 export function engineSimCommand(e: EnginePlan): string[] {
   const cmd = [
-    "serve",
-    "engine-sim",
     "--model",
     e.model,
+    "--profile",
+    e.emulator.profile,
     "--host",
     "0.0.0.0",
     "--port",
     String(e.port),
-    "--profile",
-    e.emulator.profile,
+    "--gpu",
+    String(e.gpus[0] ?? 0),
     "--startup-delay",
     String(e.emulator.startupDelaySec),
+    "--max-model-len",
+    String(e.maxModelLen),
+    "--max-num-seqs",
+    String(e.maxNumSeqs),
+    "--max-num-batched-tokens",
+    String(e.maxNumBatchedTokens),
   ];
+  if (e.kvcached) cmd.push("--kvcached");
+  else if (e.gpuMemoryUtilization !== undefined) {
+    cmd.push("--gpu-memory-utilization", String(e.gpuMemoryUtilization));
+  }
+  if (!e.prefixCaching) cmd.push("--no-prefix-caching");
   if (e.emulator.maxCachedTokens !== undefined) {
     cmd.push("--max-cached-tokens", String(e.emulator.maxCachedTokens));
   }
-  if (e.kvcached) cmd.push("--kvcached");
   return cmd;
 }
 
@@ -193,7 +205,7 @@ export function routerConfig(plan: StackPlan): RouterPlan {
 export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): RenderedCompose {
   const rehearsal =
     opts.rehearsal === undefined ? (plan.emulated ? {} : undefined) : opts.rehearsal || undefined;
-  const simImage = rehearsal?.engineSimImage ?? plan.router.image;
+  const simImage = rehearsal?.engineSimImage ?? DEFAULT_ENGINE_SIM_IMAGE;
   const projectName = opts.projectName ?? `inferbench-${plan.mode}`;
   const services: Record<string, ComposeService> = {};
   const labels = {
@@ -256,12 +268,8 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
   const routerImage = plan.router.image;
   services.router = {
     image: routerImage,
-    command: opts.routerCommand ?? [
-      "serve",
-      "router",
-      "--plan",
-      `${IN_CONTAINER_DIR}/${ROUTER_CONFIG_FILE}`,
-    ],
+    // The router image's entry point is `inferbench serve router`.
+    command: ["--plan", `${IN_CONTAINER_DIR}/${ROUTER_CONFIG_FILE}`],
     ports: [`127.0.0.1:${plan.router.port}:${plan.router.port}`],
     volumes: [`./${ROUTER_CONFIG_FILE}:${IN_CONTAINER_DIR}/${ROUTER_CONFIG_FILE}:ro`],
     healthcheck: healthcheck("node", plan.router.port, 60),
@@ -274,17 +282,14 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
 
   // The load generator runs next to the servers (ARCHITECTURE.md), started on demand.
   services.runner = {
-    image: opts.runnerImage ?? routerImage,
-    command: opts.runnerCommand ?? [
-      "run",
-      "--plan",
-      `${IN_CONTAINER_DIR}/${PLAN_FILE}`,
-      "--endpoint",
-      `http://router:${plan.router.port}`,
-      "--out",
-      "/results",
+    image: opts.runnerImage ?? DEFAULT_KIT_IMAGE,
+    entrypoint: ["sh"],
+    command: [`${IN_CONTAINER_DIR}/${RUNNER_SCRIPT_FILE}`],
+    volumes: [
+      `./${RUNNER_SCRIPT_FILE}:${IN_CONTAINER_DIR}/${RUNNER_SCRIPT_FILE}:ro`,
+      `./${PLAN_FILE}:${IN_CONTAINER_DIR}/${PLAN_FILE}:ro`,
+      "./results:/results",
     ],
-    volumes: [`./${PLAN_FILE}:${IN_CONTAINER_DIR}/${PLAN_FILE}:ro`, "./results:/results"],
     depends_on: { router: { condition: "service_healthy" } },
     profiles: [RUNNER_PROFILE],
     labels: { ...labels, "inferbench.role": "runner" },
@@ -297,6 +302,8 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
     volumes: rehearsal ? {} : { [HF_CACHE_VOLUME]: { name: "inferbench-hf-cache" } },
   };
 
+  // A rehearsal produces emulated numbers whatever the plan said: label them so.
+  const effective = rehearsal && !plan.emulated ? { ...plan, emulated: true } : plan;
   const header = [
     `# Rendered by inferbench from stack "${plan.stack}" (arm: ${plan.mode}${rehearsal ? ", rehearsal on engine-sim — emulated numbers" : ""}).`,
     "# Do not edit: re-render with `inferbench plan --out DIR`.",
@@ -307,7 +314,8 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
     files: {
       [COMPOSE_FILE]: header + stringify(project, { lineWidth: 0 }),
       [ROUTER_CONFIG_FILE]: `${JSON.stringify(routerConfig(plan), null, 2)}\n`,
-      [PLAN_FILE]: `${JSON.stringify(plan, null, 2)}\n`,
+      [PLAN_FILE]: `${JSON.stringify(effective, null, 2)}\n`,
+      [RUNNER_SCRIPT_FILE]: renderRunnerScript(effective, `http://router:${plan.router.port}`),
     },
     project,
     projectName,

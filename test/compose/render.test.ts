@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +9,7 @@ import { parse } from "yaml";
 import { bundleHash, writePlanBundle } from "../../compose/bundle.ts";
 import {
   COMPOSE_FILE,
+  DEFAULT_ENGINE_SIM_IMAGE,
   HF_ENV_FILE,
   ROUTER_CONFIG_FILE,
   renderCompose,
@@ -49,6 +51,8 @@ describe("compose renderer", () => {
         if (name !== "router" && name !== "runner") assert.equal(svc.image, SIM);
       }
       assert.match(out.files[COMPOSE_FILE]!, /emulated numbers/);
+      assert.match(out.files["run-benchmark.sh"]!, / --emulated /);
+      assert.equal(JSON.parse(out.files["plan.json"]!).emulated, true);
     });
   }
 
@@ -105,6 +109,27 @@ describe("compose renderer", () => {
     assert.ok(!(HF_ENV_FILE in files));
   });
 
+  it("runner script: one profile per load point, parses with sh -n", () => {
+    const plan = fixturePlan("managed");
+    plan.runner.loadPoints.push({ kind: "request-rate", requestRate: 4, distribution: "poisson" });
+    const script = renderCompose(plan).files["run-benchmark.sh"]!;
+    matchSnapshot(import.meta.url, "managed.run-benchmark.sh", script);
+    const r = spawnSync("sh", ["-n"], { input: script, encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    const lines = script.split("\n").filter((l) => l.startsWith("inferbench profile"));
+    assert.equal(lines.length, 2);
+    assert.match(lines[0]!, /--url http:\/\/router:8000 /);
+    assert.match(
+      lines[0]!,
+      /-m llama-3\.1-8b -m qwen2\.5-7b -m llama-3\.3-70b-awq --model-selection-strategy round_robin/,
+    );
+    assert.match(lines[1]!, /--request-rate 4 --request-distribution poisson/);
+    assert.match(lines[1]!, /--artifact-dir \/results\/request_rate4$/);
+    const trace = fixturePlan("baseline");
+    trace.runner.workload.dataset = { kind: "mooncake", path: "x.jsonl", timeScale: 1 };
+    assert.throws(() => renderCompose(trace), /not shipped to the VM/);
+  });
+
   it("refuses images that are not digest-pinned unless allowed", () => {
     const plan = fixturePlan("baseline");
     plan.engines[2]!.image = "vllm/vllm-openai:latest";
@@ -115,7 +140,7 @@ describe("compose renderer", () => {
   it("an emulated plan renders the rehearsal by default", () => {
     const plan = { ...fixturePlan("managed"), emulated: true };
     const { project } = renderCompose(plan);
-    assert.equal(project.services["qwen2.5-7b-0"]!.image, plan.router.image);
+    assert.equal(project.services["qwen2.5-7b-0"]!.image, DEFAULT_ENGINE_SIM_IMAGE);
     assert.equal(project.services["qwen2.5-7b-0"]!.deploy, undefined);
   });
 
@@ -152,7 +177,7 @@ describe("compose renderer", () => {
     const dir = await mkdtemp(join(tmpdir(), "ib-compose-"));
     try {
       const written = await writePlanBundle(dir, fixturePlan("managed"));
-      assert.equal(written.length, 3);
+      assert.equal(written.length, 4);
       assertValid(await readFile(join(dir, COMPOSE_FILE), "utf8"));
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -1,0 +1,126 @@
+/**
+ * The benchmark script the runner container executes next to the engines: one `inferbench
+ * profile` (GenAI-Perf-compatible) per load point, against the router on the compose network,
+ * every model of the workload in one mixed stream (round robin), artifacts under /results/<point>/.
+ * Pure: plan in, POSIX sh out (checked with `sh -n` in tests).
+ */
+import type { DatasetPlan, LoadPoint, StackPlan } from "../stacks/plan-types.ts";
+
+export const RUNNER_SCRIPT_FILE = "run-benchmark.sh";
+
+function q(s: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export function loadPointLabel(lp: LoadPoint): string {
+  return lp.kind === "concurrency"
+    ? `concurrency${lp.concurrency}`
+    : `request_rate${lp.requestRate}`;
+}
+
+function datasetFlags(d: DatasetPlan): string[] {
+  switch (d.kind) {
+    case "synthetic":
+      return [
+        "--synthetic-input-tokens-mean",
+        String(d.inputTokensMean),
+        "--synthetic-input-tokens-stddev",
+        String(d.inputTokensStddev),
+        "--num-dataset-entries",
+        String(d.numDatasetEntries),
+      ];
+    case "shared-prefix":
+      return [
+        "--workload",
+        "shared-prefix",
+        "--groups",
+        String(d.groups),
+        "--prompts-per-group",
+        String(d.promptsPerGroup),
+        "--system-prompt-tokens",
+        String(d.systemPromptTokens),
+        "--question-tokens",
+        String(d.questionTokens),
+      ];
+    case "multi-round-qa":
+      return [
+        "--workload",
+        "multi-round-qa",
+        "--users",
+        String(d.users),
+        "--rounds",
+        String(d.rounds),
+        "--system-prompt-tokens",
+        String(d.systemPromptTokens),
+        "--question-tokens",
+        String(d.questionTokens),
+        "--answer-tokens",
+        String(d.answerTokens),
+      ];
+    default:
+      // File-based datasets would have to travel with the bundle; not done yet.
+      throw new Error(
+        `dataset kind "${d.kind}" reads a local file, which is not shipped to the VM yet; use synthetic, shared-prefix or multi-round-qa on gcp-vm`,
+      );
+  }
+}
+
+function loadPointFlags(lp: LoadPoint): string[] {
+  if (lp.kind === "concurrency") return ["--concurrency", String(lp.concurrency)];
+  const f = ["--request-rate", String(lp.requestRate), "--request-distribution", lp.distribution];
+  if (lp.burstiness !== undefined) f.push("--burstiness", String(lp.burstiness));
+  if (lp.maxConcurrency !== undefined) f.push("--max-concurrency", String(lp.maxConcurrency));
+  return f;
+}
+
+/** argv of `inferbench profile` for one load point. */
+export function profileArgs(
+  plan: StackPlan,
+  lp: LoadPoint,
+  routerUrl: string,
+  outDir: string,
+): string[] {
+  const w = plan.runner.workload;
+  const args = ["profile"];
+  for (const m of w.models) args.push("-m", m);
+  if (w.models.length > 1) args.push("--model-selection-strategy", "round_robin");
+  args.push("--url", routerUrl, "--endpoint-type", w.endpointType);
+  if (w.streaming) args.push("--streaming");
+  args.push(...datasetFlags(w.dataset), ...loadPointFlags(lp));
+  if (w.outputTokensMean !== undefined) {
+    args.push(
+      "--output-tokens-mean",
+      String(w.outputTokensMean),
+      "--output-tokens-stddev",
+      String(w.outputTokensStddev),
+    );
+  }
+  if (w.ignoreEos) args.push("--ignore-eos");
+  if (w.minTokens !== undefined) args.push("--min-tokens", String(w.minTokens));
+  if (w.requestCount !== undefined) args.push("--request-count", String(w.requestCount));
+  args.push("--warmup-request-count", String(plan.runner.warmupRequests));
+  args.push("--random-seed", String(plan.runner.seed));
+  if (plan.emulated) args.push("--emulated");
+  args.push("--no-progress", "--artifact-dir", outDir);
+  return args;
+}
+
+export function renderRunnerScript(
+  plan: StackPlan,
+  routerUrl: string,
+  resultsDir = "/results",
+): string {
+  const lines = [
+    "#!/bin/sh",
+    `# Rendered by inferbench: the ${plan.mode} arm's load points against ${routerUrl}.`,
+    "set -eu",
+    `echo "inferbench runner: ${plan.runner.loadPoints.length} load point(s), arm ${plan.mode}${plan.emulated ? " (EMULATED)" : ""}"`,
+  ];
+  for (const lp of plan.runner.loadPoints) {
+    const out = `${resultsDir}/${loadPointLabel(lp)}`;
+    lines.push(`echo "== ${loadPointLabel(lp)}"`);
+    lines.push(["inferbench", ...profileArgs(plan, lp, routerUrl, out)].map(q).join(" "));
+  }
+  lines.push('echo "inferbench runner: done"', "");
+  return lines.join("\n");
+}
