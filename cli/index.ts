@@ -3,7 +3,9 @@
  */
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
+import { registerCompare } from "./commands/compare.ts";
 import { registerPlan } from "./commands/plan.ts";
+import { registerReport } from "./commands/report.ts";
 import { registerRun } from "./commands/run.ts";
 import { registerServeEngineSim } from "./commands/serve-engine-sim.ts";
 import { registerServeRouter } from "./commands/serve-router.ts";
@@ -22,6 +24,8 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (str, write) => write(str) });
   registerPlan(program);
   registerRun(program);
+  registerCompare(program);
+  registerReport(program);
   const serve = program
     .command("serve")
     .description("Run one of the kit's own servers: the engine emulator or the router.");

@@ -1,0 +1,32 @@
+/** `inferbench report <run-id>`: regenerate a run's comparison and report files. */
+import type { Command } from "commander";
+import { z } from "zod";
+import { writeFileAtomicSync } from "../../lib/atomic.ts";
+import { comparisonCsv, compareSides } from "../../results/compare.ts";
+import { loadRunSides } from "../../results/run-sides.ts";
+import { DEFAULT_RUNS_DIR, RunStore } from "../../results/store.ts";
+import { parseOptions } from "../options.ts";
+import { writeReportFiles } from "../write-report.ts";
+
+const optionsSchema = z.object({ runsDir: z.string().min(1).default(DEFAULT_RUNS_DIR) });
+
+export function registerReport(program: Command): void {
+  program
+    .command("report")
+    .description(
+      "Regenerate report.md, report.html and the PNG charts of a run (and its comparison.json/.csv)\n" +
+        "from the stored measurements. Measurements are never changed.",
+    )
+    .argument("<run-id>", "run to report")
+    .option("--runs-dir <dir>", "where runs are stored", DEFAULT_RUNS_DIR)
+    .action(async (runId: string, raw: unknown) => {
+      const opts = parseOptions(optionsSchema, raw);
+      const store = RunStore.open(runId, opts.runsDir);
+      const sides = loadRunSides(store);
+      const c = compareSides(sides.a, sides.b);
+      writeFileAtomicSync(store.file("comparison.json"), `${JSON.stringify(c, null, 2)}\n`);
+      writeFileAtomicSync(store.file("comparison.csv"), comparisonCsv(c));
+      const html = await writeReportFiles(c, store.dir);
+      process.stdout.write(`report: ${html}\n`);
+    });
+}

@@ -1,0 +1,124 @@
+/**
+ * A comparison side from GenAI-Perf artifact folders (ours or a real genai-perf run): every
+ * `profile_export.json` under a folder becomes one model × load point, its requests re-measured
+ * with the GenAI-Perf metric math. Our own per-request records are used when present (they keep
+ * failed requests, which GenAI-Perf's raw export does not).
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { basename, join } from "node:path";
+import { InputFileError, UserError } from "../lib/errors.ts";
+import { getTokenizer } from "../lib/tokenizer.ts";
+import type { PointData, RequestSample, SideData } from "./compare.ts";
+import { requestMetrics } from "./genai-perf/metrics.ts";
+import { readProfileExport } from "./genai-perf/reader.ts";
+import { RECORDS_FILE, readRecords } from "./run-sides.ts";
+
+const RAW = "profile_export.json";
+
+/** perf_analyzer raw exports in a folder: `profile_export.json` or `<name>profile_export.json` (--profile-export-file). */
+export function rawExportsIn(folder: string): string[] {
+  return readdirSync(folder)
+    .filter((f) => f.endsWith(RAW))
+    .sort()
+    .map((f) => join(folder, f));
+}
+
+/** Folders holding a raw export, searched up to three levels down. */
+export function findArtifactFolders(root: string, depth = 3): string[] {
+  if (!statSync(root).isDirectory()) return [];
+  if (rawExportsIn(root).length > 0) return [root];
+  if (depth === 0) return [];
+  return readdirSync(root)
+    .sort()
+    .flatMap((d) => {
+      const p = join(root, d);
+      return statSync(p).isDirectory() ? findArtifactFolders(p, depth - 1) : [];
+    });
+}
+
+function modelOf(folder: string, payload: string): string {
+  try {
+    const body = JSON.parse(payload) as { model?: unknown };
+    if (typeof body.model === "string") return body.model;
+  } catch {
+    // fall through to the folder name
+  }
+  return basename(folder).replace(/-openai-.*$/, "");
+}
+
+export function loadArtifactSide(root: string, label: string): SideData {
+  if (!existsSync(root)) throw new UserError(`${root}: no such run id or folder`);
+  const folders = findArtifactFolders(root);
+  if (folders.length === 0)
+    throw new UserError(`${root}: no ${RAW} found (not a GenAI-Perf artifact folder)`);
+  const points: PointData[] = [];
+  const workload: SideData["workload"] = {};
+  let emulated = false;
+  for (const folder of folders) {
+    const extras = join(folder, "profile_export_inferbench.json");
+    if (existsSync(extras) && /"emulated":\s*true/.test(readFileSync(extras, "utf8")))
+      emulated = true;
+    for (const file of rawExportsIn(folder)) {
+      let exp: ReturnType<typeof readProfileExport>;
+      try {
+        exp = readProfileExport(readFileSync(file, "utf8"));
+      } catch (err) {
+        throw new InputFileError(
+          file,
+          undefined,
+          `not a perf_analyzer profile export (${(err as Error).message})`,
+        );
+      }
+      for (const e of exp.experiments) {
+        const rate = e.mode === "request_rate";
+        // Multi-model runs interleave models in one experiment: one point per model.
+        const byModel = new Map<string, RequestSample[]>();
+        const add = (model: string, sample: RequestSample) => {
+          let list = byModel.get(model);
+          if (!list) byModel.set(model, (list = []));
+          list.push(sample);
+        };
+        const records = join(folder, RECORDS_FILE);
+        if (existsSync(records)) {
+          for (const r of readRecords(records, 0)) add(r.model, r);
+        } else {
+          const cache = new Map<string, number>();
+          for (const raw of e.requests) {
+            const model = modelOf(folder, raw.payload);
+            const tokenizer = getTokenizer(model);
+            const m = requestMetrics(raw, (t) => tokenizer.count(t), cache);
+            const startMs = Number(raw.timestamp) / 1e6;
+            if (!m) {
+              add(model, { ok: false, startMs, endMs: startMs });
+              continue;
+            }
+            const sample: RequestSample = {
+              ok: true,
+              startMs,
+              endMs: Number(m.endNs) / 1e6,
+              ttftMs: m.ttftNs / 1e6,
+              osl: m.osl,
+            };
+            if (m.itlNs !== undefined) sample.itlMs = m.itlNs / 1e6;
+            add(model, sample);
+          }
+        }
+        for (const [model, samples] of byModel) {
+          points.push({
+            model,
+            point: rate ? `request rate ${e.value}/s` : `concurrency ${e.value}`,
+            pointKind: rate ? "request-rate" : "concurrency",
+            pointValue: e.value,
+            ...(rate ? { requestedRps: e.value } : {}),
+            samples,
+            repeats: 1,
+            valid: true,
+          });
+          workload[`${model} ${rate ? "request_rate" : "concurrency"}${e.value}`] =
+            `${samples.length} requests, ${exp.endpoint}`;
+        }
+      }
+    }
+  }
+  return { label, source: root, emulated, slo: {}, workload, points };
+}
