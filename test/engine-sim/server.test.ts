@@ -53,7 +53,13 @@ describe("engine-sim HTTP surface", () => {
   const tk = getTokenizer("llama3");
 
   before(async () => {
-    host = await startEngineHost([spec("llama")], { startupDelaySec: 0, log: quiet, seed: 7 });
+    // Short natural (EOS) lengths keep requests without max_tokens fast.
+    host = await startEngineHost([spec("llama")], {
+      startupDelaySec: 0,
+      log: quiet,
+      seed: 7,
+      naturalOutputLen: { median: 16, sigma: 0.8, cap: 64 },
+    });
     port = host.ports.llama!;
     client = new OpenAI({
       baseURL: `http://127.0.0.1:${port}/v1`,
@@ -71,11 +77,13 @@ describe("engine-sim HTTP surface", () => {
       model: "llama",
       messages: [{ role: "user", content: "Tell me a story about a cat." }],
       max_tokens: 20,
+      ...({ ignore_eos: true } as object),
     });
     const text = r.choices[0]!.message.content!;
     assert.equal(r.choices[0]!.finish_reason, "length");
     assert.equal(r.usage!.completion_tokens, 20);
     assert.equal(tk.count(text), 20);
+    assert.equal(r.usage!.total_tokens, r.usage!.prompt_tokens + 20);
     assert.equal(r.usage!.prompt_tokens, tk.count("Tell me a story about a cat."));
   });
 
@@ -86,6 +94,7 @@ describe("engine-sim HTTP surface", () => {
       max_tokens: 12,
       stream: true,
       stream_options: { include_usage: true },
+      ...({ ignore_eos: true } as object),
     });
     let text = "";
     let chunks = 0;
@@ -140,7 +149,8 @@ describe("engine-sim HTTP surface", () => {
       max_tokens: null,
     });
     assert.ok(["stop", "length"].includes(r.choices[0]!.finish_reason));
-    assert.ok(r.usage!.completion_tokens >= 1 && r.usage!.completion_tokens <= 4095);
+    assert.ok(r.usage!.completion_tokens >= 1 && r.usage!.completion_tokens <= 64);
+    assert.equal(tk.count(r.choices[0]!.text), r.usage!.completion_tokens);
   });
 
   it("/v1/models and /health", async () => {
@@ -183,6 +193,49 @@ describe("engine-sim HTTP surface", () => {
     }
     const gen = (x: typeof before) => sumSamples(x, "vllm:generation_tokens_total")!;
     assert.equal(gen(afterS) - gen(before), 5);
+  });
+
+  it("a repeated prompt hits the prefix cache", async () => {
+    const hits = async () =>
+      sumSamples(await metrics(port), "vllm:prefix_cache_hits_total", { engine: "llama" })!;
+    const h0 = await hits();
+    const content = "The history of the printing press is long and varied. ".repeat(40);
+    for (let i = 0; i < 2; i++)
+      await client.chat.completions.create({
+        model: "llama",
+        messages: [{ role: "user", content }],
+        max_tokens: 2,
+      });
+    assert.ok((await hits()) - h0 >= tk.count(content) - 16);
+  });
+
+  it("is deterministic for a seed", async () => {
+    const texts: string[] = [];
+    for (let k = 0; k < 2; k++) {
+      const h = await startEngineHost([spec("d")], {
+        startupDelaySec: 0,
+        log: quiet,
+        seed: 3,
+        naturalOutputLen: { median: 8, sigma: 0.8, cap: 100 },
+      });
+      try {
+        const c = new OpenAI({
+          baseURL: `http://127.0.0.1:${h.ports.d}/v1`,
+          apiKey: "unused",
+          timeout: TIMEOUT,
+          maxRetries: 0,
+        });
+        let all = "";
+        for (let i = 0; i < 3; i++) {
+          const r = await c.completions.create({ model: "d", prompt: `p${i}`, max_tokens: 12 });
+          all += `${r.choices[0]!.finish_reason}:${r.choices[0]!.text}|`;
+        }
+        texts.push(all);
+      } finally {
+        await h.close();
+      }
+    }
+    assert.equal(texts[0], texts[1]);
   });
 
   describe("bad input", () => {
