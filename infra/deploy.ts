@@ -13,7 +13,8 @@ import type { DeploymentInputs } from "./deploy-provider.ts";
 
 const LOGIC_URL = new URL("./deploy-provider.ts", import.meta.url).href;
 
-const provider: pulumi.dynamic.ResourceProvider = {
+/** Exported so a test can serialise it the way the engine does. */
+export const composeDeploymentProvider: pulumi.dynamic.ResourceProvider = {
   async diff(_id: string, olds: DeploymentInputs, news: DeploymentInputs) {
     const m = await import(LOGIC_URL);
     const { changes, replaces, deleteBeforeReplace } = m.diffDeployment(olds, news);
@@ -42,7 +43,7 @@ export class ComposeDeployment extends pulumi.dynamic.Resource {
   declare readonly projectName: pulumi.Output<string>;
   constructor(name: string, args: ComposeDeploymentArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      provider,
+      composeDeploymentProvider,
       name,
       { ...args, privateKey: pulumi.secret(args.privateKey), hfToken: pulumi.secret(args.hfToken) },
       { ...opts, additionalSecretOutputs: ["privateKey", "hfToken"] },

@@ -48,12 +48,21 @@ export function schedulingFor(model: GcpSettings["provisioningModel"], maxRunHou
 /**
  * GPU families that bundle their GPUs in the machine type (a2, a3, a4, g2) need no
  * guestAccelerators; N1 needs them, with GPU types (T4, V100, P100) this kit does not model.
+ * Other families have no GPU: allowed only for a zero-GPU rehearsal.
  */
-export function guestAcceleratorsFor(machineType: string): [] {
+export function guestAcceleratorsFor(machineType: string, requireGpu = true): [] {
   if (/^(a2|a3|a4|g2|g4)-/.test(machineType)) return [];
-  throw new Error(
-    `machine type ${machineType}: only GPU-bundling families (a2, a3, a4, g2) are supported; N1 + attached GPUs is not modelled`,
-  );
+  if (/^n1-/.test(machineType)) {
+    throw new Error(
+      `machine type ${machineType}: N1 + attached GPUs is not modelled; use a GPU-bundling family (a2, a3, a4, g2)`,
+    );
+  }
+  if (requireGpu) {
+    throw new Error(
+      `machine type ${machineType} has no GPUs; use a3-highgpu-8g (or rehearsal=true for engine-sim)`,
+    );
+  }
+  return [];
 }
 
 export function vmMetadata(
@@ -94,7 +103,7 @@ export class GpuVm extends pulumi.ComponentResource {
     }
     let accelerators: [];
     try {
-      accelerators = guestAcceleratorsFor(g.machineType);
+      accelerators = guestAcceleratorsFor(g.machineType, args.requireGpu ?? true);
     } catch (err) {
       throw new pulumi.ResourceError((err as Error).message, this);
     }

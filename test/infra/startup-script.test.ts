@@ -46,10 +46,12 @@ describe("VM decisions", () => {
     assert.equal(schedulingFor("SPOT", 1).automaticRestart, false);
   });
 
-  it("a3/a2/g2 bundle their GPUs; n1 is refused", () => {
+  it("a3/a2/g2 bundle their GPUs; n1 refused; GPU-less types only for rehearsals", () => {
     assert.deepEqual(guestAcceleratorsFor("a3-highgpu-8g"), []);
     assert.deepEqual(guestAcceleratorsFor("g2-standard-8"), []);
     assert.throws(() => guestAcceleratorsFor("n1-standard-8"), /not modelled/);
+    assert.throws(() => guestAcceleratorsFor("e2-standard-8"), /has no GPUs/);
+    assert.deepEqual(guestAcceleratorsFor("e2-standard-8", false), []);
   });
 
   it("labels are valid GCP label values", () => {
