@@ -98,10 +98,25 @@ export function layoutKv(engines: readonly EngineSpec[]): Map<string, KvLayout> 
     const bytes = Math.max(0, (gpuGiB * KVCACHED_MEMORY_FRACTION - reserved) * GIB);
     pools.set(k, { pool: new PagePool(Math.floor(bytes / PAGE_BYTES)), bytes });
   }
+  // Static engines sharing a GPU each reserve their own slice; flag slices that cannot all fit.
+  const staticShare = new Map<string, { util: number; names: string[] }>();
+  for (const e of engines) {
+    if (e.kvcached) continue;
+    const k = poolKey(e);
+    const cur = staticShare.get(k) ?? { util: 0, names: [] };
+    cur.util += e.gpuMemoryUtilization ?? requireProfile(e.emulator.profile).gpuMemoryUtilization;
+    cur.names.push(e.name);
+    staticShare.set(k, cur);
+  }
   for (const e of engines) {
     const p = requireProfile(e.emulator.profile);
     const blockBytes = p.kvBytesPerToken * BLOCK_SIZE;
     const warnings: string[] = [];
+    const share = e.kvcached ? undefined : staticShare.get(poolKey(e));
+    if (share && share.util > 1 && share.names[0] === e.name)
+      warnings.push(
+        `engines ${share.names.join(", ")} share ${poolKey(e)} with gpu_memory_utilization summing to ${share.util.toFixed(2)} > 1: real vLLM would fail to start the later ones; emulated anyway`,
+      );
     let kv: KvCacheOptions;
     if (e.kvcached) {
       const { pool, bytes } = pools.get(poolKey(e))!;

@@ -485,12 +485,12 @@ export class EngineServer {
     for (const ev of step.events) {
       const a = this.active.get(ev.id);
       if (!a || a.done) continue;
-      const text = vocab.textOf.get(outputTokenAt(vocab, a.seed, ev.index)) ?? "";
+      const id = outputTokenAt(vocab, a.seed, ev.index);
       if (a.stream) {
         let out = "";
         if (ev.index === 0 && a.chat)
           out += `${a.head.replace('"delta":{"content":', '"delta":{"role":"assistant","content":')}""${a.tail}null}]}\n\n`;
-        out += `${a.head}${JSON.stringify(text)}${a.tail}${ev.finish ? `"${ev.finish}"` : "null"}}]}\n\n`;
+        out += `${a.head}${vocab.jsonOf.get(id) ?? '""'}${a.tail}${ev.finish ? `"${ev.finish}"` : "null"}}]}\n\n`;
         if (ev.finish) {
           if (a.includeUsage) out += `data: ${JSON.stringify(this.usageChunk(a))}\n\n`;
           out += "data: [DONE]\n\n";
@@ -499,7 +499,7 @@ export class EngineServer {
           a.res.end(out);
         } else a.res.write(out);
       } else {
-        a.texts!.push(text);
+        a.texts!.push(vocab.textOf.get(id) ?? "");
         if (ev.finish) {
           a.done = true;
           this.active.delete(a.id);

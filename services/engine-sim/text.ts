@@ -9,6 +9,8 @@ export interface SafeVocab {
   ids: number[];
   texts: string[];
   textOf: Map<number, string>;
+  /** The text as a JSON string literal (SSE chunks are assembled without JSON.stringify). */
+  jsonOf: Map<number, string>;
 }
 
 const SAFE_RE = /^ [a-z]{2,12}$/;
@@ -29,7 +31,12 @@ export function safeVocab(tokenizer: Tokenizer): SafeVocab {
     ids.push(i);
     texts.push(t);
   }
-  const v: SafeVocab = { ids, texts, textOf: new Map(ids.map((id, i) => [id, texts[i]!])) };
+  const v: SafeVocab = {
+    ids,
+    texts,
+    textOf: new Map(ids.map((id, i) => [id, texts[i]!])),
+    jsonOf: new Map(ids.map((id, i) => [id, JSON.stringify(texts[i]!)])),
+  };
   cache.set(tokenizer.family, v);
   return v;
 }
