@@ -77,7 +77,7 @@ export class StepLoop {
       }
       this.fire(at, measured);
     };
-    this.timer = wait > 0.0015 ? setTimeout(fire, Math.floor(wait * 1000) - 1) : setImmediate(fire);
+    this.timer = wait >= 0.001 ? setTimeout(fire, Math.floor(wait * 1000)) : setImmediate(fire);
   }
 
   private fire(scheduled: number, measured: boolean): void {
