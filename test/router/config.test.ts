@@ -32,35 +32,24 @@ describe("vLLM metrics parsing", () => {
 });
 
 describe("upstream error classification", () => {
-  const p = { connected: false, reusedSocket: false, timedOut: false };
   it("connect errors never reached the replica: retry + eject", () => {
-    assert.deepEqual(classifyUpstreamError("ECONNREFUSED", p), {
-      kind: "connect",
-      neverReached: true,
-      eject: true,
-    });
-    assert.equal(
-      classifyUpstreamError(undefined, { ...p, timedOut: true }).kind,
-      "connect_timeout",
-    );
+    for (const code of ["ECONNREFUSED", "EHOSTUNREACH", "UND_ERR_CONNECT_TIMEOUT"]) {
+      const c = classifyUpstreamError(code);
+      assert.equal(c.neverReached, true, code);
+      assert.equal(c.eject, true, code);
+    }
+    assert.equal(classifyUpstreamError("UND_ERR_CONNECT_TIMEOUT").kind, "connect_timeout");
   });
-  it("a header timeout after connecting is not retried but ejects", () => {
-    assert.deepEqual(classifyUpstreamError(undefined, { ...p, connected: true, timedOut: true }), {
+  it("a header timeout is not retried (the replica has the request) but ejects", () => {
+    assert.deepEqual(classifyUpstreamError("UND_ERR_HEADERS_TIMEOUT"), {
       kind: "timeout",
       neverReached: false,
       eject: true,
     });
   });
-  it("a reset on a reused keep-alive socket is a stale socket: retry, no ejection", () => {
-    assert.deepEqual(
-      classifyUpstreamError("ECONNRESET", { connected: true, reusedSocket: true, timedOut: false }),
-      { kind: "stale_socket", neverReached: true, eject: false },
-    );
-    assert.equal(
-      classifyUpstreamError("ECONNRESET", { connected: true, reusedSocket: false, timedOut: false })
-        .neverReached,
-      false,
-    );
+  it("a reset after sending is not retried", () => {
+    for (const code of ["UND_ERR_SOCKET", "ECONNRESET", undefined])
+      assert.equal(classifyUpstreamError(code).neverReached, false);
   });
 });
 

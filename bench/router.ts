@@ -1,0 +1,713 @@
+/**
+ * Router benchmark (`npm run bench:router`), everything on loopback:
+ *
+ * 1. Proxy overhead, against the same SSE backend process: direct vs through the router vs
+ *    through nginx (Debian's, one worker, upstream keep-alive; installed when missing).
+ *    - added TTFT p50/p99 per stream at 100 and 1,000 concurrent streams (16 tokens, 30 ms apart);
+ *    - short-request (non-streaming) throughput with wrk -t1 -c100, router relative to nginx.
+ * 2. Routing quality on EMULATED replicas: a small queueing model in this file (continuous batching
+ *    slots, serial prefill proportional to uncached prompt characters, per-replica LRU prefix
+ *    cache, vLLM-named /metrics). Not engine-sim, not a GPU.
+ *    - bursty gamma arrivals with mixed prompt/output lengths: least-busy vs round-robin p99 TTFT;
+ *    - multi-turn conversations: prefix-aware (and kv-aware) vs least-busy mean TTFT.
+ *
+ * Roles: the script re-runs itself as `--role backend|router|replicas` child processes so that the
+ * load generator, proxy and backends each get their own event loop.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import {
+  blockHashes,
+  DEFAULT_POLICY_OPTIONS,
+  promptText,
+  type RouterConfig,
+  startRouter,
+} from "../services/router/index.ts";
+import type { RouterPolicy } from "../stacks/plan-types.ts";
+import { startSseBackend } from "../test/router/sse-backend.ts";
+
+const SELF = fileURLToPath(import.meta.url);
+const silent = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child() {
+    return silent;
+  },
+};
+
+// ---- small utilities ---------------------------------------------------------------------------
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function normal(rng: () => number): number {
+  return Math.sqrt(-2 * Math.log(rng() || 1e-12)) * Math.cos(2 * Math.PI * rng());
+}
+
+/** Marsaglia–Tsang; shape < 1 via the boost gamma(a+1)·U^(1/a). */
+function gamma(rng: () => number, shape: number, scale: number): number {
+  if (shape < 1) return gamma(rng, shape + 1, scale) * (rng() || 1e-12) ** (1 / shape);
+  const d = shape - 1 / 3;
+  const c = 1 / Math.sqrt(9 * d);
+  for (;;) {
+    const x = normal(rng);
+    const v = (1 + c * x) ** 3;
+    if (v <= 0) continue;
+    if (Math.log(rng() || 1e-12) < 0.5 * x * x + d - d * v + d * Math.log(v)) return d * v * scale;
+  }
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const ms = (x: number) => `${x.toFixed(2)} ms`;
+const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
+
+function listenOverflows(): number {
+  try {
+    const text = execFileSync("cat", ["/proc/net/netstat"], { encoding: "utf8" });
+    const lines = text.split("\n").filter((l) => l.startsWith("TcpExt:"));
+    const keys = lines[0]!.split(/\s+/);
+    const vals = lines[1]!.split(/\s+/);
+    return Number(vals[keys.indexOf("ListenOverflows")] ?? 0);
+  } catch {
+    return Number.NaN;
+  }
+}
+
+// ---- child processes ---------------------------------------------------------------------------
+
+const children: ChildProcess[] = [];
+
+interface RoleInfo {
+  url: string;
+  port: number;
+  urls: string[];
+}
+
+async function spawnRole(
+  role: string,
+  arg: unknown,
+): Promise<{ child: ChildProcess; info: RoleInfo }> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", SELF, "--role", role, JSON.stringify(arg)],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  children.push(child);
+  const rl = createInterface({ input: child.stdout! });
+  const info = await new Promise<RoleInfo>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${role} did not start`)), 30_000);
+    rl.once("line", (l) => {
+      clearTimeout(t);
+      resolve(JSON.parse(l));
+    });
+    child.once("exit", (code) => reject(new Error(`${role} exited ${code}`)));
+  });
+  return { child, info };
+}
+
+async function stopChild(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.pid === undefined) return;
+  const done = new Promise<void>((r) => c.once("exit", () => r()));
+  c.kill("SIGTERM");
+  await Promise.race([done, sleep(3000).then(() => c.kill("SIGKILL"))]);
+}
+
+function printInfo(info: unknown): void {
+  process.stdout.write(`${JSON.stringify(info)}\n`);
+}
+
+function onTerm(close: () => Promise<void>): void {
+  process.once("SIGTERM", () => void close().then(() => process.exit(0)));
+}
+
+// ---- roles ---------------------------------------------------------------------------------------
+
+async function roleBackend(arg: { tokens: number; tokenDelayMs: number }): Promise<void> {
+  const b = await startSseBackend({
+    name: "be",
+    tokens: arg.tokens,
+    tokenDelayMs: arg.tokenDelayMs,
+  });
+  printInfo({ url: b.url, port: b.port });
+  onTerm(() => b.close());
+}
+
+async function roleRouter(arg: Omit<RouterConfig, "logger">): Promise<void> {
+  const r = await startRouter({ ...arg, logger: silent });
+  printInfo({ url: r.url, port: r.port });
+  onTerm(() => r.close());
+}
+
+interface ReplicaParams {
+  count: number;
+  maxNumSeqs: number;
+  prefillMsPerChar: number;
+  tpotBaseMs: number;
+  tpotPerRunningMs: number;
+  cacheBlocks: number;
+}
+
+/**
+ * An emulated replica: `maxNumSeqs` slots (waiting queue beyond), prefill served one request at a
+ * time for (uncached prompt chars × prefillMsPerChar), then output tokens every
+ * tpotBase + tpotPerRunning × running ms. Prefix cache: LRU of 64-char block hashes.
+ */
+async function roleReplicas(p: ReplicaParams): Promise<void> {
+  const servers: http.Server[] = [];
+  const urls: string[] = [];
+  const resets: (() => void)[] = [];
+  for (let i = 0; i < p.count; i++) {
+    let cache = new Map<number, true>();
+    const waiting: (() => void)[] = [];
+    let running = 0;
+    let runningBlocks = 0;
+    let prefillBusyUntil = 0;
+    resets.push(() => {
+      cache = new Map();
+    });
+    const admit = (start: () => void) => {
+      if (running < p.maxNumSeqs) {
+        running++;
+        start();
+      } else waiting.push(start);
+    };
+    const release = () => {
+      running--;
+      const next = waiting.shift();
+      if (next) {
+        running++;
+        next();
+      }
+    };
+    const server = http.createServer((req, res) => {
+      if (req.url === "/health") return void res.end("ok");
+      if (req.url === "/metrics") {
+        res.end(
+          `vllm:num_requests_running ${running}\nvllm:num_requests_waiting ${waiting.length}\nvllm:kv_cache_usage_perc ${Math.min(1, runningBlocks / p.cacheBlocks)}\n`,
+        );
+        return;
+      }
+      if (req.url === "/reset") {
+        cache = new Map();
+        return void res.end("ok");
+      }
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+          max_tokens?: number;
+        };
+        const text = promptText(body as Record<string, unknown>);
+        const hashes = blockHashes(text, 64, "");
+        const outTokens = body.max_tokens ?? 16;
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        let gone = false;
+        res.on("close", () => {
+          gone = true;
+        });
+        admit(() => {
+          let hit = 0;
+          while (hit < hashes.length && cache.has(hashes[hit]!)) hit++;
+          const uncached = text.length - hit * 64;
+          const now = performance.now();
+          const startAt = Math.max(now, prefillBusyUntil);
+          prefillBusyUntil = startAt + uncached * p.prefillMsPerChar;
+          runningBlocks += hashes.length;
+          // Prefill holds the blocks: insert now (LRU refresh), evict the oldest beyond capacity.
+          for (const h of hashes) {
+            cache.delete(h);
+            cache.set(h, true);
+          }
+          while (cache.size > p.cacheBlocks) cache.delete(cache.keys().next().value as number);
+          let sent = 0;
+          const finish = () => {
+            runningBlocks -= hashes.length;
+            release();
+          };
+          const tick = () => {
+            if (gone) return finish();
+            res.write(`data: {"choices":[{"index":0,"delta":{"content":"t${sent} "}}]}\n\n`);
+            sent++;
+            if (sent >= outTokens) {
+              res.end("data: [DONE]\n\n");
+              finish();
+              return;
+            }
+            setTimeout(tick, p.tpotBaseMs + p.tpotPerRunningMs * running);
+          };
+          setTimeout(tick, prefillBusyUntil - now);
+        });
+      });
+    });
+    await new Promise<void>((r) => server.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, r));
+    servers.push(server);
+    urls.push(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  }
+  printInfo({ urls });
+  onTerm(async () => {
+    for (const s of servers) {
+      s.closeAllConnections();
+      s.close();
+    }
+  });
+}
+
+// ---- load generation -----------------------------------------------------------------------------
+
+interface StreamResult {
+  ttft: number;
+  ok: boolean;
+  backend?: string;
+}
+
+function streamOnce(
+  agent: http.Agent,
+  url: string,
+  body: string,
+  timeoutMs = 60_000,
+): Promise<StreamResult> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    let ttft = Number.NaN;
+    const req = http.request(
+      `${url}/v1/chat/completions`,
+      { method: "POST", agent, headers: { "content-type": "application/json" } },
+      (res) => {
+        const backend = res.headers["x-inferbench-backend"] as string | undefined;
+        res.on("data", () => {
+          if (Number.isNaN(ttft)) ttft = performance.now() - t0;
+        });
+        res.on("end", () =>
+          resolve({ ttft, ok: res.statusCode === 200, ...(backend ? { backend } : {}) }),
+        );
+        res.on("error", () => resolve({ ttft, ok: false }));
+      },
+    );
+    req.setTimeout(timeoutMs, () => req.destroy());
+    req.on("error", () => resolve({ ttft, ok: false }));
+    req.end(body);
+  });
+}
+
+/** `concurrency` closed-loop streams, `perStream` requests each; TTFTs of the measured ones. */
+async function closedLoop(
+  url: string,
+  concurrency: number,
+  perStream: number,
+  spreadMs: number,
+): Promise<{ ttfts: number[]; errors: number; overflows: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+  const body = JSON.stringify({
+    model: "m",
+    stream: true,
+    messages: [{ role: "user", content: "hello" }],
+  });
+  const ttfts: number[] = [];
+  let errors = 0;
+  const before = listenOverflows();
+  // Warm-up: open the connections (not measured).
+  await Promise.all(Array.from({ length: concurrency }, () => streamOnce(agent, url, body)));
+  // Streams start spread over one request's duration, as independent clients would; started in
+  // lock step they would measure how fast each process drains a synchronized burst instead.
+  const rng = mulberry32(concurrency);
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      await sleep(rng() * spreadMs);
+      for (let i = 0; i < perStream; i++) {
+        const r = await streamOnce(agent, url, body);
+        if (r.ok && !Number.isNaN(r.ttft)) ttfts.push(r.ttft);
+        else errors++;
+      }
+    }),
+  );
+  agent.destroy();
+  return { ttfts: ttfts.sort((a, b) => a - b), errors, overflows: listenOverflows() - before };
+}
+
+function wrk(url: string, dir: string, seconds: number): { rps: number; p99: string } {
+  const lua = join(dir, "post.lua");
+  writeFileSync(
+    lua,
+    `wrk.method = "POST"\nwrk.body = '{"model":"m","messages":[{"role":"user","content":"hi"}]}'\nwrk.headers["Content-Type"] = "application/json"\n`,
+  );
+  const out = execFileSync(
+    "wrk",
+    ["-t1", "-c100", `-d${seconds}s`, "--latency", "-s", lua, `${url}/v1/chat/completions`],
+    { encoding: "utf8" },
+  );
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN);
+  const p99 = /\s99%\s+(\S+)/.exec(out)?.[1] ?? "?";
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1];
+  if (non2xx) process.stdout.write(`  (wrk: ${non2xx} non-2xx responses from ${url})\n`);
+  return { rps, p99 };
+}
+
+// ---- tools -------------------------------------------------------------------------------------
+
+function have(cmd: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return existsSync(`/usr/sbin/${cmd}`);
+  }
+}
+
+function ensureTools(): { nginx: string | undefined; wrk: boolean } {
+  const missing = ["nginx", "wrk"].filter((c) => !have(c));
+  if (missing.length > 0) {
+    process.stdout.write(`installing ${missing.join(", ")} with apt-get…\n`);
+    try {
+      const sudo = process.getuid?.() === 0 ? [] : ["sudo", "-n"];
+      const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+      execFileSync(
+        sudo[0] ?? "apt-get",
+        [...sudo.slice(1), ...(sudo.length ? ["apt-get"] : []), "update", "-qq"],
+        { stdio: "ignore", env },
+      );
+      execFileSync(
+        sudo[0] ?? "apt-get",
+        [...sudo.slice(1), ...(sudo.length ? ["apt-get"] : []), "install", "-y", "-qq", ...missing],
+        { stdio: "ignore", env },
+      );
+    } catch (err) {
+      process.stdout.write(`  apt-get failed (${(err as Error).message.split("\n")[0]})\n`);
+    }
+  }
+  const nginx = have("nginx")
+    ? existsSync("/usr/sbin/nginx")
+      ? "/usr/sbin/nginx"
+      : "nginx"
+    : undefined;
+  return { nginx, wrk: have("wrk") };
+}
+
+async function startNginx(
+  bin: string,
+  dir: string,
+  backendPort: number,
+): Promise<ChildProcess & { url: string }> {
+  const probe = http.createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const conf = `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream be { server 127.0.0.1:${backendPort}; keepalive 1024; }
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    location / {
+      proxy_pass http://be;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_read_timeout 600s;
+    }
+  }
+}
+`;
+  writeFileSync(join(dir, "nginx.conf"), conf);
+  const args = ["-p", dir, "-c", join(dir, "nginx.conf")];
+  if (process.getuid?.() === 0) args.push("-g", "user root;");
+  const child = spawn(bin, args, { stdio: ["ignore", "ignore", "inherit"] });
+  children.push(child);
+  for (let i = 0; i < 100; i++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/health`);
+      if (r.ok) break;
+    } catch {}
+    await sleep(50);
+  }
+  return Object.assign(child, { url: `http://127.0.0.1:${port}` });
+}
+
+// ---- part 1: proxy overhead --------------------------------------------------------------------
+
+async function proxyOverhead(dir: string): Promise<void> {
+  const tools = ensureTools();
+  const be = await spawnRole("backend", { tokens: 16, tokenDelayMs: 30 });
+  const routerCfg: Omit<RouterConfig, "logger"> = {
+    policy: "round-robin",
+    port: 0,
+    host: "127.0.0.1",
+    pollIntervalMs: 1000,
+    requestTimeoutMs: 60_000,
+    options: DEFAULT_POLICY_OPTIONS,
+    backends: { m: [{ engine: "be", url: be.info.url }] },
+  };
+  const rt = await spawnRole("router", routerCfg);
+  const targets: { name: string; url: string }[] = [
+    { name: "direct", url: be.info.url },
+    { name: "router", url: rt.info.url },
+  ];
+  if (tools.nginx) {
+    const ng = await startNginx(tools.nginx, dir, be.info.port);
+    targets.push({ name: "nginx", url: ng.url });
+  } else process.stdout.write("nginx unavailable: nginx rows skipped\n");
+
+  process.stdout.write(
+    "\n## Proxy overhead (loopback; one SSE backend process, 16 tokens 30 ms apart; router policy round-robin)\n",
+  );
+  process.stdout.write(
+    "streams | target | TTFT p50 | TTFT p99 | added p50 | added p99 | errors | listen overflows\n",
+  );
+  for (const [concurrency, perStream] of [
+    [100, 20],
+    [1000, 3],
+  ] as const) {
+    const res = new Map<string, Awaited<ReturnType<typeof closedLoop>>>();
+    for (const t of targets) res.set(t.name, await closedLoop(t.url, concurrency, perStream, 480));
+    const d = res.get("direct")!;
+    for (const t of targets) {
+      const r = res.get(t.name)!;
+      const p50 = quantile(r.ttfts, 0.5);
+      const p99 = quantile(r.ttfts, 0.99);
+      const added =
+        t.name === "direct"
+          ? "—        | —       "
+          : `${ms(p50 - quantile(d.ttfts, 0.5))} | ${ms(p99 - quantile(d.ttfts, 0.99))}`;
+      process.stdout.write(
+        `${concurrency} | ${t.name} | ${ms(p50)} | ${ms(p99)} | ${added} | ${r.errors} | ${r.overflows}\n`,
+      );
+    }
+  }
+
+  if (tools.wrk) {
+    process.stdout.write("\n## Short requests (non-streaming), wrk -t1 -c100 -d5s\n");
+    process.stdout.write("target | req/s | p99 | vs nginx\n");
+    const rps = new Map<string, { rps: number; p99: string }>();
+    for (const t of targets) rps.set(t.name, wrk(t.url, dir, 5));
+    const ng = rps.get("nginx")?.rps;
+    for (const t of targets) {
+      const r = rps.get(t.name)!;
+      process.stdout.write(
+        `${t.name} | ${r.rps.toFixed(0)} | ${r.p99} | ${ng ? `${((100 * r.rps) / ng).toFixed(0)}%` : "—"}\n`,
+      );
+    }
+  } else process.stdout.write("wrk unavailable: throughput skipped\n");
+
+  for (const c of [...children]) await stopChild(c);
+  children.length = 0;
+}
+
+// ---- part 2: routing quality (emulated) ---------------------------------------------------------
+
+const BURST_RATE = Number(process.env.BENCH_ROUTER_RATE ?? 70);
+
+const REPLICAS: ReplicaParams = {
+  count: 4,
+  maxNumSeqs: 8,
+  prefillMsPerChar: 0.02,
+  tpotBaseMs: 4,
+  tpotPerRunningMs: 0.25,
+  cacheBlocks: 2000,
+};
+
+async function withRouter<T>(
+  urls: string[],
+  policy: RouterPolicy,
+  fn: (url: string) => Promise<T>,
+): Promise<T> {
+  const rt = await spawnRole("router", {
+    policy,
+    port: 0,
+    host: "127.0.0.1",
+    pollIntervalMs: 50,
+    requestTimeoutMs: 120_000,
+    options: { ...DEFAULT_POLICY_OPTIONS, loadGateThreshold: 4 },
+    backends: { m: urls.map((u, i) => ({ engine: `m-${i}`, url: u })) },
+  } satisfies Omit<RouterConfig, "logger">);
+  await sleep(200); // first metrics poll
+  try {
+    return await fn(rt.info.url);
+  } finally {
+    await stopChild(rt.child);
+  }
+}
+
+async function resetReplicas(urls: string[]): Promise<void> {
+  await Promise.all(urls.map((u) => fetch(`${u}/reset`)));
+}
+
+/** Bursty open-loop arrivals (gamma, shape 0.25) with log-normal prompt and output lengths. */
+async function burstyRun(
+  url: string,
+  seed: number,
+  n: number,
+  ratePerSec: number,
+): Promise<number[]> {
+  const rng = mulberry32(seed);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+  const shape = 0.25;
+  const pending: Promise<StreamResult>[] = [];
+  const t0 = performance.now();
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    at += gamma(rng, shape, 1000 / ratePerSec / shape);
+    const promptChars = Math.min(8000, Math.round(Math.exp(6.8 + 0.9 * normal(rng))));
+    const outTokens = Math.max(4, Math.min(400, Math.round(Math.exp(3.6 + 0.9 * normal(rng)))));
+    const body = JSON.stringify({
+      model: "m",
+      stream: true,
+      max_tokens: outTokens,
+      // A unique prefix per request: this workload measures load balance, not caching.
+      messages: [{ role: "user", content: `${i} ${"x".repeat(promptChars)}` }],
+    });
+    const wait = t0 + at - performance.now();
+    if (wait > 1) await sleep(wait);
+    pending.push(streamOnce(agent, url, body));
+  }
+  const res = await Promise.all(pending);
+  agent.destroy();
+  const bad = res.filter((r) => !r.ok).length;
+  if (bad) process.stdout.write(`  (${bad} failed requests)\n`);
+  return res
+    .filter((r) => r.ok)
+    .map((r) => r.ttft)
+    .sort((a, b) => a - b);
+}
+
+/** Closed-loop users, each a multi-turn conversation whose prompt is the whole history. */
+async function conversationRun(
+  url: string,
+  seed: number,
+  users: number,
+  rounds: number,
+): Promise<number[]> {
+  const rng = mulberry32(seed);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+  const shared = "You are a helpful assistant. ".repeat(35); // ≈1 kB shared system prompt
+  const ttfts: number[] = [];
+  await Promise.all(
+    Array.from({ length: users }, async (_, u) => {
+      const messages: { role: string; content: string }[] = [
+        { role: "system", content: shared },
+        { role: "user", content: `user ${u} context: ${"c".repeat(2000)}` },
+      ];
+      await sleep(rng() * 500);
+      for (let r = 0; r < rounds; r++) {
+        messages.push({ role: "user", content: `question ${u}.${r} ${"q".repeat(200)}` });
+        const res = await streamOnce(
+          agent,
+          url,
+          JSON.stringify({ model: "m", stream: true, max_tokens: 24, messages }),
+        );
+        if (res.ok) ttfts.push(res.ttft);
+        messages.push({ role: "assistant", content: `answer ${u}.${r} ${"a".repeat(300)}` });
+        await sleep(50 + rng() * 150); // think time
+      }
+    }),
+  );
+  agent.destroy();
+  return ttfts.sort((a, b) => a - b);
+}
+
+async function routingQuality(): Promise<void> {
+  const reps = await spawnRole("replicas", REPLICAS);
+  const urls = reps.info.urls as string[];
+  process.stdout.write(
+    `\n## Routing quality (EMULATED replicas: ${REPLICAS.count} × queueing model in bench/router.ts, ${REPLICAS.maxNumSeqs} slots, serial prefill ${REPLICAS.prefillMsPerChar} ms/char, LRU prefix cache ${REPLICAS.cacheBlocks} blocks; router poll 50 ms)\n`,
+  );
+  const bursty: Record<string, number[]> = {};
+  for (const policy of ["round-robin", "least-busy"] as const) {
+    await resetReplicas(urls);
+    bursty[policy] = await withRouter(urls, policy, (u) => burstyRun(u, 7, 1200, BURST_RATE));
+  }
+  process.stdout.write(
+    `bursty mixed-length load (gamma shape 0.25, ${BURST_RATE} req/s, 1200 requests):\n`,
+  );
+  for (const [p, t] of Object.entries(bursty))
+    process.stdout.write(
+      `  ${p}: TTFT p50 ${ms(quantile(t, 0.5))}, p99 ${ms(quantile(t, 0.99))}, mean ${ms(mean(t))} (${t.length} ok)\n`,
+    );
+  const ratio = quantile(bursty["least-busy"]!, 0.99) / quantile(bursty["round-robin"]!, 0.99);
+  process.stdout.write(
+    `  least-busy / round-robin p99 TTFT = ${ratio.toFixed(2)}× (goal ≤ 0.5×)\n`,
+  );
+
+  if (process.argv.includes("--bursty-only")) return void (await stopChild(reps.child));
+  const conv: Record<string, number[]> = {};
+  for (const policy of (process.argv.includes("--bursty-only")
+    ? []
+    : ["least-busy", "prefix-aware", "kv-aware"]) as RouterPolicy[]) {
+    await resetReplicas(urls);
+    conv[policy] = await withRouter(urls, policy, (u) => conversationRun(u, 11, 64, 8));
+  }
+  process.stdout.write("multi-turn conversations (64 users × 8 rounds, history as prompt):\n");
+  for (const [p, t] of Object.entries(conv))
+    process.stdout.write(
+      `  ${p}: TTFT mean ${ms(mean(t))}, p50 ${ms(quantile(t, 0.5))}, p99 ${ms(quantile(t, 0.99))} (${t.length} ok)\n`,
+    );
+  const lb = mean(conv["least-busy"]!);
+  for (const p of ["prefix-aware", "kv-aware"])
+    process.stdout.write(
+      `  ${p} vs least-busy mean TTFT: ${(100 * (1 - mean(conv[p]!) / lb)).toFixed(0)}% lower (goal ≥ 50%)\n`,
+    );
+  await stopChild(reps.child);
+}
+
+// ---- main ----------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const roleIdx = process.argv.indexOf("--role");
+  if (roleIdx >= 0) {
+    const role = process.argv[roleIdx + 1];
+    const arg = JSON.parse(process.argv[roleIdx + 2] ?? "{}");
+    if (role === "backend") return roleBackend(arg);
+    if (role === "router") return roleRouter(arg);
+    if (role === "replicas") return roleReplicas(arg);
+    throw new Error(`unknown role ${role}`);
+  }
+  const only = process.argv.includes("--quality-only")
+    ? "quality"
+    : process.argv.includes("--proxy-only")
+      ? "proxy"
+      : "all";
+  const dir = mkdtempSync(join(tmpdir(), "inferbench-router-bench-"));
+  const t0 = performance.now();
+  try {
+    process.stdout.write(`# bench:router (node ${process.version}, ${new Date().toISOString()})\n`);
+    if (only !== "quality") await proxyOverhead(dir);
+    if (only !== "proxy") await routingQuality();
+  } finally {
+    for (const c of children) await stopChild(c);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.stdout.write(`\n(total ${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+}
+
+await main();
