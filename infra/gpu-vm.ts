@@ -77,6 +77,8 @@ export function vmMetadata(
     // Metadata SSH keys are ignored under OS Login; the key above is the only way in.
     "enable-oslogin": "FALSE",
     "block-project-ssh-keys": "TRUE",
+    // Deep Learning VM images install the NVIDIA driver at first boot when asked to.
+    "install-nvidia-driver": "True",
     [HOST_KEY_METADATA_KEY]: hostPrivateKey,
   };
 }

@@ -24,6 +24,11 @@ export interface StartupScriptOptions {
 const NAME_RE = /^[a-z_][a-z0-9_-]*$/;
 const PATH_RE = /^\/[A-Za-z0-9_./-]+$/;
 
+// Deep Learning VM images may still be installing or loading the driver on first boot: wait.
+const GPU_CHECK = `for _ in $(seq 60); do nvidia-smi -L >/dev/null 2>&1 && break; sleep 10; done
+nvidia-smi -L
+`;
+
 export function renderStartupScript(opts: StartupScriptOptions): string {
   // Values are interpolated into bash: accept only plain names and paths.
   if (!NAME_RE.test(opts.sshUser)) throw new Error(`invalid ssh user "${opts.sshUser}"`);
@@ -89,7 +94,7 @@ if ! grep -q nvidia /etc/docker/daemon.json 2>/dev/null; then
 fi
 systemctl enable --now docker
 docker info >/dev/null
-${requireGpu ? "nvidia-smi -L\n" : ""}
+${requireGpu ? GPU_CHECK : ""}
 # 3. Deploy directory and docker access for the SSH user (the guest agent creates the user
 # from the ssh-keys metadata; it may not exist yet on the very first boot).
 id -u ${opts.sshUser} >/dev/null 2>&1 || useradd -m -s /bin/bash ${opts.sshUser}

@@ -309,10 +309,8 @@ export async function runCloud(opts: RunCloudOptions): Promise<RunCloudResult> {
   const destroyHint = `inferbench destroy --run ${runId}`;
 
   const ac = new AbortController();
-  let interrupts = 0;
   let destroying = false;
   const removeInterrupt = deps.onInterrupt(() => {
-    interrupts++;
     if (!ac.signal.aborted) {
       log.warn(
         "interrupted: stopping, then destroying everything of this run (Ctrl-C again does not skip it)",
@@ -458,14 +456,17 @@ export async function runCloud(opts: RunCloudOptions): Promise<RunCloudResult> {
       log.warn(
         `--keep: the VM keeps running and billing (~$${first.plan.cost?.hourly ?? "?"}/h) until \`${destroyHint}\` (or its ${gcp.maxRunHours} h dead-man switch)`,
       );
+    } else if (stack && !upStarted) {
+      // Nothing was ever submitted to the cloud: drop the empty stack, no destroy needed.
+      await stack.remove().catch((err) => log.debug(`stack rm: ${errorMessage(err)}`));
+      destroyed = true;
+      manifest.state = "destroyed";
     } else if (stack) {
       destroying = true;
       manifest.state = "destroying";
       await saveManifest(resultsDir, manifest, deps.now());
       log.info(`destroying run ${runId}`);
-      destroyed = await destroyWithRetries(stack, deps, {
-        afterFailure: failure !== undefined || !upStarted,
-      });
+      destroyed = await destroyWithRetries(stack, deps, { afterFailure: failure !== undefined });
       manifest.state = destroyed ? "destroyed" : "destroy-failed";
       try {
         leftovers = await deps.auditor.leftovers(runId, {
@@ -517,6 +518,5 @@ export async function runCloud(opts: RunCloudOptions): Promise<RunCloudResult> {
       { exitCode: 1 },
     );
   }
-  void interrupts;
   return result;
 }

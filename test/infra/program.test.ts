@@ -233,3 +233,27 @@ describe("GpuVm secrets", () => {
     );
   });
 });
+
+describe("config round trip", () => {
+  it("what `inferbench run` writes into the stack config reads back as the same StackConfig", async () => {
+    const { planStack } = await import("../../cli/plan-stack.ts");
+    const { configEntries } = await import("../../cli/commands/run-cloud.ts");
+    const { readStackConfig } = await import("../../infra/program.ts");
+    const { loaded } = planStack("gcp-baseline", ["gcp.project=p2", `hfToken=${HF}`]);
+    const entries = configEntries(loaded.config);
+    const cfg: Record<string, string> = {};
+    const secrets: string[] = [];
+    for (const [k, e] of Object.entries(entries)) {
+      const key = k.includes(":") ? k : `inferbench:${k}`;
+      cfg[key] = e.value;
+      if (e.secret) secrets.push(key);
+    }
+    pulumi.runtime.setAllConfig(cfg, secrets);
+    const { config, hfToken } = readStackConfig(new pulumi.Config("inferbench"), "gcp-baseline");
+    const { hfToken: _t, ...expected } = loaded.config;
+    const { hfToken: _u, ...got } = config;
+    assert.deepEqual(got, expected);
+    assert.equal(await pulumi.isSecret(hfToken), true);
+    assert.equal(await value(hfToken), HF);
+  });
+});

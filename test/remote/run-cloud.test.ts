@@ -313,6 +313,32 @@ describe("runCloud orchestration", () => {
     assert.equal(readManifest(r.resultsDir)?.state, "kept");
   });
 
+  it("a failure before up submits nothing: the empty stack is removed, no destroy", async () => {
+    remote();
+    const d = deps();
+    await assert.rejects(
+      runCloud({
+        stacks: ["gcp-managed"],
+        runId: "ib-test-early",
+        resultsRoot: join(root, "runs"),
+        deps: {
+          ...d,
+          automation: {
+            stack: async (w, n) => {
+              const s = await d.automation!.stack(w, n);
+              s.setConfig = async () => {
+                throw new Error("passphrase must be set");
+              };
+              return s;
+            },
+          },
+        },
+      }),
+      /passphrase/,
+    );
+    assert.deepEqual(stack.calls, ["remove"]);
+  });
+
   it("refuses to start when preflight finds problems, before touching the cloud", async () => {
     let touched = false;
     const d = deps();

@@ -57,6 +57,7 @@ if ! grep -q nvidia /etc/docker/daemon.json 2>/dev/null; then
 fi
 systemctl enable --now docker
 docker info >/dev/null
+for _ in $(seq 60); do nvidia-smi -L >/dev/null 2>&1 && break; sleep 10; done
 nvidia-smi -L
 
 # 3. Deploy directory and docker access for the SSH user (the guest agent creates the user
