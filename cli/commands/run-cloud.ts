@@ -101,7 +101,10 @@ export interface RunCloudOptions {
 export interface ArmResult {
   stack: string;
   mode: string;
+  /** results/runs/<run-id>/<stack>[/repeat-N]: bundle/ (what was deployed) and artifacts/. */
   dir: string;
+  /** GenAI-Perf artifact folders, one per load point (`concurrency8/`, `request_rate4/`). */
+  artifactsDir: string;
   ok: boolean;
   error?: string;
 }
@@ -407,7 +410,13 @@ export async function runCloud(opts: RunCloudOptions): Promise<RunCloudResult> {
             arm.stack,
             ...(first.config.run.repeats > 1 ? [`repeat-${repeat + 1}`] : []),
           );
-          const res: ArmResult = { stack: arm.stack, mode: arm.config.mode, dir, ok: false };
+          const res: ArmResult = {
+            stack: arm.stack,
+            mode: arm.config.mode,
+            dir,
+            artifactsDir: join(dir, "artifacts"),
+            ok: false,
+          };
           armResults.push(res);
           try {
             const rendered = renderCompose(arm.plan, {
@@ -432,7 +441,7 @@ export async function runCloud(opts: RunCloudOptions): Promise<RunCloudResult> {
             const { files } = await runRemoteBenchmark(host, {
               remoteRoot: DEFAULT_REMOTE_ROOT,
               projectName: rendered.projectName,
-              localDir: join(dir, "artifacts"),
+              localDir: res.artifactsDir,
               signal: ac.signal,
               onOutput: (s) => log.info(s.trimEnd()),
             });
