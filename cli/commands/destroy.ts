@@ -105,8 +105,8 @@ export function registerDestroy(program: Command): void {
   program
     .command("destroy")
     .description(
-      "Destroy cloud runs that are still up: kept with `run --keep`, or whose automatic destroy\n" +
-        "failed. Runs are found in results/runs/<run-id>/cloud-run.json. After destroying, checks\n" +
+      "Destroy cloud runs that are still up: kept with `run --keep`, or whose automatic destroy " +
+        "failed. Runs are found in results/runs/<run-id>/cloud-run.json. After destroying, checks " +
         "GCP for anything still labelled with the run id and prints the exact cleanup commands.",
     )
     .option("-s, --stack <name>", "destroy every live run of this stack")

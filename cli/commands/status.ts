@@ -50,7 +50,7 @@ export function registerStatus(program: Command): void {
   program
     .command("status")
     .description(
-      "List cloud runs that are still live (provisioning, up, kept, or whose destroy failed) with\n" +
+      "List cloud runs that are still live (provisioning, up, kept, or whose destroy failed) with " +
         "their age and estimated accrued cost (hourly estimate × age; an estimate, not a bill).",
     )
     .option("--all", "include destroyed runs")
