@@ -9,21 +9,30 @@ import type { ServerUsage } from "../results/genai-perf/sse.ts";
 const HR0 = process.hrtime.bigint();
 const EPOCH0 = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 
+/**
+ * Monotonic nanoseconds since module load, as a number (exact integers for 104 days). Kept as
+ * plain numbers so per-chunk timestamps are unboxed doubles, not heap BigInts the GC must copy.
+ */
+export function monoNs(): number {
+  return Number(process.hrtime.bigint() - HR0);
+}
+
 /** Monotonic now, as epoch nanoseconds. */
 export function nowEpochNs(): bigint {
   return EPOCH0 + (process.hrtime.bigint() - HR0);
 }
 
-export function hrToEpochNs(hr: bigint): bigint {
-  return EPOCH0 + (hr - HR0);
+export function hrToEpochNs(mono: number): bigint {
+  return EPOCH0 + BigInt(mono);
 }
 
 export interface SendResult {
   /** HTTP status, 0 when no response arrived. */
   status: number;
-  sentHr: bigint;
-  endHr: bigint;
-  chunkHr: bigint[];
+  /** Monotonic ns (monoNs). */
+  sentHr: number;
+  endHr: number;
+  chunkHr: number[];
   chunks: string[];
   backend?: string;
   error?: string;
@@ -67,9 +76,9 @@ export class HttpClient {
     headers: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<SendResult> {
-    const chunkHr: bigint[] = [];
+    const chunkHr: number[] = [];
     const chunks: string[] = [];
-    const sentHr = process.hrtime.bigint();
+    const sentHr = monoNs();
     const res: SendResult = { status: 0, sentHr, endHr: sentHr, chunkHr, chunks };
     try {
       const r = await this.pool.request({
@@ -89,7 +98,7 @@ export class HttpClient {
       const decoder = new StringDecoder("utf8");
       await new Promise<void>((resolve, reject) => {
         r.body.on("data", (buf: Buffer) => {
-          const t = process.hrtime.bigint();
+          const t = monoNs();
           const s = decoder.write(buf);
           if (s.length > 0) {
             chunkHr.push(t);
@@ -99,19 +108,19 @@ export class HttpClient {
         r.body.on("end", () => {
           const rest = decoder.end();
           if (rest.length > 0) {
-            chunkHr.push(process.hrtime.bigint());
+            chunkHr.push(monoNs());
             chunks.push(rest);
           }
           resolve();
         });
         r.body.on("error", reject);
       });
-      res.endHr = process.hrtime.bigint();
+      res.endHr = monoNs();
       if (res.status < 200 || res.status >= 300) {
         res.error = `HTTP ${res.status}: ${chunks.join("").slice(0, 500)}`;
       }
     } catch (err) {
-      res.endHr = process.hrtime.bigint();
+      res.endHr = monoNs();
       const e = err as Error & { code?: string };
       res.error = `${e.code ? `${e.code}: ` : ""}${e.message}`;
     }

@@ -8,6 +8,7 @@
  * Waiting on the server is therefore not counted as generator lag; the achieved-rate check of the
  * validity gate catches a saturated server instead.
  */
+import { setMaxListeners } from "node:events";
 import { join } from "node:path";
 import { UserError } from "../lib/errors.ts";
 import { getTokenizer } from "../lib/tokenizer.ts";
@@ -30,7 +31,7 @@ import {
 import { writePlots } from "../results/genai-perf/plots.ts";
 import { nonEmptyResponses, parseResponses } from "../results/genai-perf/sse.ts";
 import type { LoadPoint, SloTargets, WorkloadPlan } from "../stacks/plan-types.ts";
-import { HttpClient, hrToEpochNs, normalizeUrl, type SendResult } from "./client.ts";
+import { HttpClient, hrToEpochNs, monoNs, normalizeUrl, type SendResult } from "./client.ts";
 import { ProgressBar } from "./progress.ts";
 import { createRng, type Rng } from "./rng.ts";
 import { arrivalOffsetsNs, defaultRequestCount, traceOffsetsNs } from "./schedule.ts";
@@ -188,13 +189,13 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 const immediate = () => new Promise<void>((r) => setImmediate(r));
 
 /** Sleeps until a monotonic instant: a coarse timer, then event-loop turns for the last ~1.5 ms. */
-export async function sleepUntil(targetHr: bigint, signal?: AbortSignal): Promise<void> {
-  let rem = Number(targetHr - process.hrtime.bigint());
+export async function sleepUntil(targetHr: number, signal?: AbortSignal): Promise<void> {
+  let rem = Number(targetHr - monoNs());
   if (rem > 2_000_000) await sleep((rem - 1_500_000) / 1e6, signal);
-  rem = Number(targetHr - process.hrtime.bigint());
+  rem = Number(targetHr - monoNs());
   while (rem > 0 && !signal?.aborted) {
     await immediate();
-    rem = Number(targetHr - process.hrtime.bigint());
+    rem = Number(targetHr - monoNs());
   }
 }
 
@@ -210,7 +211,7 @@ interface Dispatch {
 /** Hands out requests: a cycled pool, a trace in order, or turns of ready sessions. */
 interface Source {
   /** The next request, waiting (and reporting when it became ready) for sessions. */
-  next(signal: AbortSignal): Promise<{ d: Dispatch; readyHr?: bigint } | undefined>;
+  next(signal: AbortSignal): Promise<{ d: Dispatch; readyHr?: number } | undefined>;
   /** Total requests this source can produce (Infinity for pools). */
   capacity: number;
 }
@@ -245,9 +246,9 @@ function sessionSource(specs: SessionSpec[]): Source {
     turn: number;
     history: ChatMessage[];
   }
-  const ready: { s: State; at: bigint }[] = specs.map((spec) => ({
+  const ready: { s: State; at: number }[] = specs.map((spec) => ({
     s: { spec, turn: 0, history: spec.system ? [{ role: "system", content: spec.system }] : [] },
-    at: process.hrtime.bigint(),
+    at: monoNs(),
   }));
   let active = 0;
   let delayed = 0;
@@ -282,7 +283,7 @@ function sessionSource(specs: SessionSpec[]): Source {
                 const nt = s.spec.turns[s.turn];
                 if (nt) {
                   const push = () => {
-                    ready.push({ s, at: process.hrtime.bigint() });
+                    ready.push({ s, at: monoNs() });
                     wake();
                   };
                   if (nt.delayMs) {
@@ -326,8 +327,8 @@ interface Sent {
   model: string;
   payload: string;
   res: SendResult;
-  intendedHr: bigint;
-  eligibleHr: bigint;
+  intendedHr: number;
+  eligibleHr: number;
   sessionId?: string;
 }
 
@@ -351,9 +352,10 @@ async function sendOne(ctx: Ctx, d: Dispatch): Promise<Omit<Sent, "intendedHr" |
   });
   const payload = JSON.stringify(body);
   const headers = d.sessionId ? { ...ctx.headers, [ctx.sessionHeader]: d.sessionId } : ctx.headers;
-  const res = await ctx.client.post(ctx.path, payload, headers, ctx.abort.signal);
+  // No per-request AbortSignal (a listener per request costs); abort destroys the pool instead.
+  const res = await ctx.client.post(ctx.path, payload, headers);
   if (d.onAnswer) {
-    const parsed = res.error ? undefined : parseResponses(res.chunkHr, res.chunks);
+    const parsed = res.error ? undefined : parseResponses(res.chunkHr.map(BigInt), res.chunks);
     d.onAnswer(
       parsed
         ? nonEmptyResponses(parsed)
@@ -367,8 +369,8 @@ async function sendOne(ctx: Ctx, d: Dispatch): Promise<Omit<Sent, "intendedHr" |
 
 interface Phase {
   sent: Sent[];
-  startHr: bigint;
-  endHr: bigint;
+  startHr: number;
+  endHr: number;
   targetRate?: number;
   aborted?: string;
 }
@@ -393,15 +395,14 @@ async function runPhase(
   let finished = 0;
   let errors = 0;
   let aborted: string | undefined;
-  const slotWaiters: ((hr: bigint) => void)[] = [];
-  const startHr = process.hrtime.bigint() + 2_000_000n;
+  const slotWaiters: ((hr: number) => void)[] = [];
+  const startHr = monoNs() + 2_000_000;
   const signal = ctx.abort.signal;
   const total = Math.min(count, source.capacity);
-  const deadlineHr =
-    durationMs === undefined ? undefined : startHr + BigInt(Math.round(durationMs * 1e6));
-  const pastDeadline = () => deadlineHr !== undefined && process.hrtime.bigint() >= deadlineHr;
+  const deadlineHr = durationMs === undefined ? undefined : startHr + Math.round(durationMs * 1e6);
+  const pastDeadline = () => deadlineHr !== undefined && monoNs() >= deadlineHr;
 
-  const launch = (d: Dispatch, intendedHr: bigint, eligibleHr: bigint): Promise<void> => {
+  const launch = (d: Dispatch, intendedHr: number, eligibleHr: number): Promise<void> => {
     inFlight++;
     const p = sendOne(ctx, d).then((s) => {
       inFlight--;
@@ -420,14 +421,14 @@ async function runPhase(
         aborted = `error rate ${(errors / finished).toFixed(3)} > --max-error-rate ${maxErr}`;
         ctx.abort.abort();
       }
-      slotWaiters.shift()?.(process.hrtime.bigint());
+      slotWaiters.shift()?.(monoNs());
       progress.update({
         label,
         total,
         completed: finished,
         errors,
         inFlight,
-        elapsedS: Number(process.hrtime.bigint() - startHr) / 1e9,
+        elapsedS: Number(monoNs() - startHr) / 1e9,
       });
     });
     pending.add(p);
@@ -440,7 +441,7 @@ async function runPhase(
     const worker = async () => {
       while (started < total && !signal.aborted && !pastDeadline()) {
         started++;
-        const eligibleHr = process.hrtime.bigint();
+        const eligibleHr = monoNs();
         const n = await source.next(signal);
         if (!n) break;
         const elig = n.readyHr !== undefined && n.readyHr > eligibleHr ? n.readyHr : eligibleHr;
@@ -451,11 +452,11 @@ async function runPhase(
   } else {
     const offsets = mode.offsetsNs;
     for (let k = 0; k < total && k < offsets.length && !signal.aborted && !pastDeadline(); k++) {
-      const intendedHr = startHr + BigInt(offsets[k]!);
+      const intendedHr = startHr + offsets[k]!;
       await sleepUntil(intendedHr, signal);
       let eligibleHr = intendedHr;
       if (mode.maxConcurrency !== undefined && inFlight >= mode.maxConcurrency) {
-        const freed = await new Promise<bigint>((r) => slotWaiters.push(r));
+        const freed = await new Promise<number>((r) => slotWaiters.push(r));
         if (freed > eligibleHr) eligibleHr = freed;
       }
       const n = await source.next(signal);
@@ -470,7 +471,7 @@ async function runPhase(
   return {
     sent,
     startHr,
-    endHr: process.hrtime.bigint(),
+    endHr: monoNs(),
     targetRate: mode.kind === "open" ? mode.targetRate : undefined,
     aborted,
   };
@@ -588,6 +589,8 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
     requestTimeoutMs: opts.requestTimeoutMs ?? 600_000,
   });
   const abort = new AbortController();
+  setMaxListeners(0, abort.signal);
+  abort.signal.addEventListener("abort", () => void client.destroy(), { once: true });
   const onOuterAbort = () => abort.abort();
   opts.signal?.addEventListener("abort", onOuterAbort, { once: true });
   const ctx: Ctx = {
@@ -641,7 +644,7 @@ async function finish(
 ): Promise<LoadPointResult> {
   const w = opts.workload;
   const lp = opts.loadPoint;
-  const sent = [...phase.sent].sort((a, b) => (a.res.sentHr < b.res.sentHr ? -1 : 1));
+  const sent = [...phase.sent].sort((a, b) => a.res.sentHr - b.res.sentHr);
   const islCache = new Map<string, number>();
   const raws: RawRequest[] = [];
   const metrics: RequestMetrics[] = [];

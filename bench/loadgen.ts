@@ -1,0 +1,222 @@
+/**
+ * Load generator benchmark (`npm run bench:loadgen`): against a zero-delay SSE endpoint running in
+ * a separate process on the same machine, measure
+ *   1. maximum sustained concurrent streams (closed loop, long-lived streams),
+ *   2. short-request throughput (closed loop) and lag p99 at a 1,500 req/s open loop,
+ *   3. schedule lag p99 at 500 req/s Poisson.
+ * Goals: ≥ 2,000 streams, ≥ 1,500 req/s, lag p99 ≤ 2 ms at 500 req/s.
+ * Flags: --quick (shorter runs), --json.
+ */
+import { fork } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { type LoadPointResult, runLoadPoint } from "../runners/loadgen.ts";
+import type { LoadPoint } from "../stacks/plan-types.ts";
+
+if (process.argv.includes("--serve")) {
+  const { startSseServer } = await import("../test/runners/sse-server.ts");
+  const delay = Number(process.env.TOKEN_DELAY_MS ?? "0");
+  const tokens = Number(process.env.TOKENS ?? "16");
+  const srv = await startSseServer({ tokenDelayMs: delay, defaultTokens: tokens });
+  process.send?.({ url: srv.url });
+  process.on("disconnect", () => void srv.close().then(() => process.exit(0)));
+} else {
+  await main();
+}
+
+interface Server {
+  url: string;
+  stop(): void;
+}
+
+async function startServer(env: Record<string, string>): Promise<Server> {
+  const child = fork(new URL(import.meta.url).pathname, ["--serve"], {
+    execArgv: ["--import", "tsx"],
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("server did not start in 20 s")), 20_000);
+    child.once("message", (m: { url: string }) => {
+      clearTimeout(t);
+      resolve(m.url);
+    });
+    child.once("exit", (c) => reject(new Error(`server exited ${c}`)));
+  });
+  return {
+    url,
+    stop: () => {
+      child.removeAllListeners("exit");
+      child.disconnect();
+      setTimeout(() => child.kill("SIGKILL"), 2000).unref();
+    },
+  };
+}
+
+function listenOverflows(): number | undefined {
+  try {
+    const lines = readFileSync("/proc/net/netstat", "utf8").split("\n");
+    const h = lines.findIndex((l) => l.startsWith("TcpExt:"));
+    const names = lines[h]!.split(/\s+/);
+    const vals = lines[h + 1]!.split(/\s+/);
+    const i = names.indexOf("ListenOverflows");
+    return i > 0 ? Number(vals[i]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function point(
+  url: string,
+  dir: string,
+  lp: LoadPoint,
+  requestCount: number,
+  warmup: number,
+  tokens: number,
+): Promise<LoadPointResult> {
+  return runLoadPoint({
+    url,
+    models: ["llama"],
+    workload: {
+      dataset: {
+        kind: "synthetic",
+        inputTokensMean: 32,
+        inputTokensStddev: 0,
+        numDatasetEntries: 100,
+      },
+      endpointType: "chat",
+      streaming: true,
+      requestCount,
+      outputTokensMean: tokens,
+      outputTokensStddev: 0,
+      ignoreEos: false,
+      models: ["llama"],
+    },
+    loadPoint: lp,
+    seed: 1,
+    warmupRequests: warmup,
+    artifactDir: dir,
+    progress: false,
+    requestTimeoutMs: 60_000,
+    serverUsage: false,
+  });
+}
+
+/** Time-averaged streams in flight (Little's law): Σ latency / wall span. */
+function meanInFlight(r: LoadPointResult): number {
+  const s = r.stats;
+  if (!s) return 0;
+  return (s.request_latency.avg * s.request_throughput.avg) / 1000;
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes("--quick");
+  const dir = mkdtempSync(join(tmpdir(), "ib-bench-loadgen-"));
+  const out: Record<string, unknown> = { cpus: cpus().length, node: process.version, quick };
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const overflow0 = listenOverflows();
+  try {
+    // 1. Concurrent streams: 10 tokens, 200 ms apart (2 s streams) so N streams stay open at once.
+    {
+      const srv = await startServer({ TOKEN_DELAY_MS: "200", TOKENS: "10" });
+      const results: Record<string, unknown>[] = [];
+      let best = 0;
+      for (const n of quick ? [500, 2000] : [500, 1000, 2000, 3000, 4000]) {
+        const r = await point(srv.url, dir, { kind: "concurrency", concurrency: n }, n * 2, 0, 10);
+        const inflight = meanInFlight(r);
+        const ttftP99 = r.stats?.time_to_first_token?.p99 ?? Number.NaN;
+        const ok = r.errorCount === 0 && r.stats !== undefined;
+        results.push({
+          concurrency: n,
+          errors: r.errorCount,
+          meanInFlight: Math.round(inflight),
+          ttftP99Ms: ttftP99,
+          itlAvgMs: r.stats?.inter_token_latency?.avg,
+        });
+        log(
+          `streams c=${n}: errors ${r.errorCount}, mean in flight ${inflight.toFixed(0)}, TTFT p99 ${ttftP99.toFixed(1)} ms, ITL avg ${(r.stats?.inter_token_latency?.avg ?? Number.NaN).toFixed(1)} ms (server 200 ms)`,
+        );
+        // Sustained: no errors and token pacing intact (ITL within 10% of the server's 200 ms).
+        if (ok && (r.stats?.inter_token_latency?.avg ?? 1e9) < 220) best = n;
+        else break;
+      }
+      srv.stop();
+      out["concurrentStreams"] = { maxSustained: best, points: results };
+    }
+    // 2. Short requests (16 tokens, no delay): closed-loop throughput, then a 1,500 req/s open loop.
+    {
+      const srv = await startServer({ TOKEN_DELAY_MS: "0", TOKENS: "16" });
+      const n = quick ? 3000 : 10000;
+      const closed = await point(
+        srv.url,
+        dir,
+        { kind: "concurrency", concurrency: 100 },
+        n,
+        500,
+        16,
+      );
+      const rps = closed.stats?.request_throughput.avg ?? 0;
+      log(
+        `short requests, concurrency 100: ${rps.toFixed(0)} req/s, errors ${closed.errorCount}, refill lag p99 ${closed.lagP99Ms.toFixed(3)} ms`,
+      );
+      const open = await point(
+        srv.url,
+        dir,
+        { kind: "request-rate", requestRate: 1500, distribution: "poisson" },
+        quick ? 3000 : 9000,
+        300,
+        16,
+      );
+      log(
+        `open loop 1,500 req/s Poisson: achieved ${(open.achievedRate ?? 0).toFixed(0)} req/s, lag p99 ${open.lagP99Ms.toFixed(3)} ms, valid ${open.valid}, errors ${open.errorCount}`,
+      );
+      // 3. 500 req/s Poisson.
+      const p500 = await point(
+        srv.url,
+        dir,
+        { kind: "request-rate", requestRate: 500, distribution: "poisson" },
+        quick ? 2500 : 5000,
+        200,
+        16,
+      );
+      log(
+        `open loop 500 req/s Poisson: lag p99 ${p500.lagP99Ms.toFixed(3)} ms, achieved ${(p500.achievedRate ?? 0).toFixed(1)} req/s, valid ${p500.valid}`,
+      );
+      srv.stop();
+      out["shortRequests"] = {
+        closedLoopConcurrency100ReqPerS: rps,
+        closedLoopErrors: closed.errorCount,
+        closedLoopRefillLagP99Ms: closed.lagP99Ms,
+      };
+      out["openLoop1500"] = {
+        achievedReqPerS: open.achievedRate,
+        lagP99Ms: open.lagP99Ms,
+        valid: open.valid,
+        errors: open.errorCount,
+        requestThroughput: open.stats?.request_throughput.avg,
+      };
+      out["openLoop500"] = {
+        lagP99Ms: p500.lagP99Ms,
+        achievedReqPerS: p500.achievedRate,
+        valid: p500.valid,
+        errors: p500.errorCount,
+      };
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const overflow1 = listenOverflows();
+  out["listenOverflows"] =
+    overflow0 !== undefined && overflow1 !== undefined ? overflow1 - overflow0 : null;
+  const streams = (out["concurrentStreams"] as { maxSustained: number }).maxSustained;
+  const rps = (out["shortRequests"] as { closedLoopConcurrency100ReqPerS: number })
+    .closedLoopConcurrency100ReqPerS;
+  const lag = (out["openLoop500"] as { lagP99Ms: number }).lagP99Ms;
+  out["goals"] = {
+    streams: `${streams} (goal ≥ 2000) ${streams >= 2000 ? "met" : "NOT met"}`,
+    reqPerS: `${rps.toFixed(0)} (goal ≥ 1500) ${rps >= 1500 ? "met" : "NOT met"}`,
+    lagP99At500: `${lag.toFixed(3)} ms (goal ≤ 2) ${lag <= 2 ? "met" : "NOT met"}`,
+  };
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+}
