@@ -440,6 +440,11 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
     };
     res.on("close", onClientClose);
     const onDrain = () => controller?.resume();
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      res.uncork();
+    };
 
     const tDispatch = performance.now();
     r.pool.dispatch(
@@ -470,7 +475,14 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
           added.observe((tDispatch - tBody + performance.now() - tResp) / 1000);
         },
         onResponseData(c, chunk) {
-          // Bytes go out as they came; pause the replica while the client is slow.
+          // Bytes go out as they came, in this same tick: chunks parsed from one read are corked
+          // into one writev (fewer syscalls, no added delay). Pause the replica while the client
+          // is slow.
+          if (!corked) {
+            corked = true;
+            res.cork();
+            process.nextTick(uncork);
+          }
           if (!res.write(chunk)) {
             c.pause();
             res.once("drain", onDrain);
