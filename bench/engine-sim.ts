@@ -32,6 +32,8 @@ interface LoadResult {
   errors: number;
   tokens: number;
   peakInFlight: number;
+  /** Streams still open when the window closed (then cut; not errors). */
+  openAtEnd: number;
 }
 
 const WORDS =
@@ -42,9 +44,26 @@ const WORDS =
 /** Worker side: closed-loop streaming clients, minimal parsing (count SSE events). */
 async function runLoad(job: LoadJob): Promise<LoadResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: job.concurrency + 16 });
-  const res: LoadResult = { started: 0, completed: 0, errors: 0, tokens: 0, peakInFlight: 0 };
+  const res: LoadResult = {
+    started: 0,
+    completed: 0,
+    errors: 0,
+    tokens: 0,
+    peakInFlight: 0,
+    openAtEnd: 0,
+  };
   let inFlight = 0;
+  let stopping = false;
   const deadline = performance.now() + job.durationSec * 1000;
+  const stopTimer = setTimeout(() => {
+    stopping = true;
+    res.openAtEnd = inFlight;
+    agent.destroy();
+  }, job.durationSec * 1000);
+  const failed = () => {
+    inFlight--;
+    if (!stopping) res.errors++;
+  };
   const one = (client: number, seq: number) =>
     new Promise<void>((resolve) => {
       const e = client % job.ports.length;
@@ -89,19 +108,21 @@ async function runLoad(job: LoadJob): Promise<LoadResult> {
           r.on("end", () => {
             inFlight--;
             if (r.statusCode === 200 && tail.includes("[DONE]")) res.completed++;
-            else res.errors++;
+            else if (!stopping) res.errors++;
             resolve();
           });
           r.on("error", () => {
-            inFlight--;
-            res.errors++;
+            failed();
+            resolve();
+          });
+          r.on("aborted", () => {
+            failed();
             resolve();
           });
         },
       );
       req.on("error", () => {
-        inFlight--;
-        res.errors++;
+        failed();
         resolve();
       });
       req.on("timeout", () => req.destroy());
@@ -113,6 +134,7 @@ async function runLoad(job: LoadJob): Promise<LoadResult> {
     for (let s = 0; performance.now() < deadline; s++) await one(c, s);
   });
   await Promise.all(clients);
+  clearTimeout(stopTimer);
   agent.destroy();
   return res;
 }
@@ -236,14 +258,14 @@ async function main() {
 
   console.log("2. Capacity: six engines in one process, streaming clients in a child process");
   console.log(
-    "| streams | held (client peak / server peak) | completed | errors | output tok/s | host CPU (cores) | drift p50 | drift p99 | drift max | steps | bare-timer p99 | load avg |",
+    "| streams | held (client peak / server peak / open at end) | completed | errors | output tok/s | host CPU (cores) | drift p50 | drift p99 | drift max | steps | bare-timer p99 | load avg |",
   );
   console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
   const dur = Number(process.env.BENCH_SECONDS ?? 15);
   for (const c of [500, 2000]) {
     const r = await capacity(c, dur);
     console.log(
-      `| ${c} | ${r.load.peakInFlight} / ${r.peakServer} | ${r.load.completed} | ${r.load.errors} | ${Math.round(r.tokPerSec)} | ${r.hostCpu.toFixed(2)} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${r.max.toFixed(1)} ms | ${r.steps} | ${r.controlP99.toFixed(2)} ms | ${r.loadavg.toFixed(1)} |`,
+      `| ${c} | ${r.load.peakInFlight} / ${r.peakServer} / ${r.load.openAtEnd} | ${r.load.completed} | ${r.load.errors} | ${Math.round(r.tokPerSec)} | ${r.hostCpu.toFixed(2)} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${r.max.toFixed(1)} ms | ${r.steps} | ${r.controlP99.toFixed(2)} ms | ${r.loadavg.toFixed(1)} |`,
     );
   }
   console.log(
