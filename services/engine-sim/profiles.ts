@@ -88,7 +88,7 @@ export const ENGINE_PROFILES: Record<string, EngineProfile> = {
     beta2: 6e-6,
     kappa: 70e-9,
     requestOverhead: 2.0e-3,
-    pageMapCost: 20e-6,
+    pageMapCost: 5e-6,
     outputLen: { median: 200, sigma: 0.8, cap: 4096 },
     sources: [
       ENGINE_MODEL_REF,
@@ -96,7 +96,7 @@ export const ENGINE_PROFILES: Record<string, EngineProfile> = {
       "κ floor = 128 KiB / 3.35 TB/s H100 SXM HBM3 ≈ 39 ns; fitted 70 ns so the concurrency-16/64 ITL points land (attention below peak bandwidth)",
       "β0 floor = 16 GB / 3.35 TB/s ≈ 4.8 ms + launch/sampling overhead; β1 21 µs (≈ 47k prefill tokens/s at an 8192-token step)",
       "requestOverhead: API-server parse/tokenize/detokenize (estimate, sized to the 14 ms TTFT point)",
-      "pageMapCost: cuMemMap+cuMemSetAccess of a 2 MiB page (estimate, tens of µs)",
+      "pageMapCost: cuMemMap+cuMemSetAccess of a 2 MiB page, amortised by kvcached's background page pre-allocation (estimate, 5 µs)",
     ],
     reference: [
       {
@@ -160,7 +160,7 @@ export const ENGINE_PROFILES: Record<string, EngineProfile> = {
     beta2: 6e-6,
     kappa: 30e-9,
     requestOverhead: 2.0e-3,
-    pageMapCost: 20e-6,
+    pageMapCost: 5e-6,
     outputLen: { median: 220, sigma: 0.8, cap: 4096 },
     sources: [
       "Scaled from llama-3.1-8b@h100 (ENGINE_MODEL.md: Qwen2.5-7B is close to Llama-3.1-8B)",
@@ -189,7 +189,7 @@ export const ENGINE_PROFILES: Record<string, EngineProfile> = {
     beta2: 50e-6,
     kappa: 170e-9,
     requestOverhead: 2.5e-3,
-    pageMapCost: 20e-6,
+    pageMapCost: 5e-6,
     outputLen: { median: 200, sigma: 0.8, cap: 4096 },
     sources: [
       "ENGINE_MODEL.md: AWQ-4bit weights ≈ 40 GB, step floor ≈ 12–15 ms, KV ≈ 320 KiB per token",
@@ -226,7 +226,7 @@ export const ENGINE_PROFILES: Record<string, EngineProfile> = {
     beta2: 50e-6,
     kappa: 760e-9,
     requestOverhead: 2.5e-3,
-    pageMapCost: 20e-6,
+    pageMapCost: 5e-6,
     outputLen: { median: 200, sigma: 0.8, cap: 4096 },
     sources: [
       "NVIDIA L4 datasheet: 24 GB GDDR6, 300 GB/s, 121 TFLOPS BF16 dense",

@@ -281,6 +281,29 @@ describe("KVCached mode", () => {
     assert.ok(kc.pre <= st.pre);
   });
 
+  it("one model per GPU (the seed layout): KVCached changes little", () => {
+    const run = (kvcached: boolean) => {
+      const lay = layoutKv([
+        { ...gpu("a", kvcached), gpus: [0], gpuMemoryUtilization: undefined },
+        { ...gpu("b", kvcached), gpus: [1], gpuMemoryUtilization: undefined },
+      ]);
+      const cores = ["a", "b"].map(
+        (n) => new EngineCore(coreConfigFromProfile(P8, lay.get(n)!.kv, { model: n })),
+      );
+      const res = simulate(cores, {
+        clients: 32,
+        next: (c, s) =>
+          s < 4
+            ? { engine: c % 2, promptTokens: syntheticPrompt(1500, c * 10 + s), outputLen: 200 }
+            : undefined,
+      });
+      return mean(res.records.map((r) => r.ttft));
+    };
+    const st = run(false);
+    const kc = run(true);
+    assert.ok(Math.abs(kc - st) / st < 0.1, `static ${st} vs kvcached ${kc}`);
+  });
+
   it("page pool accounting never exceeds the physical pool (property)", () => {
     fc.assert(
       fc.property(
