@@ -10,7 +10,9 @@
  * mode 0600 right before `docker compose up`, and compose reads it through `env_file`.
  */
 import { stringify } from "yaml";
+import { UserError } from "../lib/errors.ts";
 import type { EnginePlan, RouterPlan, StackPlan } from "../stacks/plan-types.ts";
+import { isDigestPinned } from "../stacks/schema.ts";
 import { RUNNER_SCRIPT_FILE, renderRunnerScript } from "./runner-script.ts";
 
 export const COMPOSE_FILE = "compose.yaml";
@@ -96,11 +98,7 @@ export interface ComposeProject {
   volumes: Record<string, { name: string }>;
 }
 
-const DIGEST_RE = /^[^\s@]+@sha256:[0-9a-f]{64}$/;
 
-export function isDigestPinned(image: string): boolean {
-  return DIGEST_RE.test(image);
-}
 
 /** Compose service names: lowercase letters, digits, `-`, `_`, `.` and not starting with `-`. */
 function serviceName(engine: string): string {
@@ -232,9 +230,9 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
       continue;
     }
     if (!isDigestPinned(e.image) && !opts.allowUnpinnedImages) {
-      throw new Error(
-        `engine ${e.name}: image "${e.image}" is not pinned by digest (repo@sha256:…)`,
-      );
+      throw new UserError(`engine ${e.name}: image "${e.image}" is not pinned by digest (repo@sha256:…)`, {
+        hint: "pin engine.images.<arm> to a digest (README: Pinning images), or set run.allowUnpinnedImages: true",
+      });
     }
     if (e.gpus.length === 0) throw new Error(`engine ${e.name}: no GPU ids`);
     const startPeriod = opts.engineStartPeriodSec ?? 1800;

@@ -4,6 +4,7 @@
  * every model of the workload in one mixed stream (round robin), artifacts under /results/<point>/.
  * Pure: plan in, POSIX sh out (checked with `sh -n` in tests).
  */
+import { UserError } from "../lib/errors.ts";
 import type { DatasetPlan, LoadPoint, StackPlan } from "../stacks/plan-types.ts";
 
 export const RUNNER_SCRIPT_FILE = "run-benchmark.sh";
@@ -59,7 +60,7 @@ function datasetFlags(d: DatasetPlan): string[] {
       ];
     default:
       // File-based datasets would have to travel with the bundle; not done yet.
-      throw new Error(
+      throw new UserError(
         `dataset kind "${d.kind}" reads a local file, which is not shipped to the VM yet; use synthetic, shared-prefix or multi-round-qa on gcp-vm`,
       );
   }

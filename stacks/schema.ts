@@ -335,5 +335,5 @@ export type StackConfig = z.output<typeof stackConfigSchema>;
 export type ModelConfig = StackConfig["models"][number];
 
 export function isDigestPinned(image: string): boolean {
-  return /@sha256:[0-9a-f]{64}$/.test(image);
+  return /^[^\s@]+@sha256:[0-9a-f]{64}$/.test(image);
 }

@@ -32,7 +32,7 @@ export function registerPlan(program: Command): void {
     )
     .action(async (raw: unknown) => {
       const opts = parseOptions(optionsSchema, raw);
-      const { plan } = planStack(opts.stack, opts.set);
+      const { plan, loaded } = planStack(opts.stack, opts.set);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
       } else {
@@ -45,6 +45,11 @@ export function registerPlan(program: Command): void {
           `${JSON.stringify(redactObject(plan), null, 2)}\n`,
         );
         logger.info(`wrote ${join(dir, "plan.json")}`);
+        if (plan.target === "gcp-vm") {
+          const { writePlanBundle } = await import("../../compose/bundle.ts");
+          const files = await writePlanBundle(dir, plan, { allowUnpinnedImages: loaded.config.run.allowUnpinnedImages });
+          logger.info(`wrote the compose project: ${files.map((f) => f.slice(dir.length + 1)).join(", ")}`);
+        }
       }
     });
 }

@@ -14,13 +14,22 @@ import { formatRunSummary } from "../run-summary.ts";
 const optionsSchema = z
   .object({
     stack: z.string().min(1).optional(),
+    stacks: z
+      .string()
+      .min(1)
+      .transform((v) => v.split(",").map((x) => x.trim()))
+      .optional(),
+    keep: z.boolean().default(false),
     set: z.array(z.string()).default([]),
     quick: z.boolean().default(false),
     interleave: z.boolean().default(true),
     resume: z.string().min(1).optional(),
     runsDir: z.string().min(1).optional(),
   })
-  .refine((o) => o.stack !== undefined || o.resume !== undefined, { message: "give --stack <name> or --resume <run-id>", path: ["stack"] });
+  .refine((o) => o.stack !== undefined || o.stacks !== undefined || o.resume !== undefined, {
+    message: "give --stack <name>, --stacks <a,b> or --resume <run-id>",
+    path: ["stack"],
+  });
 
 export function registerRun(program: Command): void {
   program
@@ -31,6 +40,8 @@ export function registerRun(program: Command): void {
         "Completed load points are kept; an interrupted run continues with --resume <run-id>.",
     )
     .option("-s, --stack <name>", "stack to run: stacks/Pulumi.<name>.yaml (default for npm start: local)")
+    .option("--stacks <a,b>", "cloud: two stacks (baseline and managed arms) benchmarked on one VM, then compared")
+    .option("--keep", "cloud: keep the stack after the run (prints how to destroy it later)")
     .option("--set <path=value>", "override a config value (repeatable), as for `inferbench plan`", collect, [])
     .option("--quick", "the same pipeline on a reduced load (two load points, fewer requests)")
     .option("--no-interleave", "run all of one arm's load points, then the other's (default: interleave per point)")
@@ -39,6 +50,20 @@ export function registerRun(program: Command): void {
     .addHelpText("after", "\nExamples:\n  inferbench run --stack local\n  inferbench run --stack local --quick\n  inferbench run --resume 20261124-134512-ab12\n")
     .action(async (raw: unknown) => {
       const opts = parseOptions(optionsSchema, raw);
+      const stacks = opts.stacks ?? (opts.stack ? [opts.stack] : []);
+      if (stacks.length > 0 && planStack(stacks[0]!, opts.set).plan.target !== "local") {
+        const { runCloud } = await import("./run-cloud.ts");
+        const result = await runCloud({
+          stacks,
+          overrides: opts.set,
+          keep: opts.keep,
+          ...(opts.runsDir ? { resultsRoot: opts.runsDir } : {}),
+        });
+        process.stdout.write(`run ${result.runId}: ${result.resultsDir}\n`);
+        if (result.arms.some((a) => !a.ok)) throw new UserError("the benchmark failed on at least one arm; see above", { exitCode: 1 });
+        return;
+      }
+      if (opts.stacks) throw new UserError("--stacks is for cloud stacks; a local stack runs both arms by itself");
       // Loaded on use: `serve` children start faster without the run pipeline's modules.
       const { runEmbedded } = await import("../../runners/embedded.ts");
       const { writeReportFiles } = await import("../write-report.ts");
@@ -55,7 +80,7 @@ export function registerRun(program: Command): void {
       process.on("SIGTERM", onSignal);
       try {
         const result = await runEmbedded({
-          stack: opts.stack ?? "local",
+          stack: stacks[0] ?? "local",
           overrides: opts.set,
           quick: opts.quick,
           interleave: opts.interleave,

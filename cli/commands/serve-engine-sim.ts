@@ -35,6 +35,8 @@ const optionsSchema = z
     planHost: z.string().min(1).optional(),
     host: z.string().min(1).optional(),
     prefixCaching: z.boolean().default(true),
+    enablePrefixCaching: z.boolean().default(true),
+    servedModelName: z.string().min(1).optional(),
     maxCachedTokens: int(0, 10_000_000).optional(),
     maxModelLen: int(16, 10_000_000).optional(),
     maxNumSeqs: int(1, 100_000).optional(),
@@ -157,6 +159,8 @@ export function registerServeEngineSim(serve: Command): void {
       "listen address (default 127.0.0.1; containers pass 0.0.0.0). With --plan, a plan host name here selects that host, as --plan-host does",
     )
     .option("--no-prefix-caching", "disable prefix caching (single engine)")
+    .option("--no-enable-prefix-caching", "vLLM spelling of --no-prefix-caching")
+    .option("--served-model-name <name>", "vLLM spelling of --model")
     .option("--max-cached-tokens <n>", "cap on cached prefix tokens (KVCached; 0 = off)")
     .option("--max-model-len <n>", "max_model_len (default: the profile's)")
     .option("--max-num-seqs <n>", "sequence cap per step (default: the profile's)")
@@ -181,6 +185,8 @@ Examples:
     )
     .action(async (raw: Record<string, unknown>) => {
       const o = parseOptions(optionsSchema, raw);
+      if (o.model === undefined && o.servedModelName !== undefined) o.model = o.servedModelName;
+      if (!o.enablePrefixCaching) o.prefixCaching = false;
       const log = createLogger("engine-sim");
       let engines: EngineSpec[];
       let bind = o.host ?? "127.0.0.1";
