@@ -194,7 +194,6 @@ export class EngineCore {
     };
     this.seqs.set(req.id, seq);
     this.pending.push(seq);
-    this.counters.promptTokens += req.promptTokens.length;
   }
 
   /** Client went away: free everything at once. */
@@ -387,6 +386,8 @@ export class EngineCore {
       const ev: TokenEvent = { id: seq.req.id, index: seq.numOutput - 1 };
       if (seq.firstTokenAt === undefined) {
         seq.firstTokenAt = end;
+        // Counted once the prompt is prefilled (as vLLM does), not on arrival.
+        this.counters.promptTokens += seq.req.promptTokens.length;
         this.counters.ttft.observe(end - seq.req.arrival);
         this.counters.prefill.observe(end - (seq.scheduledAt ?? now));
       } else {
