@@ -29,11 +29,12 @@ function flagName(key: string): string {
 export function buildProfileCommand(): Command {
   const cmd = new Command("profile")
     .description(
-      "Drive GenAI-Perf-compatible load against an OpenAI-compatible server and write GenAI-Perf\n" +
-        "(era D) artifacts: <artifact-dir>/<model>-openai-<type>-<concurrencyN|request_rateR>/.\n" +
-        "Extras (per-request records with status, backend, server usage and schedule lag; validity)\n" +
-        "go to <export>_inferbench.json and <export>_inferbench_requests.jsonl.\n" +
-        "Exit status: 0 valid, 2 bad input, 3 invalid run (generator lag/rate), 4 errors/aborted, 1 other.",
+      "Drive GenAI-Perf-compatible load against an OpenAI-compatible server and write GenAI-Perf " +
+        "(era D) artifacts in <artifact-dir>/<model>-openai-<type>-<concurrencyN|request_rateR>/. " +
+        "Extras (per-request records with status, backend, server usage and schedule lag; " +
+        "validity) go to <export>_inferbench.json and <export>_inferbench_requests.jsonl. " +
+        "Exit status: 0 valid, 2 bad input, 3 invalid run (generator lag or rate), " +
+        "4 errors/aborted, 1 other.",
     )
     .argument(
       "[perf_analyzer_args...]",
