@@ -29,7 +29,7 @@ import {
   summarize,
 } from "../results/genai-perf/metrics.ts";
 import { writePlots } from "../results/genai-perf/plots.ts";
-import { nonEmptyResponses, parseResponses } from "../results/genai-perf/sse.ts";
+import { nonEmptyResponses, parseResponses, splitSseEvents } from "../results/genai-perf/sse.ts";
 import type { LoadPoint, SloTargets, WorkloadPlan } from "../stacks/plan-types.ts";
 import { HttpClient, hrToEpochNs, monoNs, normalizeUrl, type SendResult } from "./client.ts";
 import { ProgressBar } from "./progress.ts";
@@ -657,11 +657,12 @@ async function finish(
     const r = s.res;
     const streamed = w.streaming;
     const ts = r.chunkHr.map(hrToEpochNs);
+    const events = streamed ? splitSseEvents(ts, r.chunks) : undefined;
     const raw: RawRequest = {
       timestamp: hrToEpochNs(r.sentHr),
       payload: s.payload,
-      responseTimestamps: streamed || ts.length === 0 ? ts : [ts[ts.length - 1]!],
-      responses: streamed || r.chunks.length === 0 ? r.chunks : [r.chunks.join("")],
+      responseTimestamps: events ? events.timestamps : ts.length === 0 ? ts : [ts[ts.length - 1]!],
+      responses: events ? events.responses : r.chunks.length === 0 ? [] : [r.chunks.join("")],
     };
     if (s.d.islTokens !== undefined && !islCache.has(s.payload))
       islCache.set(s.payload, s.d.islTokens);
@@ -828,6 +829,12 @@ async function finish(
       tokenizer: opts.tokenizer ?? opts.models[0]!,
       input_tokens: metrics.reduce((a, m) => a + m.isl, 0),
       output_tokens: metrics.reduce((a, m) => a + m.osl, 0),
+    },
+    metric_definitions: {
+      inter_token_latency:
+        "GenAI-Perf: (request latency − TTFT) / (OSL − 1) per request, ns rounded half-to-even (vLLM calls this TPOT)",
+      time_to_first_token: "first response with non-empty text − request sent",
+      lag: "actual send − max(intended arrival, concurrency slot free, session turn ready)",
     },
     load_point: lp,
     workload: {

@@ -10,6 +10,8 @@ export interface ProgressState {
 }
 
 export function renderProgress(s: ProgressState, width = 30): string {
+  if (!Number.isFinite(s.total))
+    return `${s.label} ${s.completed} done, ${s.errors} err, ${s.inFlight} in flight, ${s.elapsedS.toFixed(1)} s`;
   const frac = s.total > 0 ? Math.min(1, s.completed / s.total) : 0;
   const filled = Math.round(frac * width);
   const rate = s.elapsedS > 0 ? s.completed / s.elapsedS : 0;

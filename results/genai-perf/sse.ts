@@ -149,3 +149,42 @@ export function parseResponses(
 export function nonEmptyResponses(parsed: ParsedStream): ParsedResponse[] {
   return parsed.responses.filter((r) => r.text !== "");
 }
+
+/**
+ * Re-cuts raw streamed chunks at SSE event boundaries for the raw export: one response per event
+ * (so `data: [DONE]` is always its own response, as in perf_analyzer's records), each stamped
+ * with the arrival time of the chunk that completed it. Metric math is unchanged by this.
+ */
+export function splitSseEvents<T>(
+  timestamps: readonly T[],
+  chunks: readonly string[],
+): { timestamps: T[]; responses: string[] } {
+  const outTs: T[] = [];
+  const out: string[] = [];
+  let buf = "";
+  for (let i = 0; i < chunks.length; i++) {
+    buf += chunks[i]!;
+    for (;;) {
+      const lf = buf.indexOf("\n\n");
+      const crlf = buf.indexOf("\r\n\r\n");
+      let end = -1;
+      let len = 0;
+      if (lf !== -1 && (crlf === -1 || lf < crlf)) {
+        end = lf;
+        len = 2;
+      } else if (crlf !== -1) {
+        end = crlf;
+        len = 4;
+      }
+      if (end === -1) break;
+      out.push(buf.slice(0, end + len));
+      outTs.push(timestamps[i]!);
+      buf = buf.slice(end + len);
+    }
+  }
+  if (buf !== "") {
+    out.push(buf);
+    outTs.push(timestamps[timestamps.length - 1]!);
+  }
+  return { timestamps: outTs, responses: out };
+}

@@ -344,3 +344,23 @@ describe("published samples read back", () => {
     assert.deepEqual(parseCsv('a,"1,2"\r\n\r\nb,"x""y"\n'), [["a", "1,2"], [], ["b", 'x"y']]);
   });
 });
+
+describe("raw export event split", () => {
+  it("one response per SSE event, [DONE] on its own, same metrics", async () => {
+    const { splitSseEvents } = await import("../../results/genai-perf/sse.ts");
+    const ev = (c: string) =>
+      `data: ${JSON.stringify({ choices: [{ delta: { content: c } }] })}\n\n`;
+    const whole = `${ev("a")}${ev("b")}data: [DONE]\n\n`;
+    const chunks = [
+      whole.slice(0, 5),
+      whole.slice(5, whole.length - 3),
+      whole.slice(whole.length - 3),
+    ];
+    const s = splitSseEvents([1n, 2n, 3n], chunks);
+    assert.deepEqual(s.responses, [ev("a"), ev("b"), "data: [DONE]\n\n"]);
+    assert.deepEqual(s.timestamps, [2n, 2n, 3n]);
+    const a = parseResponses([1n, 2n, 3n], chunks).responses.map((r) => [r.text, r.timestamp]);
+    const b = parseResponses(s.timestamps, s.responses).responses.map((r) => [r.text, r.timestamp]);
+    assert.deepEqual(a, b);
+  });
+});
