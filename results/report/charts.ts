@@ -28,6 +28,8 @@ const SIDE_MARKER = { a: "circle", b: "square" } as const;
 export const ACHIEVED_RATE_LABEL = "achieved request rate (req/s)";
 const INVALID_FOOTNOTE =
   "Hollow markers on the x axis: invalid load points (load generator fell behind) — not results.";
+const SWEEP_FOOTNOTE =
+  "Lines join points of the same sweep (concurrency points, request-rate points).";
 
 export interface ModelGroup {
   model: string;
@@ -103,6 +105,7 @@ function latencyVsRate(
               x: s.achievedRps,
               y: v,
               tip: `${row.point} · ${label} ${q}: ${fmtNum(v)} ms at ${fmtNum(s.achievedRps)} req/s`,
+              group: row.pointKind,
             },
           ];
         }),
@@ -138,7 +141,7 @@ function latencyVsRate(
     height: h,
     emulated: c.emulated,
     body,
-    ...(invalid.length ? { footnote: INVALID_FOOTNOTE } : {}),
+    footnote: invalid.length ? `${INVALID_FOOTNOTE} ${SWEEP_FOOTNOTE}` : SWEEP_FOOTNOTE,
   });
 }
 

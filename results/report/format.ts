@@ -27,6 +27,8 @@ export function fmtSignedPct(x: number): string {
 /** `+12.3% [+8.1, +16.0]`: the delta with its 95% confidence interval. */
 export function fmtDeltaCi(deltaPct: number, lo: number, hi: number): string {
   if (!Number.isFinite(deltaPct)) return "—";
-  const b = (v: number) => (Number.isFinite(v) ? fmtSignedPct(v).replace("%", "") : "?");
+  if (!Number.isFinite(lo) || !Number.isFinite(hi))
+    return `${fmtSignedPct(deltaPct)} (no interval)`;
+  const b = (v: number) => fmtSignedPct(v).replace("%", "");
   return `${fmtSignedPct(deltaPct)} [${b(lo)}, ${b(hi)}]`;
 }

@@ -17,7 +17,7 @@ export interface MetricRowDef {
 }
 
 const q = (name: string, field: "ttftMs" | "itlMs" | "e2eMs", label: string): MetricRowDef[] =>
-  (["p50", "p90", "p99"] as const).map((p) => ({
+  (["mean", "p50", "p90", "p99"] as const).map((p) => ({
     key: `${name}_${p}_ms`,
     aliases: [`${name}_${p}`, `${field}.${p}`],
     label: `${label} ${p}`,
@@ -147,7 +147,8 @@ export function renderServerRows(row: ComparisonRow): { label: string; a: string
 /** `N requests (E errors), R repeats` for one side. */
 export function sampleText(s: SideSummary): string {
   const rep = s.repeats > 1 ? `, ${s.repeats} repeats` : "";
-  return `${s.requests} requests (${s.errors} failed)${rep}`;
+  const n = (x: number) => x.toLocaleString("en-US");
+  return `${n(s.requests)} requests (${n(s.errors)} failed)${rep}`;
 }
 
 /** Rate context line: requested (when a rate point) and achieved per side. */

@@ -20,6 +20,8 @@ export interface LinePoint {
   y: number;
   /** Tooltip text (an SVG <title>). */
   tip?: string;
+  /** Lines join only points of the same group (e.g. a concurrency sweep vs a rate sweep). */
+  group?: string;
 }
 
 export interface LineSeries {
@@ -285,8 +287,10 @@ export function linePanel(box: Box, spec: LinePanelSpec): string {
   }
   for (const s of spec.series) {
     const pts = [...s.points].sort((a, b) => a.x - b.x);
-    if (pts.length > 1) {
-      const d = pts.map((p, i) => `${i ? "L" : "M"}${r(sx(p.x))},${r(sy(p.y))}`).join("");
+    for (const grp of new Set(pts.map((p) => p.group ?? ""))) {
+      const line = pts.filter((p) => (p.group ?? "") === grp);
+      if (line.length < 2) continue;
+      const d = line.map((p, i) => `${i ? "L" : "M"}${r(sx(p.x))},${r(sy(p.y))}`).join("");
       const dash = s.dash ? ' stroke-dasharray="6 4"' : "";
       out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${dash}/>`);
     }

@@ -204,6 +204,7 @@ describe("chart kit", () => {
     assert.equal(fmtSignedPct(12.34), "+12.3%");
     assert.equal(fmtSignedPct(-0.04), "-0.0%");
     assert.equal(fmtDeltaCi(-5, -9.5, -0.5), "-5.0% [-9.5, -0.5]");
+    assert.equal(fmtDeltaCi(3, Number.NaN, Number.NaN), "+3.0% (no interval)");
   });
 
   it("escapes HTML and Markdown", () => {
@@ -236,5 +237,51 @@ describe("chart kit", () => {
       [...crop.data.subarray(0, 3)],
       [...data.subarray((1 * w + 2) * 3, (1 * w + 2) * 3 + 3)],
     );
+  });
+});
+
+describe("with the comparison from results/compare.ts", () => {
+  it("renders every delta compareSides computes in its fixed row (no unknown metric keys)", async () => {
+    const { compareSides } = await import("../../results/compare.ts");
+    const { extraDeltas } = await import("../../results/report/metrics.ts");
+    const side = (label: string, f: number) => ({
+      label,
+      source: `test/${label}`,
+      emulated: true,
+      slo: { ttftMs: 200 },
+      workload: { dataset: "synthetic" },
+      points: [1, 4].map((conc) => ({
+        model: "m",
+        point: `concurrency ${conc}`,
+        pointKind: "concurrency" as const,
+        pointValue: conc,
+        repeats: 1,
+        valid: true,
+        samples: Array.from({ length: 60 }, (_, i) => ({
+          ok: i % 30 !== 7,
+          startMs: i * 100,
+          endMs: i * 100 + (500 + ((i * 37) % 100)) * f,
+          ttftMs: (50 + ((i * 13) % 40)) * f,
+          itlMs: (10 + ((i * 7) % 5)) * f,
+          osl: 50,
+          backend: `engine-${i % 2}`,
+        })),
+      })),
+    });
+    const c = compareSides(side("baseline", 1), side("managed", 0.7), { seed: 1 });
+    for (const row of c.rows) {
+      assert.ok(row.deltas.length > 0);
+      assert.deepEqual(
+        extraDeltas(row).map((d) => d.metric),
+        [],
+      );
+    }
+    const md = renderMarkdown(c);
+    assert.match(
+      md,
+      /\| TTFT p99 \(ms\) \| [\d.]+ \| [\d.]+ \| -[\d.]+% \[-[\d.]+, -[\d.]+\] \| \*\*better\*\* \|/,
+    );
+    assert.ok(md.includes("| goodput (all SLOs met) (req/s) |"));
+    assert.match(renderHtml(c), /engine-0 51.7%, engine-1 48.3%/);
   });
 });
