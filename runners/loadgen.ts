@@ -200,6 +200,8 @@ export async function sleepUntil(targetHr: number, signal?: AbortSignal): Promis
 }
 
 interface Dispatch {
+  /** Model fixed by the dataset entry (GenAI-Perf ties the model to the payload). */
+  model?: string;
   messages: ChatMessage[];
   maxTokens?: number;
   islTokens?: number;
@@ -216,15 +218,35 @@ interface Source {
   capacity: number;
 }
 
-function poolSource(items: WorkItem[]): Source {
+function poolSource(items: WorkItem[], models: readonly string[]): Source {
   let i = 0;
   return {
     capacity: Number.POSITIVE_INFINITY,
     async next() {
-      const it = items[i++ % items.length]!;
-      return { d: { messages: it.messages(), maxTokens: it.maxTokens, islTokens: it.islTokens } };
+      const k = i++ % items.length;
+      const it = items[k]!;
+      return {
+        d: {
+          model: models[k],
+          messages: it.messages(),
+          maxTokens: it.maxTokens,
+          islTokens: it.islTokens,
+        },
+      };
     },
   };
+}
+
+/** Model of each dataset entry: round robin over entries, or a seeded random pick. */
+export function entryModels(
+  n: number,
+  models: readonly string[],
+  strategy: string,
+  rng: Rng,
+): string[] {
+  return Array.from({ length: n }, (_, i) =>
+    strategy === "random" ? models[rng.int(models.length)]! : models[i % models.length]!,
+  );
 }
 
 function traceSource(items: WorkItem[]): Source {
@@ -335,9 +357,10 @@ interface Sent {
 async function sendOne(ctx: Ctx, d: Dispatch): Promise<Omit<Sent, "intendedHr" | "eligibleHr">> {
   const models = ctx.opts.models;
   const model =
-    ctx.opts.modelSelectionStrategy === "random"
+    d.model ??
+    (ctx.opts.modelSelectionStrategy === "random"
       ? models[ctx.rng.int(models.length)]!
-      : models[ctx.modelCounter++ % models.length]!;
+      : models[ctx.modelCounter++ % models.length]!);
   const w = ctx.opts.workload;
   const body = buildBody({
     model,
@@ -530,12 +553,18 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
   const rng = createRng(opts.seed + 1);
   const scheduleRng = createRng(opts.seed + 2);
   const isSessions = workload.sessions !== undefined;
+  const itemModels = entryModels(
+    workload.items.length,
+    opts.models,
+    opts.modelSelectionStrategy ?? "round_robin",
+    createRng(opts.seed + 3),
+  );
   const makeSource = (): Source =>
     isSessions
       ? sessionSource(workload.sessions!)
       : workload.trace
         ? traceSource(workload.items)
-        : poolSource(workload.items);
+        : poolSource(workload.items, itemModels);
   const capacity = makeSource().capacity;
   const timeBoxed = opts.durationMs !== undefined && w.requestCount === undefined;
   const count = Math.min(
@@ -631,7 +660,7 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
     opts.signal?.removeEventListener("abort", onOuterAbort);
     await client.destroy();
   }
-  return finish(opts, workload, tokenizer.count, phase, endpointType, path);
+  return finish(opts, workload, tokenizer.count, phase, endpointType, path, itemModels);
 }
 
 async function finish(
@@ -641,6 +670,7 @@ async function finish(
   phase: Phase,
   endpointType: "chat" | "completions",
   path: string,
+  itemModels: readonly string[],
 ): Promise<LoadPointResult> {
   const w = opts.workload;
   const lp = opts.loadPoint;
@@ -757,7 +787,7 @@ async function finish(
       ? raws.map((r) => JSON.parse(r.payload) as unknown)
       : workload.items.map((it, i) =>
           buildBody({
-            model: opts.models[i % opts.models.length]!,
+            model: itemModels[i]!,
             messages: it.messages(),
             endpointType,
             streaming: w.streaming,

@@ -172,3 +172,19 @@ describe("prompt synthesis", () => {
     assert.notEqual(pf.fromHashIds([4], 100), pf.fromHashIds([5], 100));
   });
 });
+
+describe("model selection", () => {
+  it("round robin and seeded random tie a model to each dataset entry", async () => {
+    const { entryModels } = await import("../../runners/loadgen.ts");
+    assert.deepEqual(entryModels(5, ["a", "b"], "round_robin", createRng(0)), [
+      "a",
+      "b",
+      "a",
+      "b",
+      "a",
+    ]);
+    const r1 = entryModels(20, ["a", "b", "c"], "random", createRng(4));
+    assert.deepEqual(r1, entryModels(20, ["a", "b", "c"], "random", createRng(4)));
+    assert.equal(new Set(r1).size, 3);
+  });
+});
