@@ -1,26 +1,28 @@
 /**
  * Opens report.html in headless Chromium (Debian's `chromium`; .ci/run installs it) and checks
  * that it renders without console or script errors and shows every chart; writes the report,
- * its PNG charts and a screenshot (report.png) to results/runs/_test-report/ (git-ignored).
+ * its PNG charts and a screenshot (report.png) to $INFERBENCH_REPORT_TEST_OUT, default
+ * <os tmpdir>/inferbench-report-test/ (kept for inspection, replaced on each run).
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { chromiumPath } from "../../results/report/chromium.ts";
 import { buildCharts, checkReportInBrowser, writeReport } from "../../results/report/index.ts";
 import { decodePng } from "../../results/report/png.ts";
 import { makeComparison } from "./fixture.ts";
 
-const OUT = fileURLToPath(new URL("../../results/runs/_test-report/", import.meta.url));
+const OUT = `${process.env["INFERBENCH_REPORT_TEST_OUT"] || join(tmpdir(), "inferbench-report-test")}/`;
 const hasChromium = existsSync(chromiumPath());
 const skip = hasChromium
   ? false
   : `headless Chromium not found at ${chromiumPath()}: apt-get install -y chromium (.ci/run installs it)`;
 
 describe("report in headless Chromium", { skip, timeout: 90_000 }, () => {
-  it("renders every chart without errors; PNGs and a screenshot are written", async () => {
+  it("renders every chart without errors; PNGs and a screenshot are written", async (t) => {
     await rm(OUT, { recursive: true, force: true });
     const c = makeComparison({ emulated: true, small: true });
     const charts = buildCharts(c);
@@ -45,6 +47,7 @@ describe("report in headless Chromium", { skip, timeout: 90_000 }, () => {
     assert.equal(check.chartsVisible, charts.length);
     assert.equal(check.renderCheck, "ok");
     assert.ok(check.dom.includes('id="emulated-banner"'));
+    t.diagnostic(`report, charts and screenshot in ${OUT}`);
     const shot = decodePng(await readFile(`${OUT}report.png`));
     assert.equal(shot.width, 1100);
     assert.ok(shot.height >= 600);

@@ -285,3 +285,36 @@ describe("with the comparison from results/compare.ts", () => {
     assert.match(renderHtml(c), /engine-0 51.7%, engine-1 48.3%/);
   });
 });
+
+describe("PNG export without Chromium", () => {
+  it("is skipped with a warning naming the fix; text reports are still written", async () => {
+    const { writeReport } = await import("../../results/report/index.ts");
+    const { createLogger } = await import("../../lib/logger.ts");
+    const { mkdtemp, readdir, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = await mkdtemp(join(tmpdir(), "inferbench-report-"));
+    const saved = process.env["INFERBENCH_CHROMIUM"];
+    process.env["INFERBENCH_CHROMIUM"] = join(dir, "no-such-chromium");
+    const lines: string[] = [];
+    try {
+      const { files } = await writeReport(makeComparison({ emulated: false, small: true }), dir, {
+        logger: createLogger("report", (l) => lines.push(l)),
+      });
+      assert.deepEqual(
+        files.map((f) => f.slice(dir.length + 1)),
+        ["report.md", "report.html"],
+      );
+      assert.deepEqual((await readdir(dir)).sort(), ["report.html", "report.md"]);
+      assert.equal(lines.length, 1);
+      assert.match(
+        lines[0]!,
+        /warn: PNG charts skipped: headless Chromium not found .*apt-get install -y chromium/,
+      );
+    } finally {
+      if (saved === undefined) delete process.env["INFERBENCH_CHROMIUM"];
+      else process.env["INFERBENCH_CHROMIUM"] = saved;
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
