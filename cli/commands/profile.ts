@@ -200,7 +200,11 @@ function describeResult(r: LoadPointResult): string {
 }
 
 /** Parses flags and runs; returns the exit status. Throws UserError for bad input. */
-export async function runProfile(raw: Record<string, unknown>, paArgs: string[]): Promise<number> {
+export async function runProfile(
+  raw: Record<string, unknown>,
+  paArgs: string[],
+  stdout: { write(s: string): unknown } = process.stdout,
+): Promise<number> {
   const parsed = profileSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -216,7 +220,7 @@ export async function runProfile(raw: Record<string, unknown>, paArgs: string[])
   const base = { ...plan.base, signal: ac.signal };
   const results: LoadPointResult[] = [];
   const show = (r: LoadPointResult) => {
-    if (r.stats && !flags.json) process.stdout.write(`${summaryTable(r.stats, flags.streaming)}\n`);
+    if (r.stats && !flags.json) stdout.write(`${summaryTable(r.stats, flags.streaming)}\n`);
     logger.info(`${r.runDir}: ${describeResult(r)}`);
   };
   try {
@@ -243,7 +247,7 @@ export async function runProfile(raw: Record<string, unknown>, paArgs: string[])
     process.removeListener("SIGINT", onSig);
   }
   if (flags.json)
-    process.stdout.write(
+    stdout.write(
       `${JSON.stringify(
         results.map((r) => ({
           runDir: r.runDir,

@@ -184,6 +184,25 @@ describe("load generator against the test SSE server", () => {
     }
   });
 
+  it("--measurement-interval: a time-boxed closed loop stops after the interval", async () => {
+    const slow = await startSseServer({ tokenDelayMs: 10, defaultTokens: 2 });
+    try {
+      const t0 = Date.now();
+      const r = await runLoadPoint(
+        opts(
+          "interval",
+          wl(synth),
+          { kind: "concurrency", concurrency: 2 },
+          { url: slow.url, durationMs: 300 },
+        ),
+      );
+      assert.ok(r.requestCount >= 2 && r.errorCount === 0);
+      assert.ok(Date.now() - t0 < 5000);
+    } finally {
+      await slow.close();
+    }
+  });
+
   it("validity gate: a capped open loop that cannot reach its rate is invalid (exit 3)", async () => {
     const slow = await startSseServer({ tokenDelayMs: 5, defaultTokens: 3 });
     try {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Command } from "commander";
-import { registerProfile } from "../../cli/commands/profile.ts";
+import { registerProfile, runProfile } from "../../cli/commands/profile.ts";
 import { InputFileError, UserError } from "../../lib/errors.ts";
 import {
   parseAzureCsv,
@@ -35,21 +35,37 @@ function program(): Command {
   return p;
 }
 
+/** Through commander, for flag handling (errors are thrown before any output). */
 async function run(args: string[]): Promise<{ err?: unknown; code: number | undefined }> {
   const saved = process.exitCode;
-  process.exitCode = undefined;
-  const origWrite = process.stdout.write.bind(process.stdout);
-  process.stdout.write = (() => true) as typeof process.stdout.write;
   try {
     await program().parseAsync(["node", "inferbench", "profile", ...args]);
     return { code: process.exitCode as number | undefined };
   } catch (err) {
     return { err, code: undefined };
   } finally {
-    process.stdout.write = origWrite;
-    const code = process.exitCode;
     process.exitCode = saved;
-    void code;
+  }
+}
+
+/** The command's action with stdout captured (the test runner owns the real stdout). */
+async function runQuiet(
+  args: string[],
+): Promise<{ err?: unknown; code: number | undefined; out: string }> {
+  const cmd = program().commands[0]!;
+  let out = "";
+  let captured: { raw: Record<string, unknown>; pa: string[] } | undefined;
+  cmd.action((pa: string[], raw: Record<string, unknown>) => {
+    captured = { raw, pa };
+  });
+  await cmd.parseAsync(args, { from: "user" });
+  try {
+    const code = await runProfile(captured!.raw, captured!.pa, {
+      write: (s: string) => (out += s),
+    });
+    return { code, out };
+  } catch (err) {
+    return { err, code: undefined, out };
   }
 }
 
@@ -86,7 +102,7 @@ describe("inferbench profile flags", () => {
   it("bad dataset → InputFileError with file and line", async () => {
     const f = join(dir, "bad.jsonl");
     writeFileSync(f, '{"text": "a"}\n\n{"text": 5}\n');
-    const r = await run([
+    const r = await runQuiet([
       "-m",
       "m",
       "-u",
@@ -155,7 +171,7 @@ describe("inferbench profile flags", () => {
 describe("inferbench profile end to end", () => {
   it("a concurrency sweep writes one folder per point and the summary CSV (exit 0)", async () => {
     const art = join(dir, "sweep");
-    const r = await run([
+    const r = await runQuiet([
       "-m",
       "org/m",
       "--streaming",
@@ -192,6 +208,35 @@ describe("inferbench profile end to end", () => {
     const csv = readFileSync(join(art, "analyze_export_genai_perf.csv"), "utf8");
     assert.equal(csv.split("\r\n").length, 4);
     assert.match(csv, /^Config Name,Concurrency,/);
+    assert.match(r.out, /NVIDIA GenAI-Perf \| LLM Metrics/);
+  });
+});
+
+describe("inferbench profile --sweep auto", () => {
+  it("probes saturation, then runs spread rate points with a summary", async () => {
+    const art = join(dir, "auto");
+    const r = await runQuiet([
+      "-m",
+      "m",
+      "-u",
+      srv.url,
+      "--artifact-dir",
+      art,
+      "--sweep",
+      "auto:3",
+      "--request-count",
+      "6",
+      "--synthetic-input-tokens-mean",
+      "10",
+    ]);
+    assert.equal(r.err, undefined);
+    assert.ok(existsSync(join(art, "auto_probe", "m-openai-chat-concurrency1")));
+    assert.ok(existsSync(join(art, "auto_probe", "m-openai-chat-concurrency2")));
+    const csv = readFileSync(join(art, "analyze_export_genai_perf.csv"), "utf8")
+      .trim()
+      .split("\r\n");
+    assert.match(csv[0]!, /^Config Name,Request Rate,/);
+    assert.ok(csv.length >= 3, csv.join("|"));
   });
 });
 
