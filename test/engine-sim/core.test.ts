@@ -380,3 +380,42 @@ describe("static KV cache (property)", () => {
     );
   });
 });
+
+describe("layoutKv", () => {
+  const eng = (name: string, over: object = {}) => ({
+    name,
+    host: "h",
+    model: name,
+    gpus: [0],
+    port: 0,
+    kvcached: false,
+    prefixCaching: true,
+    maxModelLen: 8192,
+    emulator: { profile: "llama-3.1-8b@h100" },
+    ...over,
+  });
+  it("static slices follow gpu_memory_utilization and flag over-commit", () => {
+    const ok = layoutKv(["a", "b", "c", "d"].map((n) => eng(n, { gpuMemoryUtilization: 0.225 })));
+    const a = ok.get("a")!;
+    assert.equal(a.warnings.length, 0);
+    assert.equal(a.kv.numBlocks, Math.floor(staticKvTokens(P8, 0.225) / BLOCK_SIZE));
+    const over = layoutKv(["a", "b"].map((n) => eng(n)));
+    assert.match(over.get("a")!.warnings.join(), /summing to 1\.80 > 1/);
+  });
+  it("clamps max_model_len to the KV capacity with a warning", () => {
+    const l = layoutKv([eng("a", { gpuMemoryUtilization: 0.2, maxModelLen: 131072 })]).get("a")!;
+    assert.ok(l.maxModelLen < 131072);
+    assert.match(l.warnings.join(), /clamped/);
+  });
+  it("KVCached engines on one GPU share a pool sized after every engine's weights", () => {
+    const l = layoutKv([
+      eng("a", { kvcached: true }),
+      eng("b", { kvcached: true }),
+      eng("c", { kvcached: true, gpus: [1] }),
+    ]);
+    assert.equal(l.get("a")!.kv.pool, l.get("b")!.kv.pool);
+    assert.notEqual(l.get("a")!.kv.pool, l.get("c")!.kv.pool);
+    assert.ok(l.get("a")!.kv.pool!.totalPages < l.get("c")!.kv.pool!.totalPages);
+    assert.equal(l.get("a")!.kv.maxCachedTokens, 16_000);
+  });
+});
