@@ -13,7 +13,9 @@ import { registerServeEngineSim } from "./commands/serve-engine-sim.ts";
 import { registerServeRouter } from "./commands/serve-router.ts";
 import { registerStatus } from "./commands/status.ts";
 
-const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+  version: string;
+};
 
 export function buildProgram(): Command {
   const program = new Command("inferbench")
@@ -40,7 +42,14 @@ export function buildProgram(): Command {
   const exitOverrideAll = (cmd: Command) => {
     cmd.exitOverride();
     // The command list shows one line per command: the description's first sentence.
-    if (!cmd.summary()) cmd.summary(cmd.description().replace(/\s+/g, " ").split(/(?<=[.:])\s/)[0]!.replace(/[.:]$/, ""));
+    if (!cmd.summary())
+      cmd.summary(
+        cmd
+          .description()
+          .replace(/\s+/g, " ")
+          .split(/(?<=[.:])\s/)[0]!
+          .replace(/[.:]$/, ""),
+      );
     for (const sub of cmd.commands) exitOverrideAll(sub);
   };
   exitOverrideAll(program);

@@ -18,5 +18,8 @@ export function planStack(
   for (const secret of [loaded.config.hfToken, loaded.config.kubeconfig.content]) {
     if (typeof secret === "string") registerSecret(secret);
   }
-  return { loaded, plan: buildPlan(stack, loaded.config, { knownProfiles: profileNames(), ...opts }) };
+  return {
+    loaded,
+    plan: buildPlan(stack, loaded.config, { knownProfiles: profileNames(), ...opts }),
+  };
 }

@@ -2,7 +2,8 @@
 import { renderTable } from "../lib/table.ts";
 import type { Comparison, MetricDelta, SideSummary } from "../results/compare-types.ts";
 
-const f = (x: number | undefined, digits = 1) => (x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(digits));
+const f = (x: number | undefined, digits = 1) =>
+  x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(digits);
 
 function delta(d: MetricDelta | undefined): string {
   if (!d) return "-";
@@ -12,7 +13,10 @@ function delta(d: MetricDelta | undefined): string {
 
 export function formatRunSummary(c: Comparison): string {
   const lines: string[] = [];
-  if (c.emulated) lines.push("*** EMULATED: engines are engine-sim (a calibrated model), not GPUs. Do not quote as GPU results. ***");
+  if (c.emulated)
+    lines.push(
+      "*** EMULATED: engines are engine-sim (a calibrated model), not GPUs. Do not quote as GPU results. ***",
+    );
   lines.push(`${c.labels.b} vs ${c.labels.a} — workload: ${c.workload}`);
   const side = (s: SideSummary) => [
     s.label + (s.valid ? "" : " (INVALID)"),
@@ -31,7 +35,19 @@ export function formatRunSummary(c: Comparison): string {
   }
   lines.push(
     renderTable(
-      ["model", "load point", "arm", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "E2E p99 ms", "req/s", "out tok/s", "errors", "TTFT p99 Δ [95% CI]"],
+      [
+        "model",
+        "load point",
+        "arm",
+        "TTFT p50 ms",
+        "TTFT p99 ms",
+        "ITL p50 ms",
+        "E2E p99 ms",
+        "req/s",
+        "out tok/s",
+        "errors",
+        "TTFT p99 Δ [95% CI]",
+      ],
       rows,
     ),
   );

@@ -1,7 +1,7 @@
 /** Writes report.md / report.html / charts for a comparison; returns the report.html path. */
 import { join } from "node:path";
-import { writeReport } from "../results/report/index.ts";
 import type { Comparison } from "../results/compare-types.ts";
+import { writeReport } from "../results/report/index.ts";
 
 export async function writeReportFiles(c: Comparison, dir: string): Promise<string | undefined> {
   await writeReport(c, dir);

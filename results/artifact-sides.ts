@@ -74,9 +74,9 @@ export function loadArtifactSide(root: string, label: string): SideData {
         // Multi-model runs interleave models in one experiment: one point per model.
         const byModel = new Map<string, RequestSample[]>();
         const add = (model: string, sample: RequestSample) => {
-          let list = byModel.get(model);
-          if (!list) byModel.set(model, (list = []));
-          list.push(sample);
+          const list = byModel.get(model);
+          if (list) list.push(sample);
+          else byModel.set(model, [sample]);
         };
         const records = join(folder, RECORDS_FILE);
         if (existsSync(records)) {

@@ -4,8 +4,23 @@
  * interval and a verdict, and the server view. Pure: data in, Comparison out.
  */
 import { UserError } from "../lib/errors.ts";
-import { bootstrapDelta, repeatsDelta, type Statistic } from "./bootstrap.ts";
-import type { Comparison, ComparisonRow, MetricDelta, Quantiles, ServerView, SideSummary, Verdict } from "./compare-types.ts";
+import { groupBy } from "../lib/group.ts";
+import {
+  bootstrapDeltas,
+  type DeltaInterval,
+  repeatsDelta,
+  type Statistic,
+  statisticOf,
+} from "./bootstrap.ts";
+import type {
+  Comparison,
+  ComparisonRow,
+  MetricDelta,
+  Quantiles,
+  ServerView,
+  SideSummary,
+  Verdict,
+} from "./compare-types.ts";
 import { mean, percentileSorted } from "./genai-perf/stats.ts";
 
 /** One measured request as the comparison needs it (failed requests carry ok=false). */
@@ -60,7 +75,12 @@ export function workloadDifferences(a: SideData["workload"], b: SideData["worklo
 function quantiles(values: number[]): Quantiles | undefined {
   if (values.length === 0) return undefined;
   const s = Float64Array.from(values).sort() as unknown as number[];
-  return { mean: mean(s), p50: percentileSorted(s, 50), p90: percentileSorted(s, 90), p99: percentileSorted(s, 99) };
+  return {
+    mean: mean(s),
+    p50: percentileSorted(s, 50),
+    p90: percentileSorted(s, 90),
+    p99: percentileSorted(s, 99),
+  };
 }
 
 interface Windowed {
@@ -70,13 +90,7 @@ interface Windowed {
 
 /** Measured window per repeat: first send to last byte, summed over repeats. */
 function windows(samples: readonly RequestSample[]): Windowed {
-  const byRepeat = new Map<number, RequestSample[]>();
-  for (const s of samples) {
-    const r = s.repeat ?? 0;
-    let list = byRepeat.get(r);
-    if (!list) byRepeat.set(r, (list = []));
-    list.push(s);
-  }
+  const byRepeat = groupBy(samples, (s) => s.repeat ?? 0);
   const perRepeat = [...byRepeat.entries()]
     .sort((x, y) => x[0] - y[0])
     .map(([, all]) => {
@@ -115,7 +129,12 @@ export function summarizeSide(label: string, p: PointData, slo: Comparison["slo"
     errorRate: p.samples.length ? errors / p.samples.length : 0,
     achievedRps: ok.length / w.windowSec,
     outputTokensPerSec: ok.reduce((t, s) => t + (s.osl ?? 0), 0) / w.windowSec,
-    e2eMs: quantiles(ok.map((s) => s.endMs - s.startMs)) ?? { mean: Number.NaN, p50: Number.NaN, p90: Number.NaN, p99: Number.NaN },
+    e2eMs: quantiles(ok.map((s) => s.endMs - s.startMs)) ?? {
+      mean: Number.NaN,
+      p50: Number.NaN,
+      p90: Number.NaN,
+      p99: Number.NaN,
+    },
     valid: p.valid,
     repeats: p.repeats,
     server: { ...(p.server ?? {}), replicaShare: share },
@@ -137,78 +156,98 @@ export function verdictOf(low: number, high: number, betterWhen: "lower" | "high
   return decreased === (betterWhen === "lower") ? "better" : "worse";
 }
 
-interface LatencyMetric {
-  key: "ttftMs" | "itlMs" | "e2eMs";
+interface LatencyFamily {
   name: string;
   label: string;
-  stat: Statistic;
   pick: (s: RequestSample) => number | undefined;
 }
 
-const LATENCY_METRICS: LatencyMetric[] = (
-  [
-    ["ttftMs", "ttft", "TTFT", (s: RequestSample) => s.ttftMs],
-    ["itlMs", "itl", "ITL", (s: RequestSample) => s.itlMs],
-    ["e2eMs", "e2e", "E2E latency", (s: RequestSample) => s.endMs - s.startMs],
-  ] as const
-).flatMap(([key, name, label, pick]) =>
-  (
-    [
-      ["p50", { kind: "quantile", p: 50 }],
-      ["p90", { kind: "quantile", p: 90 }],
-      ["p99", { kind: "quantile", p: 99 }],
-      ["mean", { kind: "mean" }],
-    ] as const
-  ).map(([q, stat]) => ({ key, name: `${name}_${q}_ms`, label: `${label} ${q}`, stat, pick })),
-);
+const LATENCY_FAMILIES: LatencyFamily[] = [
+  { name: "ttft", label: "TTFT", pick: (s) => s.ttftMs },
+  { name: "itl", label: "ITL", pick: (s) => s.itlMs },
+  { name: "e2e", label: "E2E latency", pick: (s) => s.endMs - s.startMs },
+];
+
+const LATENCY_STATS: { q: string; stat: Statistic }[] = [
+  { q: "p50", stat: { kind: "quantile", p: 50 } },
+  { q: "p90", stat: { kind: "quantile", p: 90 } },
+  { q: "p99", stat: { kind: "quantile", p: 99 } },
+  { q: "mean", stat: { kind: "mean" } },
+];
 
 function latencyDeltas(a: PointData, b: PointData, seed: number): MetricDelta[] {
   const out: MetricDelta[] = [];
   const repeats = Math.min(a.repeats, b.repeats);
-  for (const m of LATENCY_METRICS) {
+  const stats = LATENCY_STATS.map((x) => x.stat);
+  for (const f of LATENCY_FAMILIES) {
     const values = (p: PointData, repeat?: number) =>
       p.samples.flatMap((s) => {
         if (!s.ok || (repeat !== undefined && (s.repeat ?? 0) !== repeat)) return [];
-        const v = m.pick(s);
+        const v = f.pick(s);
         return v === undefined ? [] : [v];
       });
     const av = values(a);
     const bv = values(b);
     if (av.length === 0 || bv.length === 0) continue;
-    let d: ReturnType<typeof bootstrapDelta>;
+    let intervals: DeltaInterval[];
     if (repeats >= 2) {
-      const stat = (p: PointData, r: number) => {
-        const s = Float64Array.from(values(p, r)).sort() as unknown as number[];
-        return m.stat.kind === "mean" ? mean(s) : percentileSorted(s, m.stat.p);
-      };
       const rs = Array.from({ length: repeats }, (_, r) => r);
-      d = repeatsDelta(
-        rs.map((r) => stat(a, r)),
-        rs.map((r) => stat(b, r)),
+      const sortedPerRepeat = (p: PointData) =>
+        rs.map((r) => Float64Array.from(values(p, r)).sort() as unknown as number[]);
+      const sa = sortedPerRepeat(a);
+      const sb = sortedPerRepeat(b);
+      intervals = stats.map((st) =>
+        repeatsDelta(
+          sa.map((x) => statisticOf(x, st)),
+          sb.map((x) => statisticOf(x, st)),
+        ),
       );
     } else {
-      d = bootstrapDelta(av, bv, m.stat, seed);
+      intervals = bootstrapDeltas(av, bv, stats, seed);
     }
-    out.push({
-      metric: m.name,
-      label: m.label,
-      unit: "ms",
-      betterWhen: "lower",
-      a: d.a,
-      b: d.b,
-      deltaPct: d.deltaPct,
-      ciLowPct: d.lowPct,
-      ciHighPct: d.highPct,
-      verdict: verdictOf(d.lowPct, d.highPct, "lower"),
-      method: d.method,
+    intervals.forEach((d, i) => {
+      const q = LATENCY_STATS[i]!.q;
+      out.push({
+        metric: `${f.name}_${q}_ms`,
+        label: `${f.label} ${q}`,
+        unit: "ms",
+        betterWhen: "lower",
+        a: d.a,
+        b: d.b,
+        deltaPct: d.deltaPct,
+        ciLowPct: d.lowPct,
+        ciHighPct: d.highPct,
+        verdict: verdictOf(d.lowPct, d.highPct, "lower"),
+        method: d.method,
+      });
     });
   }
   return out;
 }
 
-function rateDeltas(a: PointData, b: PointData, sa: SideSummary, sb: SideSummary, slo: Comparison["slo"]): MetricDelta[] {
-  const defs: { metric: string; label: string; unit: string; betterWhen: "lower" | "higher"; of: (w: Windowed["perRepeat"][number]) => number; whole: (s: SideSummary) => number | undefined }[] = [
-    { metric: "request_throughput", label: "request throughput", unit: "req/s", betterWhen: "higher", of: (r) => r.ok.length / r.windowSec, whole: (s) => s.achievedRps },
+function rateDeltas(
+  a: PointData,
+  b: PointData,
+  sa: SideSummary,
+  sb: SideSummary,
+  slo: Comparison["slo"],
+): MetricDelta[] {
+  const defs: {
+    metric: string;
+    label: string;
+    unit: string;
+    betterWhen: "lower" | "higher";
+    of: (w: Windowed["perRepeat"][number]) => number;
+    whole: (s: SideSummary) => number | undefined;
+  }[] = [
+    {
+      metric: "request_throughput",
+      label: "request throughput",
+      unit: "req/s",
+      betterWhen: "higher",
+      of: (r) => r.ok.length / r.windowSec,
+      whole: (s) => s.achievedRps,
+    },
     {
       metric: "output_token_throughput",
       label: "output token throughput",
@@ -217,7 +256,14 @@ function rateDeltas(a: PointData, b: PointData, sa: SideSummary, sb: SideSummary
       of: (r) => r.ok.reduce((t, s) => t + (s.osl ?? 0), 0) / r.windowSec,
       whole: (s) => s.outputTokensPerSec,
     },
-    { metric: "error_rate", label: "error rate", unit: "%", betterWhen: "lower", of: (r) => (r.all.length ? (100 * (r.all.length - r.ok.length)) / r.all.length : 0), whole: (s) => 100 * s.errorRate },
+    {
+      metric: "error_rate",
+      label: "error rate",
+      unit: "%",
+      betterWhen: "lower",
+      of: (r) => (r.all.length ? (100 * (r.all.length - r.ok.length)) / r.all.length : 0),
+      whole: (s) => 100 * s.errorRate,
+    },
   ];
   if (sa.goodputRps !== undefined) {
     defs.push({
@@ -269,16 +315,20 @@ function rateDeltas(a: PointData, b: PointData, sa: SideSummary, sb: SideSummary
 export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}): Comparison {
   const diffs = workloadDifferences(a.workload, b.workload);
   if (diffs.length > 0 && !opts.force) {
-    throw new UserError(`refusing to compare ${a.source} with ${b.source}: their workloads differ:\n  ${diffs.join("\n  ")}`, {
-      hint: "compare like with like, or pass --force to compare anyway (the report will say so)",
-    });
+    throw new UserError(
+      `refusing to compare ${a.source} with ${b.source}: their workloads differ:\n  ${diffs.join("\n  ")}`,
+      {
+        hint: "compare like with like, or pass --force to compare anyway (the report will say so)",
+      },
+    );
   }
   const key = (p: PointData) => `${p.model}\u0000${p.point}`;
   const bPoints = new Map(b.points.map((p) => [key(p), p]));
   const slo = { ...a.slo };
   const rows: ComparisonRow[] = [];
   const notes: string[] = [];
-  if (diffs.length > 0) notes.push(`Compared with --force although the workloads differ (${diffs.join("; ")}).`);
+  if (diffs.length > 0)
+    notes.push(`Compared with --force although the workloads differ (${diffs.join("; ")}).`);
   for (const pa of a.points) {
     const pb = bPoints.get(key(pa));
     if (!pb) {
@@ -288,7 +338,9 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
     const sa = summarizeSide(a.label, pa, slo);
     const sb = summarizeSide(b.label, pb, slo);
     const deltas =
-      sa.valid && sb.valid ? [...latencyDeltas(pa, pb, opts.seed ?? 1), ...rateDeltas(pa, pb, sa, sb, slo)] : [];
+      sa.valid && sb.valid
+        ? [...latencyDeltas(pa, pb, opts.seed ?? 1), ...rateDeltas(pa, pb, sa, sb, slo)]
+        : [];
     if (!sa.valid || !sb.valid) {
       notes.push(
         `${pa.model} at ${pa.point}: INVALID (${[sa, sb]
@@ -297,9 +349,19 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
           .join("; ")}); no comparison drawn.`,
       );
     }
-    rows.push({ model: pa.model, point: pa.point, pointKind: pa.pointKind, pointValue: pa.pointValue, a: sa, b: sb, deltas });
+    rows.push({
+      model: pa.model,
+      point: pa.point,
+      pointKind: pa.pointKind,
+      pointValue: pa.pointValue,
+      a: sa,
+      b: sb,
+      deltas,
+    });
   }
-  for (const pb of b.points) if (!a.points.some((p) => key(p) === key(pb))) notes.push(`${pb.model} at ${pb.point}: only ${b.label} has this point.`);
+  for (const pb of b.points)
+    if (!a.points.some((p) => key(p) === key(pb)))
+      notes.push(`${pb.model} at ${pb.point}: only ${b.label} has this point.`);
   notes.push(...findings(rows, a.label, b.label));
   return {
     schemaVersion: 1,
@@ -320,26 +382,63 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
 export function findings(rows: readonly ComparisonRow[], la: string, lb: string): string[] {
   const out: string[] = [];
   for (const row of rows) {
-    const d = row.deltas.find((x) => x.metric === "ttft_p99_ms") ?? row.deltas.find((x) => x.metric === "e2e_p99_ms");
+    const d =
+      row.deltas.find((x) => x.metric === "ttft_p99_ms") ??
+      row.deltas.find((x) => x.metric === "e2e_p99_ms");
     if (!d) continue;
     const size = `${Math.abs(d.deltaPct).toFixed(1)}%`;
-    if (d.verdict === "better") out.push(`${row.model} at ${row.point}: ${lb} improves ${d.label} by ${size} over ${la}.`);
-    else if (d.verdict === "worse") out.push(`${row.model} at ${row.point}: ${lb} is WORSE than ${la} on ${d.label} (+${size}).`);
-    else if (d.verdict === "within noise") out.push(`${row.model} at ${row.point}: ${lb} does not beat ${la} on ${d.label} (difference within noise).`);
+    if (d.verdict === "better")
+      out.push(`${row.model} at ${row.point}: ${lb} improves ${d.label} by ${size} over ${la}.`);
+    else if (d.verdict === "worse")
+      out.push(`${row.model} at ${row.point}: ${lb} is WORSE than ${la} on ${d.label} (+${size}).`);
+    else if (d.verdict === "within noise")
+      out.push(
+        `${row.model} at ${row.point}: ${lb} does not beat ${la} on ${d.label} (difference within noise).`,
+      );
   }
   return out;
 }
 
 /** The comparison table as CSV (one row per model × point × metric). */
 export function comparisonCsv(c: Comparison): string {
-  const header = ["model", "point", "metric", "unit", c.labels.a, c.labels.b, "delta_pct", "ci_low_pct", "ci_high_pct", "verdict", "method", `${c.labels.a}_valid`, `${c.labels.b}_valid`, "emulated"];
+  const header = [
+    "model",
+    "point",
+    "metric",
+    "unit",
+    c.labels.a,
+    c.labels.b,
+    "delta_pct",
+    "ci_low_pct",
+    "ci_high_pct",
+    "verdict",
+    "method",
+    `${c.labels.a}_valid`,
+    `${c.labels.b}_valid`,
+    "emulated",
+  ];
   const esc = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
   const num = (x: number) => (Number.isFinite(x) ? String(Math.round(x * 1e6) / 1e6) : "");
   const lines = [header.join(",")];
   for (const r of c.rows) {
     for (const d of r.deltas) {
       lines.push(
-        [r.model, r.point, d.metric, d.unit, num(d.a), num(d.b), num(d.deltaPct), num(d.ciLowPct), num(d.ciHighPct), d.verdict, d.method, String(r.a.valid), String(r.b.valid), String(c.emulated)]
+        [
+          r.model,
+          r.point,
+          d.metric,
+          d.unit,
+          num(d.a),
+          num(d.b),
+          num(d.deltaPct),
+          num(d.ciLowPct),
+          num(d.ciHighPct),
+          d.verdict,
+          d.method,
+          String(r.a.valid),
+          String(r.b.valid),
+          String(c.emulated),
+        ]
           .map(esc)
           .join(","),
       );

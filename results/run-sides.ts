@@ -6,7 +6,13 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { InputFileError } from "../lib/errors.ts";
 import type { Arm, LoadPoint, StackPlan } from "../stacks/plan-types.ts";
-import { type CompareOptions, compareSides, type PointData, type RequestSample, type SideData } from "./compare.ts";
+import {
+  type CompareOptions,
+  compareSides,
+  type PointData,
+  type RequestSample,
+  type SideData,
+} from "./compare.ts";
 import type { Comparison } from "./compare-types.ts";
 import { exportNames } from "./genai-perf/artifacts.ts";
 import { type PointServerMetrics, serverView } from "./server-metrics.ts";
@@ -39,7 +45,13 @@ interface RawRecord {
 
 /** Reads JSONL request records; a corrupt line is an error naming file and line. */
 export function readRecords(file: string, repeat: number): (RequestSample & { model: string })[] {
-  if (!existsSync(file)) throw new InputFileError(file, undefined, "missing per-request records", "re-run the load point (resume skips only complete points)");
+  if (!existsSync(file))
+    throw new InputFileError(
+      file,
+      undefined,
+      "missing per-request records",
+      "re-run the load point (resume skips only complete points)",
+    );
   const out: (RequestSample & { model: string })[] = [];
   const lines = readFileSync(file, "utf8").split("\n");
   for (let i = 0; i < lines.length; i++) {
@@ -56,12 +68,23 @@ export function readRecords(file: string, repeat: number): (RequestSample & { mo
     }
     const startMs = Number(r.sent_ns) / 1e6;
     const endMs = Number(r.end_ns) / 1e6;
-    const sample: RequestSample & { model: string } = { model: r.model, ok: r.status === "ok", startMs, endMs, repeat };
+    const sample: RequestSample & { model: string } = {
+      model: r.model,
+      ok: r.status === "ok",
+      startMs,
+      endMs,
+      repeat,
+    };
     if (r.ttft_ns !== undefined) sample.ttftMs = r.ttft_ns / 1e6;
     if (r.osl_tokens !== undefined) sample.osl = r.osl_tokens;
     if (r.backend) sample.backend = r.backend;
     // GenAI-Perf ITL: (latency − TTFT) / (OSL − 1).
-    if (r.ttft_ns !== undefined && r.latency_ns !== undefined && r.osl_tokens !== undefined && r.osl_tokens > 1) {
+    if (
+      r.ttft_ns !== undefined &&
+      r.latency_ns !== undefined &&
+      r.osl_tokens !== undefined &&
+      r.osl_tokens > 1
+    ) {
       sample.itlMs = (r.latency_ns - r.ttft_ns) / (r.osl_tokens - 1) / 1e6;
     }
     out.push(sample);
@@ -69,10 +92,20 @@ export function readRecords(file: string, repeat: number): (RequestSample & { mo
   return out;
 }
 
-function pointText(lp: LoadPoint): { point: string; kind: PointData["pointKind"]; value: number; requestedRps?: number } {
+function pointText(lp: LoadPoint): {
+  point: string;
+  kind: PointData["pointKind"];
+  value: number;
+  requestedRps?: number;
+} {
   return lp.kind === "concurrency"
     ? { point: `concurrency ${lp.concurrency}`, kind: "concurrency", value: lp.concurrency }
-    : { point: `request rate ${lp.requestRate}/s`, kind: "request-rate", value: lp.requestRate, requestedRps: lp.requestRate };
+    : {
+        point: `request rate ${lp.requestRate}/s`,
+        kind: "request-rate",
+        value: lp.requestRate,
+        requestedRps: lp.requestRate,
+      };
 }
 
 export function workloadDescriptor(plan: StackPlan): SideData["workload"] {
@@ -89,24 +122,45 @@ export function workloadDescriptor(plan: StackPlan): SideData["workload"] {
   };
 }
 
-export function loadArmSide(store: RunStore, arm: Arm, plan: StackPlan, emulated: boolean): SideData {
+export function loadArmSide(
+  store: RunStore,
+  arm: Arm,
+  plan: StackPlan,
+  emulated: boolean,
+): SideData {
   const pointsDir = join(store.armDir(arm), "points");
   const stored: StoredPoint[] = existsSync(pointsDir)
     ? readdirSync(pointsDir)
         .filter((d) => existsSync(join(pointsDir, d, "point.json")))
-        .map((d) => JSON.parse(readFileSync(join(pointsDir, d, "point.json"), "utf8")) as StoredPoint)
+        .map(
+          (d) => JSON.parse(readFileSync(join(pointsDir, d, "point.json"), "utf8")) as StoredPoint,
+        )
     : [];
   const byKey = new Map<string, PointData>();
   for (const sp of stored) {
     const records = readRecords(join(store.dir, sp.artifactDir, RECORDS_FILE), sp.repeat);
-    const metricsFile = join(pointsDir, sp.repeat > 0 ? `${sp.label}-r${sp.repeat}` : sp.label, "server-metrics.json");
-    const metrics = existsSync(metricsFile) ? (JSON.parse(readFileSync(metricsFile, "utf8")) as PointServerMetrics) : undefined;
+    const metricsFile = join(
+      pointsDir,
+      sp.repeat > 0 ? `${sp.label}-r${sp.repeat}` : sp.label,
+      "server-metrics.json",
+    );
+    const metrics = existsSync(metricsFile)
+      ? (JSON.parse(readFileSync(metricsFile, "utf8")) as PointServerMetrics)
+      : undefined;
     const pt = pointText(sp.loadPoint);
     for (const model of plan.runner.workload.models) {
       const key = `${model}\u0000${pt.point}`;
       let pd = byKey.get(key);
       if (!pd) {
-        pd = { model, point: pt.point, pointKind: pt.kind, pointValue: pt.value, samples: [], repeats: 0, valid: true };
+        pd = {
+          model,
+          point: pt.point,
+          pointKind: pt.kind,
+          pointValue: pt.value,
+          samples: [],
+          repeats: 0,
+          valid: true,
+        };
         if (pt.requestedRps !== undefined) pd.requestedRps = pt.requestedRps;
         byKey.set(key, pd);
       }
@@ -127,9 +181,18 @@ export function loadArmSide(store: RunStore, arm: Arm, plan: StackPlan, emulated
   }
   const order = plan.runner.loadPoints.map((lp) => pointText(lp).point);
   const points = [...byKey.values()].sort(
-    (x, y) => plan.runner.workload.models.indexOf(x.model) - plan.runner.workload.models.indexOf(y.model) || order.indexOf(x.point) - order.indexOf(y.point),
+    (x, y) =>
+      plan.runner.workload.models.indexOf(x.model) - plan.runner.workload.models.indexOf(y.model) ||
+      order.indexOf(x.point) - order.indexOf(y.point),
   );
-  return { label: arm, source: `${store.runId}/${arm}`, emulated, slo: plan.runner.slo, workload: workloadDescriptor(plan), points };
+  return {
+    label: arm,
+    source: `${store.runId}/${arm}`,
+    emulated,
+    slo: plan.runner.slo,
+    workload: workloadDescriptor(plan),
+    points,
+  };
 }
 
 export function loadRunSides(store: RunStore): { a: SideData; b: SideData } {
@@ -141,6 +204,10 @@ export function loadRunSides(store: RunStore): { a: SideData; b: SideData } {
   };
 }
 
-export function buildComparison(sides: { a: SideData; b: SideData }, _source: string, opts: CompareOptions = {}): Comparison {
+export function buildComparison(
+  sides: { a: SideData; b: SideData },
+  _source: string,
+  opts: CompareOptions = {},
+): Comparison {
   return compareSides(sides.a, sides.b, opts);
 }

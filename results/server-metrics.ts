@@ -9,7 +9,10 @@ import type { ServerView } from "./compare-types.ts";
 export const KV_USAGE = ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"];
 export const WAITING = ["vllm:num_requests_waiting"];
 export const RUNNING = ["vllm:num_requests_running"];
-export const PREFIX_QUERIES = ["vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"];
+export const PREFIX_QUERIES = [
+  "vllm:prefix_cache_queries_total",
+  "vllm:gpu_prefix_cache_queries_total",
+];
 export const PREFIX_HITS = ["vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"];
 export const PREEMPTIONS = ["vllm:num_preemptions_total"];
 
@@ -62,7 +65,10 @@ export function gaugesOf(samples: readonly Sample[]): GaugeSample["engines"][str
 }
 
 /** Samples engine gauges every `intervalMs` until stopped. */
-export function startGaugeSampler(engines: Record<string, string>, intervalMs = 250): { stop(): Promise<GaugeSample[]> } {
+export function startGaugeSampler(
+  engines: Record<string, string>,
+  intervalMs = 250,
+): { stop(): Promise<GaugeSample[]> } {
   const samples: GaugeSample[] = [];
   const t0 = performance.now();
   let stopped = false;
@@ -90,7 +96,11 @@ export function startGaugeSampler(engines: Record<string, string>, intervalMs = 
   };
 }
 
-function counterDelta(m: PointServerMetrics, engine: string, names: readonly string[]): number | undefined {
+function counterDelta(
+  m: PointServerMetrics,
+  engine: string,
+  names: readonly string[],
+): number | undefined {
   const before = m.before.texts[engine];
   const after = m.after.texts[engine];
   if (before === undefined || after === undefined) return undefined;
@@ -100,7 +110,10 @@ function counterDelta(m: PointServerMetrics, engine: string, names: readonly str
 }
 
 /** The server view of one model's replicas over a load point. */
-export function serverView(m: PointServerMetrics, engines: readonly string[]): Omit<ServerView, "replicaShare"> {
+export function serverView(
+  m: PointServerMetrics,
+  engines: readonly string[],
+): Omit<ServerView, "replicaShare"> {
   const view: Omit<ServerView, "replicaShare"> = {};
   let hits = 0;
   let queries = 0;

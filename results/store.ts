@@ -39,7 +39,15 @@ export interface RunManifest {
   plans: Record<string, StackPlan>;
   /** The stack config with secrets redacted. */
   config: unknown;
-  host: { hostname: string; platform: string; release: string; cpus: number; cpuModel: string; memoryGiB: number; node: string };
+  host: {
+    hostname: string;
+    platform: string;
+    release: string;
+    cpus: number;
+    cpuModel: string;
+    memoryGiB: number;
+    node: string;
+  };
   error?: string;
 }
 
@@ -67,8 +75,17 @@ export function hostFacts(): RunManifest["host"] {
 
 export function gitInfo(): { gitCommit?: string; gitDirty?: boolean } {
   try {
-    const commit = execFileSync("git", ["rev-parse", "HEAD"], { cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim() !== "";
+    const commit = execFileSync("git", ["rev-parse", "HEAD"], {
+      cwd: REPO_ROOT,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
+    const dirty =
+      execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], {
+        cwd: REPO_ROOT,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      }).trim() !== "";
     return { gitCommit: commit, gitDirty: dirty };
   } catch {
     return {};
@@ -76,11 +93,18 @@ export function gitInfo(): { gitCommit?: string; gitDirty?: boolean } {
 }
 
 export function packageVersions(): Record<string, string> {
-  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as { version: string; dependencies: Record<string, string> };
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as {
+    version: string;
+    dependencies: Record<string, string>;
+  };
   const out: Record<string, string> = { inferbench: pkg.version };
   for (const name of Object.keys(pkg.dependencies)) {
     try {
-      out[name] = (JSON.parse(readFileSync(join(REPO_ROOT, "node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+      out[name] = (
+        JSON.parse(readFileSync(join(REPO_ROOT, "node_modules", name, "package.json"), "utf8")) as {
+          version: string;
+        }
+      ).version;
     } catch {
       out[name] = pkg.dependencies[name]!;
     }
@@ -101,7 +125,9 @@ export class RunStore {
   static open(runId: string, runsDir = DEFAULT_RUNS_DIR): RunStore {
     const store = new RunStore(runId, runsDir);
     if (!existsSync(join(store.dir, "manifest.json"))) {
-      throw new UserError(`no run "${runId}" in ${runsDir} (manifest.json missing)`, { hint: "list runs with `ls results/runs`" });
+      throw new UserError(`no run "${runId}" in ${runsDir} (manifest.json missing)`, {
+        hint: "list runs with `ls results/runs`",
+      });
     }
     return store;
   }
@@ -123,7 +149,10 @@ export class RunStore {
     if (existsSync(this.manifestPath()) && this.readManifest().status === "complete") {
       throw new UserError(`run ${this.runId} is complete; completed runs are never modified`);
     }
-    writeFileAtomicSync(this.manifestPath(), `${JSON.stringify(redactObject({ ...m, updatedAt: new Date().toISOString() }), null, 2)}\n`);
+    writeFileAtomicSync(
+      this.manifestPath(),
+      `${JSON.stringify(redactObject({ ...m, updatedAt: new Date().toISOString() }), null, 2)}\n`,
+    );
   }
 
   armDir(arm: string): string {

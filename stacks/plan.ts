@@ -68,6 +68,13 @@ export function engineName(model: string, replica: number): string {
   return `${label}-${replica}`.slice(0, 63).replace(/-+$/, "");
 }
 
+/** The router policy of the planned arm: a per-arm setting, one for both arms, or the arm default. */
+export function routerPolicyFor(config: StackConfig): RouterPlan["policy"] {
+  const p = config.router.policy;
+  if (typeof p === "string") return p;
+  return p?.[config.mode] ?? armDefaultPolicy(config.mode);
+}
+
 export function armDefaultPolicy(mode: StackConfig["mode"]): RouterPlan["policy"] {
   return mode === "baseline" ? "round-robin" : "least-busy";
 }
@@ -377,7 +384,7 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
   }
   const pollIntervalMs = config.router.pollIntervalMs;
   const router: RouterPlan = {
-    policy: config.router.policy ?? armDefaultPolicy(config.mode),
+    policy: routerPolicyFor(config),
     port: routerPort,
     image: config.router.image,
     pollIntervalMs,

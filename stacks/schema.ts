@@ -95,9 +95,25 @@ export const engineSchema = z.strictObject({
   emulatorStartupDelaySec: z.number().min(0).default(1),
 });
 
+export const routerPolicy = z.enum([
+  "round-robin",
+  "least-busy",
+  "prefix-aware",
+  "session",
+  "kv-aware",
+]);
+
 export const routerSchema = z.strictObject({
-  /** Defaults per arm: round-robin (baseline), least-busy (managed). */
-  policy: z.enum(["round-robin", "least-busy", "prefix-aware", "session", "kv-aware"]).optional(),
+  /**
+   * One policy for both arms, or per arm (`{managed: prefix-aware}`) so that one stack file still
+   * switches arms with `mode` alone. Defaults: round-robin (baseline), least-busy (managed).
+   */
+  policy: z
+    .union([
+      routerPolicy,
+      z.strictObject({ baseline: routerPolicy.optional(), managed: routerPolicy.optional() }),
+    ])
+    .optional(),
   port: port.default(8000),
   pollIntervalMs: z.number().int().min(50).max(60000).default(1000),
   requestTimeoutMs: z.number().int().min(1000).default(600000),

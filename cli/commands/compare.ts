@@ -7,7 +7,12 @@ import { writeFileAtomicSync } from "../../lib/atomic.ts";
 import { UserError } from "../../lib/errors.ts";
 import { logger } from "../../lib/logger.ts";
 import { loadArtifactSide } from "../../results/artifact-sides.ts";
-import { type CompareOptions, comparisonCsv, compareSides, type SideData } from "../../results/compare.ts";
+import {
+  type CompareOptions,
+  compareSides,
+  comparisonCsv,
+  type SideData,
+} from "../../results/compare.ts";
 import type { Comparison } from "../../results/compare-types.ts";
 import { loadArmSide, loadRunSides } from "../../results/run-sides.ts";
 import { DEFAULT_RUNS_DIR, RunStore } from "../../results/store.ts";
@@ -24,7 +29,10 @@ const optionsSchema = z.object({
 
 /** `<run-id>`, `<run-id>:<arm>`, a run folder, or a GenAI-Perf artifact folder. */
 export function resolveSide(spec: string, runsDir: string): SideData {
-  const [id, arm] = spec.includes(":") && !existsSync(spec) ? (spec.split(":") as [string, string]) : [spec, undefined];
+  const [id, arm] =
+    spec.includes(":") && !existsSync(spec)
+      ? (spec.split(":") as [string, string])
+      : [spec, undefined];
   const asRun = existsSync(join(runsDir, id, "manifest.json"))
     ? RunStore.open(id, runsDir)
     : existsSync(join(id, "manifest.json"))
@@ -33,13 +41,18 @@ export function resolveSide(spec: string, runsDir: string): SideData {
   if (asRun) {
     const m = asRun.readManifest();
     if (!arm) {
-      throw new UserError(`${spec} is a run with arms ${m.arms.join(" and ")}: say which, e.g. ${id}:${m.arms.at(-1)}`);
+      throw new UserError(
+        `${spec} is a run with arms ${m.arms.join(" and ")}: say which, e.g. ${id}:${m.arms.at(-1)}`,
+      );
     }
-    if (!m.arms.includes(arm as Arm)) throw new UserError(`run ${id} has no arm "${arm}"; it has ${m.arms.join(", ")}`);
+    if (!m.arms.includes(arm as Arm))
+      throw new UserError(`run ${id} has no arm "${arm}"; it has ${m.arms.join(", ")}`);
     return { ...loadArmSide(asRun, arm as Arm, m.plans[arm]!, m.emulated), label: `${id}:${arm}` };
   }
   if (existsSync(id) && statSync(id).isDirectory()) return loadArtifactSide(id, id);
-  throw new UserError(`${spec}: no run "${id}" in ${runsDir} and no such folder`, { hint: "list runs with `ls results/runs`" });
+  throw new UserError(`${spec}: no run "${id}" in ${runsDir} and no such folder`, {
+    hint: "list runs with `ls results/runs`",
+  });
 }
 
 export function compareSpecs(specs: string[], runsDir: string, opts: CompareOptions): Comparison {
@@ -62,7 +75,10 @@ export function registerCompare(program: Command): void {
     )
     .argument("<a>", "run id (both arms), <run-id>:<arm>, or an artifact folder (side A)")
     .argument("[b]", "side B: <run-id>:<arm> or an artifact folder")
-    .option("--force", "compare even when the workloads differ (the differences are listed in the notes)")
+    .option(
+      "--force",
+      "compare even when the workloads differ (the differences are listed in the notes)",
+    )
     .option("--json", "print the comparison as JSON on stdout")
     .option("--out <dir>", "write comparison.json and comparison.csv into <dir>")
     .option("--runs-dir <dir>", "where runs are stored", DEFAULT_RUNS_DIR)

@@ -6,7 +6,7 @@
  * max(2 ms, 5% of the mean gap) or achieved rate < 95% of target); 4 aborted by --max-error-rate
  * or no request succeeded; 1 anything else.
  */
-import { Command } from "commander";
+import type { Command } from "commander";
 import { UserError } from "../../lib/errors.ts";
 import { logger } from "../../lib/logger.ts";
 import { EXIT, type LoadPointResult, runLoadPoint } from "../../runners/loadgen.ts";
@@ -26,8 +26,9 @@ function flagName(key: string): string {
   return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
-export function buildProfileCommand(): Command {
-  const cmd = new Command("profile")
+/** Configures `profile` on a command created by the parent (so it inherits the parent's settings). */
+export function configureProfileCommand(cmd: Command): Command {
+  cmd
     .description(
       "Drive GenAI-Perf-compatible load against an OpenAI-compatible server and write GenAI-Perf " +
         "(era D) artifacts in <artifact-dir>/<model>-openai-<type>-<concurrencyN|request_rateR>/. " +
@@ -188,7 +189,7 @@ export function buildProfileCommand(): Command {
 }
 
 export function registerProfile(program: Command): void {
-  program.addCommand(buildProfileCommand());
+  configureProfileCommand(program.command("profile"));
 }
 
 function describeResult(r: LoadPointResult): string {

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { z } from "zod";
 import { writeFileAtomicSync } from "../../lib/atomic.ts";
-import { comparisonCsv, compareSides } from "../../results/compare.ts";
+import { compareSides, comparisonCsv } from "../../results/compare.ts";
 import { loadRunSides } from "../../results/run-sides.ts";
 import { DEFAULT_RUNS_DIR, RunStore } from "../../results/store.ts";
 import { parseOptions } from "../options.ts";

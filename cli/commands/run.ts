@@ -39,15 +39,35 @@ export function registerRun(program: Command): void {
         "emulated engines, drive every load point (arms interleaved), compare, and write a report.\n" +
         "Completed load points are kept; an interrupted run continues with --resume <run-id>.",
     )
-    .option("-s, --stack <name>", "stack to run: stacks/Pulumi.<name>.yaml (default for npm start: local)")
-    .option("--stacks <a,b>", "cloud: two stacks (baseline and managed arms) benchmarked on one VM, then compared")
+    .option(
+      "-s, --stack <name>",
+      "stack to run: stacks/Pulumi.<name>.yaml (default for npm start: local)",
+    )
+    .option(
+      "--stacks <a,b>",
+      "cloud: two stacks (baseline and managed arms) benchmarked on one VM, then compared",
+    )
     .option("--keep", "cloud: keep the stack after the run (prints how to destroy it later)")
-    .option("--set <path=value>", "override a config value (repeatable), as for `inferbench plan`", collect, [])
+    .option(
+      "--set <path=value>",
+      "override a config value (repeatable), as for `inferbench plan`",
+      collect,
+      [],
+    )
     .option("--quick", "the same pipeline on a reduced load (two load points, fewer requests)")
-    .option("--no-interleave", "run all of one arm's load points, then the other's (default: interleave per point)")
-    .option("--resume <run-id>", "continue an interrupted run: load points with complete artifacts are skipped")
+    .option(
+      "--no-interleave",
+      "run all of one arm's load points, then the other's (default: interleave per point)",
+    )
+    .option(
+      "--resume <run-id>",
+      "continue an interrupted run: load points with complete artifacts are skipped",
+    )
     .option("--runs-dir <dir>", "where runs are stored (default results/runs)")
-    .addHelpText("after", "\nExamples:\n  inferbench run --stack local\n  inferbench run --stack local --quick\n  inferbench run --resume 20261124-134512-ab12\n")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  inferbench run --stack local\n  inferbench run --stack local --quick\n  inferbench run --resume 20261124-134512-ab12\n",
+    )
     .action(async (raw: unknown) => {
       const opts = parseOptions(optionsSchema, raw);
       const stacks = opts.stacks ?? (opts.stack ? [opts.stack] : []);
@@ -60,10 +80,14 @@ export function registerRun(program: Command): void {
           ...(opts.runsDir ? { resultsRoot: opts.runsDir } : {}),
         });
         process.stdout.write(`run ${result.runId}: ${result.resultsDir}\n`);
-        if (result.arms.some((a) => !a.ok)) throw new UserError("the benchmark failed on at least one arm; see above", { exitCode: 1 });
+        if (result.arms.some((a) => !a.ok))
+          throw new UserError("the benchmark failed on at least one arm; see above", {
+            exitCode: 1,
+          });
         return;
       }
-      if (opts.stacks) throw new UserError("--stacks is for cloud stacks; a local stack runs both arms by itself");
+      if (opts.stacks)
+        throw new UserError("--stacks is for cloud stacks; a local stack runs both arms by itself");
       // Loaded on use: `serve` children start faster without the run pipeline's modules.
       const { runEmbedded } = await import("../../runners/embedded.ts");
       const { writeReportFiles } = await import("../write-report.ts");
@@ -72,7 +96,9 @@ export function registerRun(program: Command): void {
       const onSignal = (sig: NodeJS.Signals) => {
         signals++;
         if (signals === 1) {
-          logger.warn(`${sig}: stopping after cleanup (children are ended, completed points kept)…`);
+          logger.warn(
+            `${sig}: stopping after cleanup (children are ended, completed points kept)…`,
+          );
           controller.abort(new Error(sig));
         }
       };
@@ -99,7 +125,10 @@ export function registerRun(program: Command): void {
         process.stdout.write(`\nrun ${result.runId}: ${result.dir}\n`);
         if (result.reportHtml) process.stdout.write(`report: ${result.reportHtml}\n`);
         if (!result.allValid) {
-          throw new UserError("some load points are INVALID (the load generator fell behind); see the report", { exitCode: 3 });
+          throw new UserError(
+            "some load points are INVALID (the load generator fell behind); see the report",
+            { exitCode: 3 },
+          );
         }
       } finally {
         process.off("SIGINT", onSignal);

@@ -23,13 +23,21 @@ interface Finished {
   stderr: string;
 }
 
-function start(args: string[]): { proc: ChildProcess; done: Promise<Finished>; stderr: () => string } {
-  const proc = spawn(process.execPath, [BIN, ...args, "--runs-dir", runsDir], { stdio: ["ignore", "pipe", "pipe"] });
+function start(args: string[]): {
+  proc: ChildProcess;
+  done: Promise<Finished>;
+  stderr: () => string;
+} {
+  const proc = spawn(process.execPath, [BIN, ...args, "--runs-dir", runsDir], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   proc.stdout!.on("data", (d) => (stdout += d));
   proc.stderr!.on("data", (d) => (stderr += d));
-  const done = new Promise<Finished>((resolve) => proc.on("close", (code) => resolve({ code, stdout, stderr })));
+  const done = new Promise<Finished>((resolve) =>
+    proc.on("close", (code) => resolve({ code, stdout, stderr })),
+  );
   const killer = setTimeout(() => proc.kill("SIGKILL"), 240_000);
   done.finally(() => clearTimeout(killer));
   return { proc, done, stderr: () => stderr };
@@ -54,7 +62,10 @@ function planPorts(runDir: string): number[] {
   for (const arm of ["baseline", "managed"]) {
     const f = join(runDir, arm, "plan.json");
     if (!existsSync(f)) continue;
-    const plan = JSON.parse(readFileSync(f, "utf8")) as { engines: { port: number }[]; router: { port: number } };
+    const plan = JSON.parse(readFileSync(f, "utf8")) as {
+      engines: { port: number }[];
+      router: { port: number };
+    };
     ports.push(plan.router.port, ...plan.engines.map((e) => e.port));
   }
   return ports;
@@ -72,8 +83,13 @@ function listening(port: number): Promise<boolean> {
 }
 
 async function assertNothingLeft(runDir: string): Promise<void> {
-  await waitFor(() => leftovers().length === 0, `children to exit: ${leftovers().join("; ")}`, 10_000);
-  for (const port of planPorts(runDir)) assert.equal(await listening(port), false, `port ${port} still listening`);
+  await waitFor(
+    () => leftovers().length === 0,
+    `children to exit: ${leftovers().join("; ")}`,
+    10_000,
+  );
+  for (const port of planPorts(runDir))
+    assert.equal(await listening(port), false, `port ${port} still listening`);
 }
 
 const runIdOf = (text: string) => /run (\d{8}-\d{6}-[0-9a-f]{4})/.exec(text)?.[1];
@@ -90,7 +106,10 @@ describe("embedded default (quick)", { timeout: 300_000 }, () => {
     assert.match(interrupted.stderr, new RegExp(`inferbench run --resume ${runId}`));
     const runDir = join(runsDir, runId);
     await assertNothingLeft(runDir);
-    assert.equal(JSON.parse(readFileSync(join(runDir, "manifest.json"), "utf8")).status, "interrupted");
+    assert.equal(
+      JSON.parse(readFileSync(join(runDir, "manifest.json"), "utf8")).status,
+      "interrupted",
+    );
     const firstPoint = join(runDir, "baseline", "points", "concurrency2", "point.json");
     assert.ok(existsSync(firstPoint), "the completed point is kept");
     const keptAt = statSync(firstPoint).mtimeMs;
@@ -108,7 +127,10 @@ describe("embedded default (quick)", { timeout: 300_000 }, () => {
     assert.equal(manifest.emulated, true);
     const c = JSON.parse(readFileSync(join(runDir, "comparison.json"), "utf8")) as Comparison;
     assert.equal(c.emulated, true);
-    assert.deepEqual([...new Set(c.rows.map((r) => r.model))], ["llama-3.1-8b", "qwen2.5-7b", "llama-3.3-70b-awq"]);
+    assert.deepEqual(
+      [...new Set(c.rows.map((r) => r.model))],
+      ["llama-3.1-8b", "qwen2.5-7b", "llama-3.3-70b-awq"],
+    );
     assert.equal(c.rows.length, 6, "3 models × 2 load points");
     for (const r of c.rows) {
       for (const s of [r.a, r.b]) {
@@ -116,12 +138,19 @@ describe("embedded default (quick)", { timeout: 300_000 }, () => {
         assert.ok(s.achievedRps > 0 && s.outputTokensPerSec > 0);
         assert.equal(s.errors, 0);
       }
-      assert.ok(r.deltas.some((d) => d.metric === "ttft_p99_ms" && ["better", "worse", "within noise"].includes(d.verdict)));
+      assert.ok(
+        r.deltas.some(
+          (d) =>
+            d.metric === "ttft_p99_ms" && ["better", "worse", "within noise"].includes(d.verdict),
+        ),
+      );
     }
     const html = readFileSync(join(runDir, "report.html"), "utf8");
     assert.match(html, /EMULATED/);
     assert.match(readFileSync(join(runDir, "report.md"), "utf8"), /EMULATED/);
-    assert.ok(readFileSync(join(runDir, "comparison.csv"), "utf8").startsWith("model,point,metric"));
+    assert.ok(
+      readFileSync(join(runDir, "comparison.csv"), "utf8").startsWith("model,point,metric"),
+    );
     // GenAI-Perf artifacts for every arm and point.
     for (const arm of ["baseline", "managed"]) {
       for (const point of ["concurrency2", "concurrency8"]) {
@@ -157,6 +186,9 @@ describe("embedded default (quick)", { timeout: 300_000 }, () => {
     assert.match(done.stderr, /\/nonexistent\/prompts\.jsonl/);
     const runId = runIdOf(done.stderr)!;
     await assertNothingLeft(join(runsDir, runId));
-    assert.equal(JSON.parse(readFileSync(join(runsDir, runId, "manifest.json"), "utf8")).status, "failed");
+    assert.equal(
+      JSON.parse(readFileSync(join(runsDir, runId, "manifest.json"), "utf8")).status,
+      "failed",
+    );
   });
 });

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { bootstrapDelta, EXACT_LIMIT, repeatsDelta, seededRng } from "../../results/bootstrap.ts";
-import { comparisonCsv, compareSides, type PointData, type RequestSample, type SideData, verdictOf } from "../../results/compare.ts";
+import {
+  compareSides,
+  comparisonCsv,
+  type PointData,
+  type RequestSample,
+  type SideData,
+  verdictOf,
+} from "../../results/compare.ts";
 
 function lognormal(rng: () => number, median: number, sigma: number): number {
   const u = Math.max(1e-12, rng());
@@ -9,7 +16,12 @@ function lognormal(rng: () => number, median: number, sigma: number): number {
   return median * Math.exp(sigma * z);
 }
 
-function samples(n: number, ttftMedian: number, seed: number, opts: { errors?: number; repeat?: number } = {}): RequestSample[] {
+function samples(
+  n: number,
+  ttftMedian: number,
+  seed: number,
+  opts: { errors?: number; repeat?: number } = {},
+): RequestSample[] {
   const rng = seededRng(seed);
   return Array.from({ length: n }, (_, i) => {
     const ttft = lognormal(rng, ttftMedian, 0.4);
@@ -27,7 +39,11 @@ function samples(n: number, ttftMedian: number, seed: number, opts: { errors?: n
   });
 }
 
-function side(label: string, points: PointData[], workload: SideData["workload"] = { dataset: "synthetic" }): SideData {
+function side(
+  label: string,
+  points: PointData[],
+  workload: SideData["workload"] = { dataset: "synthetic" },
+): SideData {
   return { label, source: label, emulated: true, slo: { ttftMs: 120 }, workload, points };
 }
 
@@ -47,9 +63,16 @@ describe("bootstrap intervals", () => {
     const a = samples(400, 100, 1).map((s) => s.ttftMs!);
     const b = samples(400, 70, 2).map((s) => s.ttftMs!);
     const d = bootstrapDelta(a, b, { kind: "quantile", p: 50 });
-    assert.ok(d.lowPct < -30 && d.highPct > -30 ? true : Math.abs(d.deltaPct + 30) < 10, JSON.stringify(d));
+    assert.ok(
+      d.lowPct < -30 && d.highPct > -30 ? true : Math.abs(d.deltaPct + 30) < 10,
+      JSON.stringify(d),
+    );
     assert.equal(verdictOf(d.lowPct, d.highPct, "lower"), "better");
-    const same = bootstrapDelta(a, samples(400, 100, 3).map((s) => s.ttftMs!), { kind: "quantile", p: 50 });
+    const same = bootstrapDelta(
+      a,
+      samples(400, 100, 3).map((s) => s.ttftMs!),
+      { kind: "quantile", p: 50 },
+    );
     assert.equal(verdictOf(same.lowPct, same.highPct, "lower"), "within noise");
   });
 
@@ -64,7 +87,10 @@ describe("bootstrap intervals", () => {
     assert.match(fast.method, /order-statistic/);
     assert.match(exact.method, /resampling/);
     const width = (d: typeof fast) => d.highPct - d.lowPct;
-    assert.ok(Math.abs(width(fast) - width(exact)) < width(exact), `${width(fast)} vs ${width(exact)}`);
+    assert.ok(
+      Math.abs(width(fast) - width(exact)) < width(exact),
+      `${width(fast)} vs ${width(exact)}`,
+    );
     const mean = bootstrapDelta(a, b, { kind: "mean" });
     assert.ok(mean.lowPct < mean.deltaPct && mean.deltaPct < mean.highPct);
   });
@@ -72,7 +98,10 @@ describe("bootstrap intervals", () => {
   it("is deterministic for a seed", () => {
     const a = samples(100, 100, 6).map((s) => s.ttftMs!);
     const b = samples(100, 80, 7).map((s) => s.ttftMs!);
-    assert.deepEqual(bootstrapDelta(a, b, { kind: "quantile", p: 99 }, 3), bootstrapDelta(a, b, { kind: "quantile", p: 99 }, 3));
+    assert.deepEqual(
+      bootstrapDelta(a, b, { kind: "quantile", p: 99 }, 3),
+      bootstrapDelta(a, b, { kind: "quantile", p: 99 }, 3),
+    );
   });
 
   it("repeats: a t interval over per-repeat deltas", () => {
@@ -103,20 +132,28 @@ describe("compareSides", () => {
     assert.ok(row.a.ttftMs!.mean - okTtfts.reduce((t, x) => t + x, 0) / okTtfts.length < 1e-9);
     assert.ok(row.deltas.some((d) => d.metric === "error_rate" && d.a === 10 && d.b === 0));
     assert.deepEqual(row.a.server.replicaShare, { "e-0": 22 / 45, "e-1": 23 / 45 });
-    assert.ok(row.a.goodputRps! < row.a.achievedRps, "goodput counts only requests within the TTFT SLO");
+    assert.ok(
+      row.a.goodputRps! < row.a.achievedRps,
+      "goodput counts only requests within the TTFT SLO",
+    );
   });
 
   it("refuses different workloads unless forced, and says what differs", () => {
     const a = side("baseline", [point(samples(10, 100, 1))], { dataset: "synthetic", seed: 0 });
     const b = side("managed", [point(samples(10, 100, 2))], { dataset: "sharegpt", seed: 0 });
-    assert.throws(() => compareSides(a, b), /workloads differ:\n {2}dataset: "synthetic" vs "sharegpt"/);
+    assert.throws(
+      () => compareSides(a, b),
+      /workloads differ:\n {2}dataset: "synthetic" vs "sharegpt"/,
+    );
     const forced = compareSides(a, b, { force: true });
     assert.ok(forced.notes[0]!.includes("--force"));
   });
 
   it("invalid points are marked and get no deltas", () => {
     const c = compareSides(
-      side("baseline", [point(samples(20, 100, 1), { valid: false, invalidReason: "lag p99 9 ms > 2 ms" })]),
+      side("baseline", [
+        point(samples(20, 100, 1), { valid: false, invalidReason: "lag p99 9 ms > 2 ms" }),
+      ]),
       side("managed", [point(samples(20, 100, 2))]),
     );
     assert.equal(c.rows[0]!.deltas.length, 0);
@@ -124,8 +161,14 @@ describe("compareSides", () => {
   });
 
   it("says plainly when B does not win, and exports CSV", () => {
-    const c = compareSides(side("baseline", [point(samples(300, 100, 1))]), side("managed", [point(samples(300, 100, 2))]));
-    assert.ok(c.notes.some((n) => /managed does not beat baseline on TTFT p99/.test(n)), c.notes.join("\n"));
+    const c = compareSides(
+      side("baseline", [point(samples(300, 100, 1))]),
+      side("managed", [point(samples(300, 100, 2))]),
+    );
+    assert.ok(
+      c.notes.some((n) => /managed does not beat baseline on TTFT p99/.test(n)),
+      c.notes.join("\n"),
+    );
     const csv = comparisonCsv(c);
     assert.match(csv.split("\n")[0]!, /^model,point,metric,unit,baseline,managed,delta_pct/);
     assert.ok(csv.includes("m,concurrency 4,ttft_p99_ms,ms,"));

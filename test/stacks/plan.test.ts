@@ -291,3 +291,20 @@ describe("plan properties", () => {
     );
   });
 });
+
+describe("router policy per arm", () => {
+  const base: StackConfigInput = {
+    target: "local",
+    mode: "baseline",
+    models: [small("a", 2)],
+    gpus: { count: 2 },
+  };
+  it("a per-arm setting changes only that arm", () => {
+    const router = { policy: { managed: "prefix-aware" as const } };
+    assert.equal(planOf({ ...base, router }).router.policy, "round-robin");
+    assert.equal(planOf({ ...base, mode: "managed", router }).router.policy, "prefix-aware");
+  });
+  it("a single policy applies to both arms", () => {
+    assert.equal(planOf({ ...base, router: { policy: "session" } }).router.policy, "session");
+  });
+});
