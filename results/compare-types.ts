@@ -24,7 +24,10 @@ export interface ServerView {
   /** Share of requests per replica (from x-inferbench-backend), 0-1, summing to 1. */
   replicaShare: Record<string, number>;
   /** Time series sampled during the point, per replica: seconds since point start. */
-  timeseries?: { tSec: number[]; replicas: Record<string, { kvUsage: number[]; queueDepth: number[] }> };
+  timeseries?: {
+    tSec: number[];
+    replicas: Record<string, { kvUsage: number[]; queueDepth: number[] }>;
+  };
 }
 
 export interface SideSummary {
