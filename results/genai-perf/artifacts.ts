@@ -53,6 +53,7 @@ export function inputsJson(bodies: readonly unknown[]): string {
 
 function jsonMin(v: unknown): string {
   if (typeof v === "bigint") return v.toString();
+  if (v instanceof PyFloat) return pyFloatRepr(v.value);
   if (v === null || v === undefined) return "null";
   if (Array.isArray(v)) return `[${v.map(jsonMin).join(",")}]`;
   if (typeof v === "object") {
@@ -74,7 +75,14 @@ export function profileExportJson(opts: {
   return jsonMin({
     experiments: [
       {
-        experiment: { mode: opts.experiment.mode, value: opts.experiment.value },
+        // perf_analyzer writes a request rate as a double (10.0), a concurrency as an integer.
+        experiment: {
+          mode: opts.experiment.mode,
+          value:
+            opts.experiment.mode === "request_rate"
+              ? new PyFloat(opts.experiment.value)
+              : opts.experiment.value,
+        },
         requests: opts.requests.map((r) => ({
           timestamp: r.timestamp,
           request_inputs: { payload: r.payload },

@@ -302,6 +302,16 @@ describe("our CSV and JSON, byte for byte", () => {
     });
     assert.ok(text.startsWith('{"experiments":[{"experiment":{"mode":"concurrency","value":1}'));
     assert.ok(text.includes('"timestamp":1700000000000000001,'));
+    const rate = profileExportJson({
+      experiment: { mode: "request_rate", value: 10 },
+      requests: [],
+      windowBoundaries: [],
+      endpoint: "v1/completions",
+      version: "x",
+    });
+    assert.ok(
+      rate.startsWith('{"experiments":[{"experiment":{"mode":"request_rate","value":10.0}'),
+    );
     const back = readProfileExport(text);
     assert.equal(back.experiments[0]!.requests[0]!.timestamp, 1_700_000_000_000_000_001n);
     assert.deepEqual(back.experiments[0]!.requests[0]!.responseTimestamps, [
