@@ -412,7 +412,7 @@ async function runPhase(
   durationMs?: number,
 ): Promise<Phase> {
   const sent: Sent[] = [];
-  const pending = new Set<Promise<void>>();
+  const pending = new Set<Promise<number>>();
   const progress = new ProgressBar(ctx.opts.progress ?? Boolean(process.stderr.isTTY));
   let inFlight = 0;
   let finished = 0;
@@ -425,9 +425,11 @@ async function runPhase(
   const deadlineHr = durationMs === undefined ? undefined : startHr + Math.round(durationMs * 1e6);
   const pastDeadline = () => deadlineHr !== undefined && monoNs() >= deadlineHr;
 
-  const launch = (d: Dispatch, intendedHr: number, eligibleHr: number): Promise<void> => {
+  /** Sends without waiting; the promise resolves with the completion time (monotonic ns). */
+  const launch = (d: Dispatch, intendedHr: number, eligibleHr: number): Promise<number> => {
     inFlight++;
     const p = sendOne(ctx, d).then((s) => {
+      const doneHr = monoNs();
       inFlight--;
       finished++;
       const rec: Sent = { ...s, intendedHr, eligibleHr };
@@ -444,7 +446,7 @@ async function runPhase(
         aborted = `error rate ${(errors / finished).toFixed(3)} > --max-error-rate ${maxErr}`;
         ctx.abort.abort();
       }
-      slotWaiters.shift()?.(monoNs());
+      slotWaiters.shift()?.(doneHr);
       progress.update({
         label,
         total,
@@ -453,6 +455,7 @@ async function runPhase(
         inFlight,
         elapsedS: Number(monoNs() - startHr) / 1e9,
       });
+      return doneHr;
     });
     pending.add(p);
     p.finally(() => pending.delete(p));
@@ -461,14 +464,16 @@ async function runPhase(
 
   if (mode.kind === "closed") {
     let started = 0;
+    // A slot is eligible for its next request the moment the previous one completed, so the
+    // event-loop delay before the refill counts as lag.
     const worker = async () => {
+      let slotFreeHr = monoNs();
       while (started < total && !signal.aborted && !pastDeadline()) {
         started++;
-        const eligibleHr = monoNs();
         const n = await source.next(signal);
         if (!n) break;
-        const elig = n.readyHr !== undefined && n.readyHr > eligibleHr ? n.readyHr : eligibleHr;
-        await launch(n.d, elig, elig);
+        const elig = n.readyHr !== undefined && n.readyHr > slotFreeHr ? n.readyHr : slotFreeHr;
+        slotFreeHr = await launch(n.d, elig, elig);
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, mode.concurrency) }, worker));
