@@ -111,13 +111,23 @@ export function overLoadGate(
 export type PickReason = "affinity" | "least-busy" | "no-affinity" | "load-gate" | "none";
 
 /**
- * Prefix-aware: the healthy replica with the longest matching prefix (`matchBlocks[i]` blocks),
- * gated by load; without a match, or over the gate, least-busy.
+ * Affinity needs a real cache win: below this fraction of the prompt's blocks matched (e.g. only a
+ * shared system prompt that every replica holds), prefix-aware routes by load instead — otherwise
+ * the first replica to see a common prefix attracts every new conversation (SGLang's cache-aware
+ * router uses the same 0.5 default).
+ */
+export const PREFIX_MIN_MATCH_RATIO = 0.5;
+
+/**
+ * Prefix-aware: the healthy replica with the longest matching prefix (`matchBlocks[i]` of
+ * `totalBlocks` blocks), if it covers at least `minMatchRatio` of the prompt, gated by load;
+ * otherwise, or over the gate, least-busy.
  */
 export function pickPrefixAware(
   replicas: readonly ReplicaView[],
   matchBlocks: readonly number[],
-  opts: Pick<PolicyOptions, "loadGateThreshold">,
+  totalBlocks: number,
+  opts: Pick<PolicyOptions, "loadGateThreshold"> & { minMatchRatio?: number },
   rng: Rng,
 ): { pick: number; reason: PickReason } {
   const loads = effectiveLoads(replicas);
@@ -132,7 +142,8 @@ export function pickPrefixAware(
     )
       best = i;
   }
-  if (best < 0) {
+  const minRatio = opts.minMatchRatio ?? PREFIX_MIN_MATCH_RATIO;
+  if (best < 0 || matchBlocks[best]! < minRatio * totalBlocks) {
     const pick = pickLeastBusy(replicas, rng, loads);
     return { pick, reason: pick < 0 ? "none" : "no-affinity" };
   }

@@ -326,6 +326,7 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
         return pickPrefixAware(
           v,
           g.prefix.match(hashes ?? [], v.length),
+          hashes?.length ?? 0,
           { loadGateThreshold: opts.loadGateThreshold },
           rng,
         ).pick;

@@ -152,14 +152,14 @@ describe("prefix-aware", () => {
   const opts = { loadGateThreshold: 4 };
   it("routes to the longest matching prefix", () => {
     const v = [view(0, 1), view(1, 1), view(2, 1)];
-    assert.deepEqual(pickPrefixAware(v, [2, 5, 0], opts, seeded(1)), {
+    assert.deepEqual(pickPrefixAware(v, [2, 5, 0], 8, opts, seeded(1)), {
       pick: 1,
       reason: "affinity",
     });
   });
   it("falls back to least-busy over the load gate", () => {
     const v = [view(0, 1), view(1, 20), view(2, 1)];
-    const r = pickPrefixAware(v, [0, 5, 0], opts, seeded(1));
+    const r = pickPrefixAware(v, [0, 5, 0], 8, opts, seeded(1));
     assert.equal(r.reason, "load-gate");
     assert.notEqual(r.pick, 1);
   });
@@ -171,15 +171,23 @@ describe("prefix-aware", () => {
         fc.integer(),
         (xs, match, seed) => {
           const v = toViews(xs);
-          const { pick, reason } = pickPrefixAware(v, match, opts, seeded(seed));
+          const { pick, reason } = pickPrefixAware(v, match, 10, opts, seeded(seed));
           if (!v.some((r) => r.healthy)) return pick === -1;
           if (!v[pick]!.healthy) return false;
           if (reason === "affinity")
-            return !overLoadGate(v, effectiveLoads(v), pick, opts.loadGateThreshold);
+            return (
+              match[pick]! >= 5 && !overLoadGate(v, effectiveLoads(v), pick, opts.loadGateThreshold)
+            );
           return true;
         },
       ),
     );
+  });
+  it("ignores weak matches (e.g. only a shared system prompt): routes by load", () => {
+    const v = [view(0, 6), view(1, 0), view(2, 0)];
+    const r = pickPrefixAware(v, [3, 0, 0], 10, opts, seeded(1));
+    assert.equal(r.reason, "no-affinity");
+    assert.notEqual(r.pick, 0);
   });
   it("hashes prompt blocks as a chain and finds the longest shared prefix", () => {
     const idx = new PrefixIndex(1000);
