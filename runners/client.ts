@@ -7,6 +7,8 @@ import { Pool } from "undici";
 import type { ServerUsage } from "../results/genai-perf/sse.ts";
 
 const HR0 = process.hrtime.bigint();
+/** The monotonic origin, for worker threads that share this clock. */
+export const HR0_STRING = HR0.toString();
 const EPOCH0 = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 
 /**

@@ -32,6 +32,7 @@ import { writePlots } from "../results/genai-perf/plots.ts";
 import { nonEmptyResponses, parseResponses, splitSseEvents } from "../results/genai-perf/sse.ts";
 import type { LoadPoint, SloTargets, WorkloadPlan } from "../stacks/plan-types.ts";
 import { HttpClient, hrToEpochNs, monoNs, normalizeUrl, type SendResult } from "./client.ts";
+import { preciseWait, warmPreciseTimer } from "./precise-timer.ts";
 import { ProgressBar } from "./progress.ts";
 import { createRng, type Rng } from "./rng.ts";
 import { arrivalOffsetsNs, defaultRequestCount, traceOffsetsNs } from "./schedule.ts";
@@ -188,16 +189,29 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 const immediate = () => new Promise<void>((r) => setImmediate(r));
 
-/** Sleeps until a monotonic instant: a coarse timer, then event-loop turns for the last ~1.5 ms. */
+/**
+ * Sleeps until a monotonic instant. Long waits use a plain timer; then the precise timer thread
+ * wakes us ~0.15 ms early (no spinning, little CPU) and setImmediate turns cover the rest. Without
+ * worker threads: setImmediate turns for the last ~1.5 ms.
+ */
 export async function sleepUntil(targetHr: number, signal?: AbortSignal): Promise<void> {
-  let rem = Number(targetHr - monoNs());
-  if (rem > 2_000_000) await sleep((rem - 1_500_000) / 1e6, signal);
-  rem = Number(targetHr - monoNs());
+  let rem = targetHr - monoNs();
+  if (rem > 25_000_000) await sleep((rem - 20_000_000) / 1e6, signal);
+  if (signal?.aborted) return;
+  rem = targetHr - monoNs();
+  if (rem > PRECISE_LEAD_NS) {
+    const precise = preciseWait(targetHr - PRECISE_LEAD_NS);
+    if (precise) await precise;
+    else if (rem > 2_000_000) await sleep((rem - 1_500_000) / 1e6, signal);
+  }
+  rem = targetHr - monoNs();
   while (rem > 0 && !signal?.aborted) {
     await immediate();
-    rem = Number(targetHr - monoNs());
+    rem = targetHr - monoNs();
   }
 }
+
+const PRECISE_LEAD_NS = 150_000;
 
 interface Dispatch {
   /** Model fixed by the dataset entry (GenAI-Perf ties the model to the payload). */
@@ -640,6 +654,7 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
     modelCounter: 0,
   };
   let phase: Phase;
+  if (lp.kind === "request-rate") await warmPreciseTimer();
   try {
     if (opts.warmupRequests > 0 && !abort.signal.aborted) {
       await runPhase(
