@@ -31,7 +31,15 @@ import {
 import { writePlots } from "../results/genai-perf/plots.ts";
 import { nonEmptyResponses, parseResponses, splitSseEvents } from "../results/genai-perf/sse.ts";
 import type { LoadPoint, SloTargets, WorkloadPlan } from "../stacks/plan-types.ts";
-import { HttpClient, hrToEpochNs, monoNs, normalizeUrl, type SendResult } from "./client.ts";
+import {
+  HttpClient,
+  hrToEpochNs,
+  monoNs,
+  normalizeUrl,
+  resultChunks,
+  type SendResult,
+} from "./client.ts";
+import { collectGarbage } from "./gc.ts";
 import { preciseWait, warmPreciseTimer } from "./precise-timer.ts";
 import { ProgressBar } from "./progress.ts";
 import { createRng, type Rng } from "./rng.ts";
@@ -392,7 +400,9 @@ async function sendOne(ctx: Ctx, d: Dispatch): Promise<Omit<Sent, "intendedHr" |
   // No per-request AbortSignal (a listener per request costs); abort destroys the pool instead.
   const res = await ctx.client.post(ctx.path, payload, headers);
   if (d.onAnswer) {
-    const parsed = res.error ? undefined : parseResponses(res.chunkHr.map(BigInt), res.chunks);
+    const parsed = res.error
+      ? undefined
+      : parseResponses(res.chunkHr.map(BigInt), resultChunks(res));
     d.onAnswer(
       parsed
         ? nonEmptyResponses(parsed)
@@ -667,6 +677,7 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
       );
     }
     ctx.modelCounter = 0;
+    collectGarbage();
     phase = await runPhase(
       ctx,
       makeSource(),
@@ -707,12 +718,13 @@ async function finish(
     const r = s.res;
     const streamed = w.streaming;
     const ts = r.chunkHr.map(hrToEpochNs);
-    const events = streamed ? splitSseEvents(ts, r.chunks) : undefined;
+    const chunks = resultChunks(r);
+    const events = streamed ? splitSseEvents(ts, chunks) : undefined;
     const raw: RawRequest = {
       timestamp: hrToEpochNs(r.sentHr),
       payload: s.payload,
       responseTimestamps: events ? events.timestamps : ts.length === 0 ? ts : [ts[ts.length - 1]!],
-      responses: events ? events.responses : r.chunks.length === 0 ? [] : [r.chunks.join("")],
+      responses: events ? events.responses : chunks.length === 0 ? [] : [r.body],
     };
     if (s.d.islTokens !== undefined && !islCache.has(s.payload))
       islCache.set(s.payload, s.d.islTokens);
@@ -740,7 +752,7 @@ async function finish(
       end_ns: hrToEpochNs(r.endHr),
       lag_ns: Math.max(0, Number(r.sentHr - s.eligibleHr)),
       schedule_delay_ns: Number(r.sentHr - s.intendedHr),
-      chunks: r.chunks.length,
+      chunks: r.chunkEnds.length,
     };
     if (s.sessionId) rec.session_id = s.sessionId;
     if (r.backend) rec.backend = r.backend;
