@@ -151,6 +151,7 @@ async function roleBackend(arg: { tokens: number; tokenDelayMs: number }): Promi
     name: "be",
     tokens: arg.tokens,
     tokenDelayMs: arg.tokenDelayMs,
+    splitChunks: false, // one write per token event, as vLLM does
   });
   printInfo({ url: b.url, port: b.port });
   onTerm(() => b.close());
@@ -541,10 +542,17 @@ async function proxyOverhead(dir: string): Promise<void> {
   }
 
   if (tools.wrk) {
-    process.stdout.write("\n## Short requests (non-streaming), wrk -t1 -c100 -d5s\n");
+    process.stdout.write(
+      "\n## Short requests (non-streaming), wrk -t1 -c100 -d4s, best of 2 interleaved rounds\n",
+    );
     process.stdout.write("target | req/s | p99 | vs nginx\n");
     const rps = new Map<string, { rps: number; p99: string }>();
-    for (const t of targets) rps.set(t.name, wrk(t.url, dir, 5));
+    for (let round = 0; round < 2; round++)
+      for (const t of targets) {
+        const r = wrk(t.url, dir, 4);
+        const prev = rps.get(t.name);
+        if (!prev || r.rps > prev.rps) rps.set(t.name, r);
+      }
     const ng = rps.get("nginx")?.rps;
     for (const t of targets) {
       const r = rps.get(t.name)!;

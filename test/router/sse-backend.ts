@@ -12,6 +12,8 @@ export interface SseBackendOptions {
   tokenDelayMs?: number;
   /** Metric names to expose: V1 (kv_cache_usage_perc), V0 (gpu_cache_usage_perc) or none. */
   metricNames?: "v1" | "v0" | "none";
+  /** Write each token event in two pieces, cut inside a UTF-8 character (default true: tests). */
+  splitChunks?: boolean;
 }
 
 export interface SseBackend {
@@ -44,6 +46,7 @@ export async function startSseBackend(opts: SseBackendOptions = {}): Promise<Sse
   const tokens = opts.tokens ?? 8;
   const delay = opts.tokenDelayMs ?? 0;
   const metricNames = opts.metricNames ?? "v1";
+  const split = opts.splitChunks ?? true;
   let open = 0;
   let received = 0;
   const sockets = new Set<Socket>();
@@ -103,7 +106,8 @@ export async function startSseBackend(opts: SseBackendOptions = {}): Promise<Sse
       const step = () => {
         if (res.destroyed) return;
         if (i < tokens) {
-          for (const c of chunkFor(name, i)) {
+          const pieces = chunkFor(name, i);
+          for (const c of split ? pieces : [Buffer.concat(pieces)]) {
             res.write(c);
             out.push(c);
           }
