@@ -237,6 +237,28 @@ describe("router end to end", () => {
     assert.equal(counted, total, "every client request has exactly one outcome");
   });
 
+  it("treats replicas without vLLM gauges as unknown (counted), and reads V0 names", async () => {
+    const none = await startSseBackend({ name: "none", metricNames: "none" });
+    const v0 = await startSseBackend({ name: "v0", metricNames: "v0" });
+    cleanups.push(
+      () => none.close(),
+      () => v0.close(),
+    );
+    const r = await router([none, v0], "least-busy");
+    await waitFor(() => r.replicas()[1]!.metrics !== undefined, 5000, "V0 metrics");
+    assert.equal(r.replicas()[1]!.metrics!.kvUsage, 0);
+    for (let i = 0; i < 6; i++) assert.equal((await post(r.url, chat())).status, 200);
+    const s = await metrics(r);
+    assert.ok(
+      (sumSamples(s, "inferbench_router_backend_errors_total", {
+        backend: "none",
+        kind: "metrics_missing",
+      }) ?? 0) >= 1,
+    );
+    assert.equal(sumSamples(s, "inferbench_router_backend_metrics_fresh", { backend: "none" }), 0);
+    assert.equal(r.replicas()[0]!.healthy, true, "unknown is not unhealthy");
+  });
+
   it("retries a request that never reached a replica on another one", async () => {
     const [live] = await backends(1);
     const dead = await startSseBackend({ name: "dead" });
