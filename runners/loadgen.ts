@@ -816,7 +816,7 @@ async function finish(
   const profileExportFile = opts.profileExportFile ?? "profile_export.json";
   const inputsBodies =
     workload.sessions || workload.trace
-      ? raws.map((r) => JSON.parse(r.payload) as unknown)
+      ? sent.map((s) => JSON.parse(s.payload) as unknown)
       : workload.items.map((it, i) =>
           buildBody({
             model: itemModels[i]!,
