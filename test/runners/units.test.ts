@@ -188,3 +188,34 @@ describe("model selection", () => {
     assert.equal(new Set(r1).size, 3);
   });
 });
+
+describe("progress and summary table", () => {
+  it("renders a bar and the GenAI-Perf table rows", async () => {
+    const { renderProgress } = await import("../../runners/progress.ts");
+    assert.match(
+      renderProgress(
+        { label: "c1", total: 10, completed: 5, errors: 1, inFlight: 2, elapsedS: 1 },
+        10,
+      ),
+      /^c1 \[#####\.\.\.\.\.\] 5\/10 .*1 err, 2 in flight, 5\.0 req\/s$/,
+    );
+    const { summaryTable } = await import("../../runners/summary-table.ts");
+    const { describe: stats } = await import("../../results/genai-perf/stats.ts");
+    const m = stats([1e6, 2e6], "ms", 1e-6);
+    const t = summaryTable(
+      {
+        request_throughput: { unit: "requests/sec", avg: 1234.5 },
+        request_latency: m,
+        request_count: { unit: "count", avg: 2 },
+        time_to_first_token: m,
+        output_token_throughput: { unit: "tokens/sec", avg: 10 },
+        output_sequence_length: stats([3, 3], "tokens"),
+        input_sequence_length: stats([5, 5], "tokens"),
+      },
+      true,
+    );
+    assert.match(t, /NVIDIA GenAI-Perf \| LLM Metrics/);
+    assert.match(t, /│\s+Request Throughput \(per sec\) │ 1,234\.50 │/);
+    assert.match(t, /│\s+Time To First Token \(ms\) │\s+1\.50 │\s+1\.00 │\s+2\.00 │/);
+  });
+});
