@@ -18,6 +18,7 @@ import {
   hostFacts,
   newRunId,
   packageVersions,
+  type PointRecord,
   type RunManifest,
   RunStore,
 } from "../results/store.ts";
@@ -42,24 +43,6 @@ export function pointLabel(lp: LoadPoint): string {
     : `request_rate${lp.requestRate}`;
 }
 
-export interface PointRecord {
-  arm: Arm;
-  label: string;
-  repeat: number;
-  loadPoint: LoadPoint;
-  /** The GenAI-Perf artifact folder, relative to the run folder. */
-  artifactDir: string;
-  valid: boolean;
-  invalidReasons: string[];
-  requestCount: number;
-  errorCount: number;
-  lagP99Ms: number;
-  targetRate?: number;
-  achievedRate?: number;
-  aborted?: string;
-  /** engine name → model, for the server view. */
-  engines: Record<string, string>;
-}
 
 export interface EmbeddedRunOptions {
   stack: string;

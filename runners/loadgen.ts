@@ -651,6 +651,7 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
   abort.signal.addEventListener("abort", () => void client.destroy(), { once: true });
   const onOuterAbort = () => abort.abort();
   opts.signal?.addEventListener("abort", onOuterAbort, { once: true });
+  if (opts.signal?.aborted) abort.abort();
   const ctx: Ctx = {
     client,
     path,
