@@ -16,21 +16,10 @@ import {
 import type { Comparison } from "./compare-types.ts";
 import { exportNames } from "./genai-perf/artifacts.ts";
 import { type PointServerMetrics, serverView } from "./server-metrics.ts";
-import type { RunStore } from "./store.ts";
+import type { PointRecord, RunStore } from "./store.ts";
 
 /** The runner's per-request records file inside a GenAI-Perf artifact folder. */
 export const RECORDS_FILE = exportNames("profile_export.json").requestsJsonl;
-
-interface StoredPoint {
-  arm: Arm;
-  label: string;
-  repeat: number;
-  loadPoint: LoadPoint;
-  artifactDir: string;
-  valid: boolean;
-  invalidReasons: string[];
-  engines: Record<string, string>;
-}
 
 interface RawRecord {
   model?: string;
@@ -129,11 +118,11 @@ export function loadArmSide(
   emulated: boolean,
 ): SideData {
   const pointsDir = join(store.armDir(arm), "points");
-  const stored: StoredPoint[] = existsSync(pointsDir)
+  const stored: PointRecord[] = existsSync(pointsDir)
     ? readdirSync(pointsDir)
         .filter((d) => existsSync(join(pointsDir, d, "point.json")))
         .map(
-          (d) => JSON.parse(readFileSync(join(pointsDir, d, "point.json"), "utf8")) as StoredPoint,
+          (d) => JSON.parse(readFileSync(join(pointsDir, d, "point.json"), "utf8")) as PointRecord,
         )
     : [];
   const byKey = new Map<string, PointData>();

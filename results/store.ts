@@ -11,10 +11,30 @@ import { fileURLToPath } from "node:url";
 import { writeFileAtomicSync } from "../lib/atomic.ts";
 import { UserError } from "../lib/errors.ts";
 import { redactObject } from "../lib/redact.ts";
-import type { Arm, StackPlan } from "../stacks/plan-types.ts";
+import type { Arm, LoadPoint, StackPlan } from "../stacks/plan-types.ts";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const DEFAULT_RUNS_DIR = join(REPO_ROOT, "results", "runs");
+
+/** What a completed load point left in its folder (`point.json`, written last). */
+export interface PointRecord {
+  arm: Arm;
+  label: string;
+  repeat: number;
+  loadPoint: LoadPoint;
+  /** The GenAI-Perf artifact folder, relative to the run folder. */
+  artifactDir: string;
+  valid: boolean;
+  invalidReasons: string[];
+  requestCount: number;
+  errorCount: number;
+  lagP99Ms: number;
+  targetRate?: number;
+  achievedRate?: number;
+  aborted?: string;
+  /** engine name → model, for the server view. */
+  engines: Record<string, string>;
+}
 
 export type RunStatus = "running" | "interrupted" | "failed" | "complete";
 

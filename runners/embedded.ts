@@ -17,8 +17,8 @@ import {
   gitInfo,
   hostFacts,
   newRunId,
-  packageVersions,
   type PointRecord,
+  packageVersions,
   type RunManifest,
   RunStore,
 } from "../results/store.ts";
@@ -42,7 +42,6 @@ export function pointLabel(lp: LoadPoint): string {
     ? `concurrency${lp.concurrency}`
     : `request_rate${lp.requestRate}`;
 }
-
 
 export interface EmbeddedRunOptions {
   stack: string;
