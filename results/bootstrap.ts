@@ -11,24 +11,13 @@
  * - Several repeats: a Student-t interval over the per-repeat deltas (repeats, not requests, are
  *   then the independent units).
  */
+import { mulberry32 } from "../lib/rng.ts";
 import { mean, percentileSorted } from "./genai-perf/stats.ts";
 
 export const EXACT_LIMIT = 2000;
 export const RESAMPLES = 1000;
 
 export type Statistic = { kind: "mean" } | { kind: "quantile"; p: number };
-
-/** Mulberry32: small, fast, seeded. */
-export function seededRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normal(rng: () => number): number {
   let u = 0;
@@ -132,7 +121,7 @@ export function bootstrapDeltas(
 ): DeltaInterval[] {
   const a = Float64Array.from(aValues).sort() as unknown as number[];
   const b = Float64Array.from(bValues).sort() as unknown as number[];
-  const rng = seededRng(seed);
+  const rng = mulberry32(seed);
   const ra = bootstrapReplicates(a, stats, rng);
   const rb = bootstrapReplicates(b, stats, rng);
   const exact = a.length <= EXACT_LIMIT && b.length <= EXACT_LIMIT;

@@ -40,7 +40,10 @@ export function achievedRate(sendOffsetsNs: readonly number[]): number | undefin
 
 export function judgeValidity(v: ValidityInput): Validity {
   const lagP99Ms = v.lagNs.length > 0 ? percentile(v.lagNs, 99) / 1e6 : 0;
-  const gapMs = v.targetRate ? 1000 / v.targetRate : 0;
+  // Open loop: the target's mean gap. Closed loop (no target): the achieved mean gap, the
+  // inter-arrival the server actually saw.
+  const rate = v.targetRate ?? achievedRate(v.sendOffsetsNs);
+  const gapMs = rate ? 1000 / rate : 0;
   const lagThresholdMs = Math.max(LAG_FLOOR_MS, LAG_FRACTION_OF_GAP * gapMs);
   const reasons: string[] = [];
   if (lagP99Ms > lagThresholdMs)

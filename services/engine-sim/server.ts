@@ -6,11 +6,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { z } from "zod";
 import type { Logger } from "../../lib/logger.ts";
+import { mulberry32 } from "../../lib/rng.ts";
 import type { Tokenizer } from "../../lib/tokenizer.ts";
 import type { EngineCore, StepResult } from "./core.ts";
 import { StepLoop } from "./loop.ts";
 import { LagStats, renderMetrics } from "./metrics.ts";
-import { mixSeed, outputTokenAt, planOutput, rng, type SafeVocab } from "./text.ts";
+import { mixSeed, outputTokenAt, planOutput, type SafeVocab } from "./text.ts";
 
 export interface FaultConfig {
   /** Probability per request of answering with this HTTP status instead of serving it. */
@@ -184,7 +185,7 @@ export class EngineServer {
 
   constructor(readonly opts: EngineServerOptions) {
     this.readyAt = opts.now() + opts.startupDelaySec;
-    this.faultRandom = rng(mixSeed(opts.seed, opts.name, "faults"));
+    this.faultRandom = mulberry32(mixSeed(opts.seed, opts.name, "faults"));
     this.loop = new StepLoop(opts.core, {
       now: opts.now,
       lag: this.lag,
@@ -409,7 +410,7 @@ export class EngineServer {
         ignoreEos: body.ignore_eos ?? false,
         natural: this.opts.natural,
       },
-      rng(seed),
+      mulberry32(seed),
     );
     const id = `${chat ? "chatcmpl" : "cmpl"}-${this.opts.name}-${n}`;
     const created = Math.floor(Date.now() / 1000);

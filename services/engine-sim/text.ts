@@ -3,6 +3,7 @@
  * by lowercase letters, each verified to re-encode to itself. Byte-level BPE pre-tokenisers split
  * before every " word", so any concatenation re-tokenises to exactly the drawn ids.
  */
+
 import { getTokenizer, type Tokenizer, type TokenizerFamily } from "../../lib/tokenizer.ts";
 
 export interface SafeVocab {
@@ -43,18 +44,6 @@ export function safeVocab(tokenizer: Tokenizer): SafeVocab {
 
 export function safeVocabFor(family: TokenizerFamily): SafeVocab {
   return safeVocab(getTokenizer(family));
-}
-
-/** mulberry32: small, fast, seedable. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function mixSeed(...parts: (number | string)[]): number {

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
+import { mulberry32 } from "../../lib/rng.ts";
 import { getTokenizer } from "../../lib/tokenizer.ts";
-import { outputTokenAt, planOutput, rng, safeVocab } from "../../services/engine-sim/text.ts";
+import { outputTokenAt, planOutput, safeVocab } from "../../services/engine-sim/text.ts";
 
 const natural = { median: 200, sigma: 0.8, cap: 4096 };
 
@@ -38,7 +39,7 @@ describe("planOutput", () => {
     fc.assert(
       fc.property(arb, (a) => {
         const maxModelLen = 8192;
-        const p = planOutput({ ...a, maxModelLen, natural }, rng(a.seed));
+        const p = planOutput({ ...a, maxModelLen, natural }, mulberry32(a.seed));
         const limit = a.maxTokens ?? maxModelLen - a.promptTokens;
         if (p.len < 1 || p.len > limit) return false;
         if (a.ignoreEos) return p.len === limit && p.finishReason === "length";
@@ -52,11 +53,11 @@ describe("planOutput", () => {
   it("is deterministic for a seed and spreads lengths", () => {
     const lens = Array.from(
       { length: 200 },
-      (_, i) => planOutput({ promptTokens: 10, maxModelLen: 100_000, natural }, rng(i)).len,
+      (_, i) => planOutput({ promptTokens: 10, maxModelLen: 100_000, natural }, mulberry32(i)).len,
     );
     const again = Array.from(
       { length: 200 },
-      (_, i) => planOutput({ promptTokens: 10, maxModelLen: 100_000, natural }, rng(i)).len,
+      (_, i) => planOutput({ promptTokens: 10, maxModelLen: 100_000, natural }, mulberry32(i)).len,
     );
     assert.deepEqual(lens, again);
     const sorted = [...lens].sort((a, b) => a - b);

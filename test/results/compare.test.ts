@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { bootstrapDelta, EXACT_LIMIT, repeatsDelta, seededRng } from "../../results/bootstrap.ts";
+import { mulberry32 } from "../../lib/rng.ts";
+import { bootstrapDelta, EXACT_LIMIT, repeatsDelta } from "../../results/bootstrap.ts";
 import {
   compareSides,
   comparisonCsv,
@@ -22,7 +23,7 @@ function samples(
   seed: number,
   opts: { errors?: number; repeat?: number } = {},
 ): RequestSample[] {
-  const rng = seededRng(seed);
+  const rng = mulberry32(seed);
   return Array.from({ length: n }, (_, i) => {
     const ttft = lognormal(rng, ttftMedian, 0.4);
     const start = i * 100;

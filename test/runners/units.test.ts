@@ -66,6 +66,12 @@ describe("validity gate", () => {
       false,
     );
   });
+  it("closed loop: the threshold follows the achieved mean gap", () => {
+    const lag = (ms: number) => Array(100).fill(ms * 1e6);
+    const sends = Array.from({ length: 11 }, (_, i) => i * 1e8); // 10 req/s → 5 ms allowed
+    assert.equal(judgeValidity({ lagNs: lag(4), sendOffsetsNs: sends }).valid, true);
+    assert.equal(judgeValidity({ lagNs: lag(6), sendOffsetsNs: sends }).valid, false);
+  });
   it("achieved rate under 95% of target is invalid", () => {
     const sends = Array.from({ length: 11 }, (_, i) => i * 1e8); // 10 req/s
     assert.equal(achievedRate(sends), 10);
