@@ -98,8 +98,6 @@ export interface ComposeProject {
   volumes: Record<string, { name: string }>;
 }
 
-
-
 /** Compose service names: lowercase letters, digits, `-`, `_`, `.` and not starting with `-`. */
 function serviceName(engine: string): string {
   if (!/^[a-z0-9][a-z0-9_.-]*$/.test(engine)) {
@@ -230,9 +228,12 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
       continue;
     }
     if (!isDigestPinned(e.image) && !opts.allowUnpinnedImages) {
-      throw new UserError(`engine ${e.name}: image "${e.image}" is not pinned by digest (repo@sha256:…)`, {
-        hint: "pin engine.images.<arm> to a digest (README: Pinning images), or set run.allowUnpinnedImages: true",
-      });
+      throw new UserError(
+        `engine ${e.name}: image "${e.image}" is not pinned by digest (repo@sha256:…)`,
+        {
+          hint: "pin engine.images.<arm> to a digest (README: Pinning images), or set run.allowUnpinnedImages: true",
+        },
+      );
     }
     if (e.gpus.length === 0) throw new Error(`engine ${e.name}: no GPU ids`);
     const startPeriod = opts.engineStartPeriodSec ?? 1800;

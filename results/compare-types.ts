@@ -91,6 +91,8 @@ export interface Comparison {
   labels: { a: string; b: string };
   /** True when any side ran on emulated engines: every rendering must say EMULATED. */
   emulated: boolean;
+  /** Which side is emulated, so a mixed comparison says which numbers are which. */
+  emulatedSides: { a: boolean; b: boolean };
   slo: { ttftMs?: number; itlMs?: number; e2eMs?: number };
   /** Short description of the workload both sides ran. */
   workload: string;

@@ -369,6 +369,7 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
     sources: { a: a.source, b: b.source },
     labels: { a: a.label, b: b.label },
     emulated: a.emulated || b.emulated,
+    emulatedSides: { a: a.emulated, b: b.emulated },
     slo,
     workload: Object.entries(a.workload)
       .map(([k, v]) => `${k}=${v}`)

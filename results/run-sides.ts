@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { InputFileError } from "../lib/errors.ts";
+import { readJsonFile } from "../lib/json-file.ts";
 import type { Arm, LoadPoint, StackPlan } from "../stacks/plan-types.ts";
 import {
   type CompareOptions,
@@ -121,8 +122,8 @@ export function loadArmSide(
   const stored: PointRecord[] = existsSync(pointsDir)
     ? readdirSync(pointsDir)
         .filter((d) => existsSync(join(pointsDir, d, "point.json")))
-        .map(
-          (d) => JSON.parse(readFileSync(join(pointsDir, d, "point.json"), "utf8")) as PointRecord,
+        .map((d) =>
+          readJsonFile<PointRecord>(join(pointsDir, d, "point.json"), "stored load point"),
         )
     : [];
   const byKey = new Map<string, PointData>();
@@ -134,7 +135,7 @@ export function loadArmSide(
       "server-metrics.json",
     );
     const metrics = existsSync(metricsFile)
-      ? (JSON.parse(readFileSync(metricsFile, "utf8")) as PointServerMetrics)
+      ? readJsonFile<PointServerMetrics>(metricsFile, "server metrics")
       : undefined;
     const pt = pointText(sp.loadPoint);
     for (const model of plan.runner.workload.models) {

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeFileAtomicSync } from "../lib/atomic.ts";
 import { UserError } from "../lib/errors.ts";
+import { readJsonFile } from "../lib/json-file.ts";
 import { redactObject } from "../lib/redact.ts";
 import type { Arm, LoadPoint, StackPlan } from "../stacks/plan-types.ts";
 
@@ -157,12 +158,7 @@ export class RunStore {
   }
 
   readManifest(): RunManifest {
-    const file = this.manifestPath();
-    try {
-      return JSON.parse(readFileSync(file, "utf8")) as RunManifest;
-    } catch (err) {
-      throw new UserError(`${file}: not a readable run manifest (${(err as Error).message})`);
-    }
+    return readJsonFile<RunManifest>(this.manifestPath(), "run manifest");
   }
 
   writeManifest(m: RunManifest): void {

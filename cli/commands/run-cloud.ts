@@ -7,7 +7,7 @@
  * Everything with side effects comes in through `RunCloudDeps`, so the orchestration — above all
  * "destroy always runs" — is tested with a fake Automation API and a loopback SSH server.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,6 +24,7 @@ import { RUN_KEYS } from "../../infra/program-keys.ts";
 import { DEFAULT_REMOTE_ROOT } from "../../infra/startup-script.ts";
 import { writeFileAtomic } from "../../lib/atomic.ts";
 import { errorMessage, UserError } from "../../lib/errors.ts";
+import { readJsonFile } from "../../lib/json-file.ts";
 import { createLogger, type Logger } from "../../lib/logger.ts";
 import { registerSecret } from "../../lib/redact.ts";
 import { deployBundle, runRemoteBenchmark, waitForHostReady } from "../../runners/remote/deploy.ts";
@@ -210,7 +211,7 @@ function defaultDeps(): RunCloudDeps {
 export function readManifest(dir: string): CloudRunManifest | undefined {
   const p = join(dir, MANIFEST_FILE);
   if (!existsSync(p)) return undefined;
-  return JSON.parse(readFileSync(p, "utf8")) as CloudRunManifest;
+  return readJsonFile<CloudRunManifest>(p, "cloud run manifest");
 }
 
 export function listManifests(resultsRoot = DEFAULT_RESULTS_ROOT): CloudRunManifest[] {

@@ -7,7 +7,7 @@
 import type { Comparison, ComparisonRow } from "../compare-types.ts";
 import { buildModelCharts, groupByModel } from "./charts.ts";
 import { escapeHtml as esc } from "./escape.ts";
-import { EMULATED_BANNER, headlineCells, sloText, verdictCounts } from "./markdown.ts";
+import { EMULATED_BANNER, headlineCells, sideOrigin, sloText, verdictCounts } from "./markdown.ts";
 import {
   bothValid,
   INVALID_CELL,
@@ -96,7 +96,7 @@ export function renderHtml(c: Comparison): string {
     body.push(`<div class="banner" id="emulated-banner">${esc(EMULATED_BANNER)}</div>`);
   body.push(`<h1>${esc(title)}</h1>`);
   body.push(
-    `<ul class="meta"><li>A: ${esc(c.labels.a)} — <code>${esc(c.sources.a)}</code></li><li>B: ${esc(c.labels.b)} — <code>${esc(c.sources.b)}</code></li><li>Workload: ${esc(c.workload)}</li><li>SLOs (goodput): ${esc(sloText(c))}</li><li>Created: ${esc(c.createdAt)}</li><li>${esc(ITL_DEFINITION)}</li><li>Δ is (B − A) / A in %, with its 95% confidence interval and the comparison's verdict (better / worse / within noise). Request rates on chart axes are achieved rates.</li></ul>`,
+    `<ul class="meta"><li>A: ${esc(c.labels.a)} — <code>${esc(c.sources.a)}</code>${esc(sideOrigin(c, "a"))}</li><li>B: ${esc(c.labels.b)} — <code>${esc(c.sources.b)}</code>${esc(sideOrigin(c, "b"))}</li><li>Workload: ${esc(c.workload)}</li><li>SLOs (goodput): ${esc(sloText(c))}</li><li>Created: ${esc(c.createdAt)}</li><li>${esc(ITL_DEFINITION)}</li><li>Δ is (B − A) / A in %, with its 95% confidence interval and the comparison's verdict (better / worse / within noise). Request rates on chart axes are achieved rates.</li></ul>`,
   );
   if (c.notes.length) {
     body.push(`<h2>Findings</h2><ul>${c.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`);

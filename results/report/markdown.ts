@@ -28,6 +28,13 @@ function verdictMd(v: string): string {
   return v === "better" || v === "worse" ? `**${v}**` : v;
 }
 
+/** " (EMULATED)" / " (measured)" per side, only when the sides differ — then readers must know which is which. */
+export function sideOrigin(c: Comparison, side: "a" | "b"): string {
+  const sides = c.emulatedSides ?? { a: c.emulated, b: c.emulated };
+  if (sides.a === sides.b) return "";
+  return sides[side] ? " (EMULATED: engine-sim)" : " (measured on real engines)";
+}
+
 export function sloText(c: Comparison): string {
   const parts: string[] = [];
   if (c.slo.ttftMs !== undefined) parts.push(`TTFT ≤ ${fmtNum(c.slo.ttftMs)} ms`);
@@ -61,8 +68,8 @@ export function renderMarkdown(c: Comparison): string {
   if (c.emulated) out.push(`> **${EMULATED_BANNER}**`, "");
   out.push(`# inferbench comparison: ${A} (A) vs ${B} (B)${c.emulated ? " — EMULATED" : ""}`, "");
   out.push(
-    `- A: ${A} — \`${c.sources.a.replace(/`/g, "'")}\``,
-    `- B: ${B} — \`${c.sources.b.replace(/`/g, "'")}\``,
+    `- A: ${A} — \`${c.sources.a.replace(/`/g, "'")}\`${sideOrigin(c, "a")}`,
+    `- B: ${B} — \`${c.sources.b.replace(/`/g, "'")}\`${sideOrigin(c, "b")}`,
     `- Workload: ${md(c.workload)}`,
     `- SLOs (goodput): ${sloText(c)}`,
     `- Created: ${md(c.createdAt)}`,

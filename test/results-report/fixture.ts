@@ -175,6 +175,7 @@ export function makeComparison(opts: { emulated: boolean; small?: boolean }): Co
     sources: { a: "run-20250101-abc/baseline", b: "run-20250101-abc/managed" },
     labels: { a: "baseline", b: "managed" },
     emulated: opts.emulated,
+    emulatedSides: { a: opts.emulated, b: opts.emulated },
     slo: { ttftMs: 500, itlMs: 50 },
     workload: "synthetic ISL 512 ± 64 / OSL 128 (ignore_eos), seed 7",
     rows,

@@ -318,3 +318,15 @@ describe("PNG export without Chromium", () => {
     }
   });
 });
+
+describe("mixed emulated and measured sides", () => {
+  it("says which side is emulated in both formats", () => {
+    const c = { ...makeComparison({ emulated: true }), emulatedSides: { a: false, b: true } };
+    const md = renderMarkdown(c);
+    assert.match(md, /- A: .*\(measured on real engines\)/);
+    assert.match(md, /- B: .*\(EMULATED: engine-sim\)/);
+    assert.match(renderHtml(c), /\(EMULATED: engine-sim\)/);
+    const same = renderMarkdown(makeComparison({ emulated: true }));
+    assert.doesNotMatch(same, /measured on real engines/);
+  });
+});
