@@ -3,7 +3,12 @@
  * before and after a load point (counter deltas), and engine gauges sampled during it (KV usage,
  * queue depth per replica). Accepts vLLM V1 and V0 names.
  */
-import { parsePrometheusText, type Sample, sumFirstPresent } from "../lib/prometheus.ts";
+import {
+  formatLabels,
+  parsePrometheusText,
+  type Sample,
+  sumFirstPresent,
+} from "../lib/prometheus.ts";
 import type { ServerView } from "./compare-types.ts";
 
 export const KV_USAGE = ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"];
@@ -33,6 +38,35 @@ export interface PointServerMetrics {
   before: Scrape;
   after: Scrape;
   samples: GaugeSample[];
+  /** Per endpoint: counter (and histogram count/sum) increases over the point, keyed `name{labels}`. */
+  deltas?: Record<string, Record<string, number>>;
+}
+
+/** Counter increases between two scrapes, per endpoint (counters, histogram/summary series). */
+export function counterDeltas(
+  before: Scrape,
+  after: Scrape,
+): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const [endpoint, text] of Object.entries(after.texts)) {
+    const prior = before.texts[endpoint];
+    if (prior === undefined) continue;
+    const a = parsePrometheusText(text);
+    const key = (s: Sample) => `${s.name}${formatLabels(s.labels)}`;
+    const baseline = new Map(parsePrometheusText(prior).samples.map((s) => [key(s), s.value]));
+    const isCounter = (name: string) => {
+      const family = [...a.types.entries()].find(([f]) => name === f || name.startsWith(`${f}_`));
+      return family !== undefined && family[1] !== "gauge" && family[1] !== "untyped";
+    };
+    const deltas: Record<string, number> = {};
+    for (const s of a.samples) {
+      if (!isCounter(s.name) || s.name.endsWith("_created")) continue;
+      const d = s.value - (baseline.get(key(s)) ?? 0);
+      if (d !== 0) deltas[key(s)] = d;
+    }
+    out[endpoint] = deltas;
+  }
+  return out;
 }
 
 export async function scrape(endpoints: Record<string, string>, timeoutMs = 2000): Promise<Scrape> {

@@ -12,7 +12,13 @@ import type { Logger } from "../lib/logger.ts";
 import { comparisonCsv } from "../results/compare.ts";
 import type { Comparison } from "../results/compare-types.ts";
 import { buildComparison, loadRunSides } from "../results/run-sides.ts";
-import { type GaugeSample, scrape, startGaugeSampler } from "../results/server-metrics.ts";
+import {
+  counterDeltas,
+  type GaugeSample,
+  type PointServerMetrics,
+  scrape,
+  startGaugeSampler,
+} from "../results/server-metrics.ts";
 import {
   gitInfo,
   hostFacts,
@@ -252,13 +258,19 @@ async function measurePoint(
       signal: opts.signal,
       sessionHeader: d.plan.router.options.sessionHeader,
       emulated: true,
-      progress: false,
+      progress: process.stderr.isTTY === true,
     });
   } finally {
     samples = await sampler.stop();
   }
   const after = await scrape(endpoints);
-  store.writeJson(`${dir}/server-metrics.json`, { before, after, samples });
+  const metrics: PointServerMetrics = {
+    before,
+    after,
+    samples,
+    deltas: counterDeltas(before, after),
+  };
+  store.writeJson(`${dir}/server-metrics.json`, metrics);
   const rec: PointRecord = {
     arm,
     label,
