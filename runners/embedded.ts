@@ -39,6 +39,7 @@ export const QUICK_OVERRIDES = [
   "workload.loadPoints=[{concurrency: 2}, {concurrency: 8}]",
   "workload.requestCount=24",
   "workload.outputTokensMean=48",
+  "workload.outputTokensStddev=16",
   "run.warmupRequests=2",
   "run.repeats=1",
 ];

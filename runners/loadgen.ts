@@ -789,6 +789,7 @@ async function finish(
     lagNs: records.map((r) => r.lag_ns),
     targetRate: phase.targetRate,
     sendOffsetsNs: sent.map((s) => Number(s.res.sentHr - phase.startHr)),
+    ...(lp.kind === "concurrency" ? { concurrency: lp.concurrency } : {}),
   });
   const errorCount = records.filter((r) => r.status === "error").length;
   const errorRate = records.length > 0 ? errorCount / records.length : 0;

@@ -11,6 +11,8 @@ export interface ValidityInput {
   targetRate?: number;
   /** Send times (ns offsets) of the measured requests, in send order. */
   sendOffsetsNs: readonly number[];
+  /** Closed loop: the number of slots (each slot sends its next request when the last one ends). */
+  concurrency?: number;
 }
 
 export interface Validity {
@@ -40,10 +42,10 @@ export function achievedRate(sendOffsetsNs: readonly number[]): number | undefin
 
 export function judgeValidity(v: ValidityInput): Validity {
   const lagP99Ms = v.lagNs.length > 0 ? percentile(v.lagNs, 99) / 1e6 : 0;
-  // Open loop: the target's mean gap. Closed loop (no target): the achieved mean gap, the
-  // inter-arrival the server actually saw.
+  // Open loop: the target's mean gap. Closed loop: the mean gap between one slot's sends
+  // (slots × achieved gap), since a slot's lag delays only that slot's next request.
   const rate = v.targetRate ?? achievedRate(v.sendOffsetsNs);
-  const gapMs = rate ? 1000 / rate : 0;
+  const gapMs = rate ? (1000 / rate) * (v.targetRate === undefined ? (v.concurrency ?? 1) : 1) : 0;
   const lagThresholdMs = Math.max(LAG_FLOOR_MS, LAG_FRACTION_OF_GAP * gapMs);
   const reasons: string[] = [];
   if (lagP99Ms > lagThresholdMs)

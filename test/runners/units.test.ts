@@ -66,11 +66,20 @@ describe("validity gate", () => {
       false,
     );
   });
-  it("closed loop: the threshold follows the achieved mean gap", () => {
+  it("closed loop: the threshold follows one slot's achieved mean gap", () => {
     const lag = (ms: number) => Array(100).fill(ms * 1e6);
     const sends = Array.from({ length: 11 }, (_, i) => i * 1e8); // 10 req/s → 5 ms allowed
     assert.equal(judgeValidity({ lagNs: lag(4), sendOffsetsNs: sends }).valid, true);
     assert.equal(judgeValidity({ lagNs: lag(6), sendOffsetsNs: sends }).valid, false);
+    // 4 slots at 10 req/s together: each slot sends every 400 ms → 20 ms allowed.
+    assert.equal(
+      judgeValidity({ lagNs: lag(15), sendOffsetsNs: sends, concurrency: 4 }).valid,
+      true,
+    );
+    assert.equal(
+      judgeValidity({ lagNs: lag(25), sendOffsetsNs: sends, concurrency: 4 }).valid,
+      false,
+    );
   });
   it("achieved rate under 95% of target is invalid", () => {
     const sends = Array.from({ length: 11 }, (_, i) => i * 1e8); // 10 req/s
