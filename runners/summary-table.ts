@@ -1,26 +1,11 @@
 /** The summary table GenAI-Perf prints at the end of a run (box drawing as rich renders it). */
 
-import { metricLabel } from "../results/genai-perf/artifacts.ts";
+import { CSV_REQUEST_ROWS, metricLabel, STREAMING_ONLY } from "../results/genai-perf/artifacts.ts";
 import type { GenAiPerfStats } from "../results/genai-perf/metrics.ts";
 import { pyFormatComma2 } from "../results/genai-perf/pyformat.ts";
 import type { MetricStats } from "../results/genai-perf/stats.ts";
 
 const COLS = ["avg", "min", "max", "p99", "p90", "p75"] as const;
-const ROWS = [
-  "time_to_first_token",
-  "time_to_second_token",
-  "request_latency",
-  "inter_token_latency",
-  "output_token_throughput_per_user",
-  "output_sequence_length",
-  "input_sequence_length",
-] as const;
-const STREAMING_ONLY = new Set([
-  "time_to_first_token",
-  "time_to_second_token",
-  "inter_token_latency",
-  "output_token_throughput_per_user",
-]);
 
 export function summaryTable(
   stats: GenAiPerfStats,
@@ -28,7 +13,7 @@ export function summaryTable(
   title = "NVIDIA GenAI-Perf | LLM Metrics",
 ): string {
   const rows: string[][] = [];
-  for (const name of ROWS) {
+  for (const name of CSV_REQUEST_ROWS) {
     const m = stats[name] as MetricStats | undefined;
     if (!m || (!streaming && STREAMING_ONLY.has(name))) continue;
     rows.push([

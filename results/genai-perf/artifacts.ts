@@ -139,7 +139,8 @@ export function metricLabel(name: string, unit: string): string {
   return `${pyTitle(name.replace(/_/g, " "))} (${unit})`;
 }
 
-const CSV_REQUEST_ROWS = [
+/** Per-request metric rows, in GenAI-Perf's order (CSV and console table). */
+export const CSV_REQUEST_ROWS = [
   "time_to_first_token",
   "time_to_second_token",
   "request_latency",
@@ -149,7 +150,8 @@ const CSV_REQUEST_ROWS = [
   "input_sequence_length",
 ] as const;
 
-const STREAMING_ONLY = new Set([
+/** Rows that exist only for streaming runs. */
+export const STREAMING_ONLY: ReadonlySet<string> = new Set([
   "time_to_first_token",
   "time_to_second_token",
   "inter_token_latency",
