@@ -18,7 +18,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import os, { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
@@ -80,6 +80,18 @@ function quantile(sorted: number[], q: number): number {
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const median = (xs: number[]) =>
+  quantile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
+const loadavg = () =>
+  os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
+/** Interleaved repeats per figure (BENCH_ROUTER_ROUNDS); medians are reported. */
+const PROXY_ROUNDS = Math.max(1, Number(process.env.BENCH_ROUTER_ROUNDS ?? 3));
 const ms = (x: number) => `${x.toFixed(2)} ms`;
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 
@@ -514,53 +526,92 @@ async function proxyOverhead(dir: string): Promise<void> {
     targets.push({ name: "nginx", url: ng.url });
   } else process.stdout.write("nginx unavailable: nginx rows skipped\n");
 
+  const rounds = PROXY_ROUNDS;
   process.stdout.write(
-    "\n## Proxy overhead (loopback; one SSE backend process, 16 tokens 30 ms apart; router policy round-robin)\n",
+    `\n## Proxy overhead (loopback; one SSE backend process, 16 tokens 30 ms apart; router policy round-robin; ${rounds} interleaved rounds per row, medians of the per-round figures)\n`,
   );
+  process.stdout.write(`load average before: ${loadavg()}\n`);
   process.stdout.write(
-    "streams | target | TTFT p50 | TTFT p99 | added p50 | added p99 | errors | listen overflows\n",
+    "streams | target | TTFT p50 | TTFT p99 | added p50 | added p99 | added p99 per round | errors | listen overflows\n",
   );
   for (const [concurrency, perStream] of [
     [100, 20],
     [1000, 3],
   ] as const) {
-    const res = new Map<string, Awaited<ReturnType<typeof closedLoop>>>();
-    for (const t of targets) res.set(t.name, await closedLoop(t.url, concurrency, perStream, 480));
-    const d = res.get("direct")!;
+    // Rounds interleave the targets (direct, router, nginx, direct, …) so that a burst of load
+    // from elsewhere on the machine hits every target alike; "added" compares each round with
+    // that round's direct run.
+    const per = new Map<string, { p50: number[]; p99: number[]; a50: number[]; a99: number[] }>();
+    const errs = new Map<string, number>();
+    const ovf = new Map<string, number>();
+    for (let round = 0; round < rounds; round++) {
+      let d50 = Number.NaN;
+      let d99 = Number.NaN;
+      for (const t of targets) {
+        const r = await closedLoop(t.url, concurrency, perStream, 480);
+        const p50 = quantile(r.ttfts, 0.5);
+        const p99 = quantile(r.ttfts, 0.99);
+        if (t.name === "direct") {
+          d50 = p50;
+          d99 = p99;
+        }
+        const e = per.get(t.name) ?? { p50: [], p99: [], a50: [], a99: [] };
+        per.set(t.name, e);
+        e.p50.push(p50);
+        e.p99.push(p99);
+        e.a50.push(p50 - d50);
+        e.a99.push(p99 - d99);
+        errs.set(t.name, (errs.get(t.name) ?? 0) + r.errors);
+        ovf.set(t.name, (ovf.get(t.name) ?? 0) + r.overflows);
+      }
+    }
     for (const t of targets) {
-      const r = res.get(t.name)!;
-      const p50 = quantile(r.ttfts, 0.5);
-      const p99 = quantile(r.ttfts, 0.99);
+      const e = per.get(t.name)!;
       const added =
         t.name === "direct"
-          ? "—        | —       "
-          : `${ms(p50 - quantile(d.ttfts, 0.5))} | ${ms(p99 - quantile(d.ttfts, 0.99))}`;
+          ? "—        | —        | —"
+          : `${ms(median(e.a50))} | ${ms(median(e.a99))} | ${e.a99.map((x) => x.toFixed(2)).join(" / ")}`;
       process.stdout.write(
-        `${concurrency} | ${t.name} | ${ms(p50)} | ${ms(p99)} | ${added} | ${r.errors} | ${r.overflows}\n`,
+        `${concurrency} | ${t.name} | ${ms(median(e.p50))} | ${ms(median(e.p99))} | ${added} | ${errs.get(t.name)} | ${ovf.get(t.name)}\n`,
       );
     }
   }
 
   if (tools.wrk) {
     process.stdout.write(
-      "\n## Short requests (non-streaming), wrk -t1 -c100 -d4s, best of 2 interleaved rounds\n",
+      `\n## Short requests (non-streaming), wrk -t1 -c100 -d4s, median of ${rounds} interleaved rounds\n`,
     );
-    process.stdout.write("target | req/s | p99 | vs nginx\n");
-    const rps = new Map<string, { rps: number; p99: string }>();
-    for (let round = 0; round < 2; round++)
+    process.stdout.write(`load average before: ${loadavg()}\n`);
+    process.stdout.write(
+      "target | req/s (median) | p99 (median round) | vs nginx (median of per-round ratios) | req/s per round\n",
+    );
+    const rps = new Map<string, { rps: number; p99: string }[]>();
+    const ratios: number[] = [];
+    for (let round = 0; round < rounds; round++) {
       for (const t of targets) {
         const r = wrk(t.url, dir, 4);
-        const prev = rps.get(t.name);
-        if (!prev || r.rps > prev.rps) rps.set(t.name, r);
+        rps.set(t.name, [...(rps.get(t.name) ?? []), r]);
       }
-    const ng = rps.get("nginx")?.rps;
+      const ng = rps.get("nginx")?.[round]?.rps;
+      if (ng) ratios.push(rps.get("router")![round]!.rps / ng);
+    }
+    const ngMed = rps.has("nginx") ? median(rps.get("nginx")!.map((r) => r.rps)) : undefined;
     for (const t of targets) {
-      const r = rps.get(t.name)!;
+      const rs = rps.get(t.name)!;
+      const med = median(rs.map((r) => r.rps));
+      const mid = [...rs].sort((a, b) => a.rps - b.rps)[Math.floor(rs.length / 2)]!;
+      const vs =
+        t.name === "router" && ratios.length > 0
+          ? `${(100 * median(ratios)).toFixed(0)}%`
+          : ngMed
+            ? `${((100 * med) / ngMed).toFixed(0)}%`
+            : "—";
       process.stdout.write(
-        `${t.name} | ${r.rps.toFixed(0)} | ${r.p99} | ${ng ? `${((100 * r.rps) / ng).toFixed(0)}%` : "—"}\n`,
+        `${t.name} | ${med.toFixed(0)} | ${mid.p99} | ${vs} | ${rs.map((r) => r.rps.toFixed(0)).join(" / ")}\n`,
       );
     }
   } else process.stdout.write("wrk unavailable: throughput skipped\n");
+  process.stdout.write(`load average after: ${loadavg()}\n`);
 
   for (const c of [...children]) await stopChild(c);
   children.length = 0;
@@ -750,11 +801,6 @@ async function routingQuality(): Promise<void> {
   process.stdout.write(
     `multi-turn conversations (${CONV.users} users × ${CONV.rounds} rounds, ${CONV.contextWords}-word private context + shared system prompt, whole history as prompt; ${CONV.repeats} interleaved runs):\n`,
   );
-  const median = (xs: number[]) =>
-    quantile(
-      [...xs].sort((a, b) => a - b),
-      0.5,
-    );
   for (const p of policies)
     process.stdout.write(
       `  ${p}: TTFT mean (median of runs) ${ms(median(runs[p]!.map((r) => r.mean)))}; runs: ${runs[p]!.map((r) => `mean ${r.mean.toFixed(0)} / p50 ${r.p50.toFixed(0)} / p99 ${r.p99.toFixed(0)} ms`).join("; ")}\n`,
