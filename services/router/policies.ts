@@ -2,9 +2,10 @@
  * Replica-choice policies: pure functions over a snapshot of one model's replicas. The server
  * builds the snapshot from O(1) per-replica state; nothing here does I/O or reads the clock.
  *
- * Load of a replica = running + waiting from its last fresh vLLM /metrics poll, plus the requests
- * this router dispatched to it since that poll (so one poll interval does not send a burst to the
- * same replica).
+ * Load of a replica = running + waiting from its last fresh vLLM /metrics poll, plus the router's
+ * own change in outstanding requests since that poll began: dispatched since, minus completed since
+ * (so one poll interval does not send a burst to the same replica, and a replica that has just
+ * finished work is seen as free before the next poll).
  *
  * Unknown replicas (no metrics, or metrics older than metricsStaleMs) are NOT treated as idle:
  * - when some replicas of the model are known, an unknown one is scored as
@@ -23,8 +24,10 @@ export interface ReplicaView {
   healthy: boolean;
   /** Last fresh poll, undefined when unknown (never polled, failed, or stale). */
   metrics: { running: number; waiting: number; kvUsage: number | undefined } | undefined;
-  /** Requests dispatched by this router since the last successful poll. */
+  /** Requests dispatched by this router since the last successful poll began. */
   dispatchedSincePoll: number;
+  /** Requests of this router to the replica that ended since that poll began (default 0). */
+  completedSincePoll?: number;
   /** Requests this router has in flight to the replica right now. */
   inFlight: number;
 }
@@ -42,7 +45,10 @@ export function effectiveLoads(replicas: readonly ReplicaView[]): number[] {
   for (let i = 0; i < replicas.length; i++) {
     const r = replicas[i]!;
     if (r.metrics) {
-      const l = r.metrics.running + r.metrics.waiting + r.dispatchedSincePoll;
+      const l = Math.max(
+        0,
+        r.metrics.running + r.metrics.waiting + r.dispatchedSincePoll - (r.completedSincePoll ?? 0),
+      );
       loads[i] = l;
       knownSum += l;
       knownCount++;

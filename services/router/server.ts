@@ -64,6 +64,7 @@ class Replica {
   metrics: ReplicaLoad | undefined;
   metricsAt = 0;
   dispatchedSincePoll = 0;
+  completedSincePoll = 0;
   inFlight = 0;
   polling = false;
   warnedMissing = false;
@@ -217,6 +218,7 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
     const probeHealth = !r.healthy || !needsLoad(policy);
     const path = probeHealth ? "/health" : "/metrics";
     const dispatchedAtStart = r.dispatchedSincePoll;
+    const completedAtStart = r.completedSincePoll;
     let done = false;
     const finish = () => {
       done = true;
@@ -236,6 +238,7 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
             if (ok && !r.healthy) {
               r.healthy = true;
               r.dispatchedSincePoll = 0;
+              r.completedSincePoll = 0;
               log.info(`readmitted ${r.cfg.engine} (${r.model}): /health 200`);
             } else if (!ok && r.healthy) eject(r, `/health ${res.statusCode}`);
             return;
@@ -267,7 +270,10 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
           }
           r.metrics = load;
           r.metricsAt = performance.now();
+          // The page counts what was outstanding when the poll began; what the router sent or saw
+          // finish since then is still to be applied on top of it.
           r.dispatchedSincePoll = Math.max(0, r.dispatchedSincePoll - dispatchedAtStart);
+          r.completedSincePoll = Math.max(0, r.completedSincePoll - completedAtStart);
         });
       },
     );
@@ -299,6 +305,7 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
       healthy: r.healthy && r.index !== excluded,
       metrics: r.metrics && now - r.metricsAt <= staleMs ? r.metrics : undefined,
       dispatchedSincePoll: r.dispatchedSincePoll,
+      completedSincePoll: r.completedSincePoll,
       inFlight: r.inFlight,
     }));
 
@@ -425,6 +432,7 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
       if (settled) return false;
       settled = true;
       r.inFlight--;
+      r.completedSincePoll++;
       return true;
     };
     const onClientClose = () => {

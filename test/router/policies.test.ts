@@ -67,6 +67,13 @@ describe("effectiveLoads (unknown is not idle)", () => {
     v[1]!.metrics!.waiting = 4;
     assert.deepEqual(effectiveLoads(v), [5, 5]);
   });
+  it("subtracts the router's own requests completed since the poll, never below 0", () => {
+    const v = [
+      view(0, 3, { dispatchedSincePoll: 1, completedSincePoll: 2 }),
+      view(1, 1, { completedSincePoll: 5 }),
+    ];
+    assert.deepEqual(effectiveLoads(v), [2, 0]);
+  });
   it("scores an unknown replica at the known mean, or its own in-flight if higher", () => {
     assert.deepEqual(effectiveLoads([view(0, 2), view(1, 6), view(2, undefined)]), [2, 6, 4]);
     assert.deepEqual(
