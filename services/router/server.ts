@@ -317,7 +317,9 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
     hashes: number[] | undefined,
   ): number => {
     if (policy === "round-robin") {
-      const v = views(g, excluded, 0);
+      // Only `healthy` matters here: the replicas themselves serve as views unless one is excluded
+      // (retry), which saves building a snapshot per request.
+      const v = excluded < 0 ? g.replicas : views(g, excluded, 0);
       const { pick, cursor } = pickRoundRobin(v, g.rrCursor);
       g.rrCursor = cursor;
       return pick;
