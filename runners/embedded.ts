@@ -44,6 +44,15 @@ export const QUICK_OVERRIDES = [
   "run.repeats=1",
 ];
 
+/**
+ * The workload seed of one load point and repeat: the same on both arms, different between
+ * points, so that no point runs on prefix caches warmed by the identical prompts of an earlier
+ * one (a deterministic router would then look better for the wrong reason).
+ */
+export function pointSeed(seed: number, pointIndex: number, repeat: number): number {
+  return seed + 1000 * pointIndex + repeat;
+}
+
 export function pointLabel(lp: LoadPoint): string {
   return lp.kind === "concurrency"
     ? `concurrency${lp.concurrency}`
@@ -160,21 +169,25 @@ export async function runEmbedded(opts: EmbeddedRunOptions): Promise<EmbeddedRun
   };
 
   // Schedule: point-major with alternating arm order when interleaved; arm-major otherwise.
-  const steps: { arm: Arm; lp: LoadPoint; repeat: number }[] = [];
+  // The arms' plans have equal runner sections; points are identified by index.
+  type Step = { arm: Arm; point: number; repeat: number };
+  const steps: Step[] = [];
+  const points = runner.loadPoints.map((_, i) => i);
   if (command.interleave) {
     let flip = false;
     for (let r = 0; r < runner.repeats; r++) {
-      for (const lp of runner.loadPoints) {
-        for (const arm of flip ? [...ARMS].reverse() : ARMS) steps.push({ arm, lp, repeat: r });
+      for (const point of points) {
+        for (const arm of flip ? [...ARMS].reverse() : ARMS) steps.push({ arm, point, repeat: r });
         flip = !flip;
       }
     }
   } else {
     for (const arm of ARMS)
       for (let r = 0; r < runner.repeats; r++)
-        for (const lp of runner.loadPoints) steps.push({ arm, lp, repeat: r });
+        for (const point of points) steps.push({ arm, point, repeat: r });
   }
-  const todo = steps.filter((s) => !store.isPointComplete(s.arm, pointLabel(s.lp), s.repeat));
+  const labelOf = (s: Step) => pointLabel(runner.loadPoints[s.point]!);
+  const todo = steps.filter((s) => !store.isPointComplete(s.arm, labelOf(s), s.repeat));
   if (todo.length < steps.length)
     opts.onProgress?.(
       `resuming: ${steps.length - todo.length} of ${steps.length} load points already complete`,
@@ -187,11 +200,11 @@ export async function runEmbedded(opts: EmbeddedRunOptions): Promise<EmbeddedRun
       if (!command.interleave)
         for (const other of ARMS) if (other !== step.arm) await undeploy(other);
       const d = await deploy(step.arm);
-      const label = pointLabel(step.lp);
+      const label = labelOf(step);
       opts.onProgress?.(
         `[${++done}/${steps.length}] ${step.arm} ${label}${runner.repeats > 1 ? ` repeat ${step.repeat + 1}` : ""}`,
       );
-      const rec = await measurePoint(store, step.arm, d, step.lp, step.repeat, opts);
+      const rec = await measurePoint(store, step.arm, d, step.point, step.repeat, opts);
       if (!rec.valid)
         opts.log.warn(`${step.arm} ${label}: INVALID: ${rec.invalidReasons.join("; ")}`);
     }
@@ -233,14 +246,15 @@ async function measurePoint(
   store: RunStore,
   arm: Arm,
   d: LocalDeployment,
-  lp: LoadPoint,
+  point: number,
   repeat: number,
   opts: EmbeddedRunOptions,
 ): Promise<PointRecord> {
+  const runner = d.plan.runner;
+  const lp = runner.loadPoints[point]!;
   const label = pointLabel(lp);
   const dir = store.pointDir(arm, label, repeat);
   mkdirSync(dir, { recursive: true });
-  const runner = d.plan.runner;
   const endpoints = { ...d.engineUrls, router: d.routerUrl };
   const before = await scrape(endpoints);
   const sampler = startGaugeSampler(d.engineUrls);
@@ -252,7 +266,7 @@ async function measurePoint(
       models: runner.workload.models,
       workload: runner.workload,
       loadPoint: lp,
-      seed: runner.seed + repeat,
+      seed: pointSeed(runner.seed, point, repeat),
       warmupRequests: runner.warmupRequests,
       artifactDir: dir,
       slo: runner.slo,

@@ -151,6 +151,15 @@ describe("embedded default (quick)", { timeout: 300_000 }, () => {
     assert.ok(
       readFileSync(join(runDir, "comparison.csv"), "utf8").startsWith("model,point,metric"),
     );
+    // Same prompts on both arms at a point; fresh prompts at each point (no cache warmed by an earlier one).
+    const inputsOf = (arm: string, point: string) => {
+      const dir = join(runDir, arm, "points", point);
+      const artifact = readdirSync(dir).find((d) => d.includes("-openai-chat-"))!;
+      return readFileSync(join(dir, artifact, "inputs.json"), "utf8");
+    };
+    assert.equal(inputsOf("baseline", "concurrency2"), inputsOf("managed", "concurrency2"));
+    assert.equal(inputsOf("baseline", "concurrency8"), inputsOf("managed", "concurrency8"));
+    assert.notEqual(inputsOf("baseline", "concurrency2"), inputsOf("baseline", "concurrency8"));
     // GenAI-Perf artifacts for every arm and point.
     for (const arm of ["baseline", "managed"]) {
       for (const point of ["concurrency2", "concurrency8"]) {
