@@ -4,18 +4,20 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { writeFileAtomicSync } from "../lib/atomic.ts";
 import { InputFileError } from "../lib/errors.ts";
 import { readJsonFile } from "../lib/json-file.ts";
 import type { Arm, LoadPoint, StackPlan } from "../stacks/plan-types.ts";
 import {
-  type CompareOptions,
   compareSides,
+  comparisonCsv,
   type PointData,
   type RequestSample,
   type SideData,
 } from "./compare.ts";
 import type { Comparison } from "./compare-types.ts";
 import { exportNames } from "./genai-perf/artifacts.ts";
+import { writeReport } from "./report/index.ts";
 import { type PointServerMetrics, serverView } from "./server-metrics.ts";
 import type { PointRecord, RunStore } from "./store.ts";
 
@@ -194,10 +196,18 @@ export function loadRunSides(store: RunStore): { a: SideData; b: SideData } {
   };
 }
 
-export function buildComparison(
-  sides: { a: SideData; b: SideData },
-  _source: string,
-  opts: CompareOptions = {},
-): Comparison {
-  return compareSides(sides.a, sides.b, opts);
+/**
+ * Compares a stored run's arms and writes the derived files beside its measurements:
+ * comparison.json/.csv, report.md, report.html and the charts. Used at the end of a run and by
+ * `inferbench report`; measurements are never touched.
+ */
+export async function compareRun(
+  store: RunStore,
+): Promise<{ comparison: Comparison; reportHtml: string }> {
+  const sides = loadRunSides(store);
+  const comparison = compareSides(sides.a, sides.b);
+  store.writeJson(store.file("comparison.json"), comparison);
+  writeFileAtomicSync(store.file("comparison.csv"), comparisonCsv(comparison));
+  await writeReport(comparison, store.dir);
+  return { comparison, reportHtml: store.file("report.html") };
 }

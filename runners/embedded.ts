@@ -6,12 +6,10 @@
  */
 import { mkdirSync } from "node:fs";
 import { relative } from "node:path";
-import { writeFileAtomicSync } from "../lib/atomic.ts";
 import { UserError } from "../lib/errors.ts";
 import type { Logger } from "../lib/logger.ts";
-import { comparisonCsv } from "../results/compare.ts";
 import type { Comparison } from "../results/compare-types.ts";
-import { buildComparison, loadRunSides } from "../results/run-sides.ts";
+import { compareRun } from "../results/run-sides.ts";
 import {
   counterDeltas,
   type GaugeSample,
@@ -72,15 +70,13 @@ export interface EmbeddedRunOptions {
   planArm: (stack: string, overrides: string[]) => { plan: StackPlan; config: unknown };
   /** Progress lines (the CLI prints them). */
   onProgress?: (line: string) => void;
-  /** Writes report files; returns the path of report.html (or undefined when not written). */
-  writeReport?: (c: Comparison, dir: string) => Promise<string | undefined>;
 }
 
 export interface EmbeddedRunResult {
   runId: string;
   dir: string;
   comparison: Comparison;
-  reportHtml?: string;
+  reportHtml: string;
   allValid: boolean;
 }
 
@@ -226,18 +222,14 @@ export async function runEmbedded(opts: EmbeddedRunOptions): Promise<EmbeddedRun
     await Promise.all(ARMS.map(undeploy));
   }
 
-  const sides = loadRunSides(store);
-  const comparison = buildComparison(sides, `${store.runId}`);
-  store.writeJson(store.file("comparison.json"), comparison);
-  writeFileAtomicSync(store.file("comparison.csv"), comparisonCsv(comparison));
-  const reportHtml = opts.writeReport ? await opts.writeReport(comparison, store.dir) : undefined;
+  const { comparison, reportHtml } = await compareRun(store);
   const allValid = comparison.rows.every((r) => r.a.valid && r.b.valid);
   store.writeManifest({ ...manifest, status: "complete", finishedAt: new Date().toISOString() });
   return {
     runId: store.runId,
     dir: store.dir,
     comparison,
-    ...(reportHtml ? { reportHtml } : {}),
+    reportHtml,
     allValid,
   };
 }

@@ -1,12 +1,9 @@
 /** `inferbench report <run-id>`: regenerate a run's comparison and report files. */
 import type { Command } from "commander";
 import { z } from "zod";
-import { writeFileAtomicSync } from "../../lib/atomic.ts";
-import { compareSides, comparisonCsv } from "../../results/compare.ts";
-import { loadRunSides } from "../../results/run-sides.ts";
+import { compareRun } from "../../results/run-sides.ts";
 import { DEFAULT_RUNS_DIR, RunStore } from "../../results/store.ts";
 import { parseOptions } from "../options.ts";
-import { writeReportFiles } from "../write-report.ts";
 
 const optionsSchema = z.object({ runsDir: z.string().min(1).default(DEFAULT_RUNS_DIR) });
 
@@ -21,12 +18,7 @@ export function registerReport(program: Command): void {
     .option("--runs-dir <dir>", "where runs are stored", DEFAULT_RUNS_DIR)
     .action(async (runId: string, raw: unknown) => {
       const opts = parseOptions(optionsSchema, raw);
-      const store = RunStore.open(runId, opts.runsDir);
-      const sides = loadRunSides(store);
-      const c = compareSides(sides.a, sides.b);
-      writeFileAtomicSync(store.file("comparison.json"), `${JSON.stringify(c, null, 2)}\n`);
-      writeFileAtomicSync(store.file("comparison.csv"), comparisonCsv(c));
-      const html = await writeReportFiles(c, store.dir);
-      process.stdout.write(`report: ${html}\n`);
+      const { reportHtml } = await compareRun(RunStore.open(runId, opts.runsDir));
+      process.stdout.write(`report: ${reportHtml}\n`);
     });
 }

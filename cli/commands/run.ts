@@ -90,7 +90,6 @@ export function registerRun(program: Command): void {
         throw new UserError("--stacks is for cloud stacks; a local stack runs both arms by itself");
       // Loaded on use: `serve` children start faster without the run pipeline's modules.
       const { runEmbedded } = await import("../../runners/embedded.ts");
-      const { writeReportFiles } = await import("../write-report.ts");
       const controller = new AbortController();
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {
@@ -119,11 +118,10 @@ export function registerRun(program: Command): void {
             return { plan, config: redactObject(loaded.config) };
           },
           onProgress: (line) => logger.info(line),
-          writeReport: writeReportFiles,
         });
         process.stdout.write(`${formatRunSummary(result.comparison)}\n`);
         process.stdout.write(`\nrun ${result.runId}: ${result.dir}\n`);
-        if (result.reportHtml) process.stdout.write(`report: ${result.reportHtml}\n`);
+        process.stdout.write(`report: ${result.reportHtml}\n`);
         if (!result.allValid) {
           throw new UserError(
             "some load points are INVALID (the load generator fell behind); see the report",
