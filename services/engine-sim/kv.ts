@@ -29,6 +29,49 @@ export interface Block {
   ref: number;
   /** Chained hash once the block is full and registered in the prefix cache. */
   hash: number | undefined;
+  /** Free-list links (KvCache internal). */
+  prev: Block | undefined;
+  next: Block | undefined;
+  inFree: boolean;
+}
+
+function newBlock(id: number, ref: number): Block {
+  return { id, ref, hash: undefined, prev: undefined, next: undefined, inFree: false };
+}
+
+/**
+ * The LRU free list as an intrusive doubly linked list: O(1) append, removal and head. (A Map
+ * used as a queue leaves deleted entries in its table until a rehash, so reading its first entry
+ * after many head deletions scans all of them — that dominated step planning at high load.)
+ */
+class FreeList {
+  private head: Block | undefined;
+  private tail: Block | undefined;
+  size = 0;
+  first(): Block | undefined {
+    return this.head;
+  }
+  push(b: Block): void {
+    if (b.inFree) return; // already listed: keeps its LRU position (as Map.set did)
+    b.inFree = true;
+    b.prev = this.tail;
+    b.next = undefined;
+    if (this.tail) this.tail.next = b;
+    else this.head = b;
+    this.tail = b;
+    this.size++;
+  }
+  delete(b: Block): void {
+    if (!b.inFree) return;
+    b.inFree = false;
+    if (b.prev) b.prev.next = b.next;
+    else this.head = b.next;
+    if (b.next) b.next.prev = b.prev;
+    else this.tail = b.prev;
+    b.prev = undefined;
+    b.next = undefined;
+    this.size--;
+  }
 }
 
 /** FNV-1a-style 52-bit chained hash of (parent, 16 tokens); the chain is seeded by the model. */
@@ -63,7 +106,7 @@ export interface KvCacheOptions {
 
 export class KvCache {
   /** ref==0 blocks, LRU first (Map keeps insertion order). Static mode also holds never-used blocks. */
-  private readonly free = new Map<number, Block>();
+  private readonly free = new FreeList();
   private readonly cached = new Map<number, Block>();
   private nextId = 0;
   private inUse = 0;
@@ -83,8 +126,7 @@ export class KvCache {
         : Math.floor(opts.maxCachedTokens / BLOCK_SIZE);
     if (!opts.pool) {
       for (let i = 0; i < opts.numBlocks; i++) {
-        const b: Block = { id: this.nextId++, ref: 0, hash: undefined };
-        this.free.set(b.id, b);
+        this.free.push(newBlock(this.nextId++, 0));
       }
     }
   }
@@ -134,7 +176,7 @@ export class KvCache {
   touch(blocks: readonly Block[]): void {
     for (const b of blocks) {
       if (b.ref === 0) {
-        this.free.delete(b.id);
+        this.free.delete(b);
         this.cachedFree--;
         this.inUse++;
       }
@@ -180,13 +222,12 @@ export class KvCache {
     const pool = this.opts.pool;
     if (pool && this.held < this.opts.numBlocks && this.setHeld(this.held + 1)) {
       this.inUse++;
-      return { id: this.nextId++, ref: 1, hash: undefined };
+      return newBlock(this.nextId++, 1);
     }
     // Reuse the least recently used free block, evicting its cached hash.
-    const first = this.free.values().next();
-    if (first.done) return undefined;
-    const b = first.value;
-    this.free.delete(b.id);
+    const b = this.free.first();
+    if (!b) return undefined;
+    this.free.delete(b);
     if (b.hash !== undefined) {
       this.cached.delete(b.hash);
       b.hash = undefined;
@@ -213,12 +254,12 @@ export class KvCache {
       if (b.ref > 0) continue;
       this.inUse--;
       if (b.hash !== undefined) {
-        this.free.set(b.id, b);
+        this.free.push(b);
         this.cachedFree++;
       } else if (this.opts.pool) {
         this.setHeld(this.held - 1);
       } else {
-        this.free.set(b.id, b);
+        this.free.push(b);
       }
     }
     this.trimCached();
@@ -227,7 +268,7 @@ export class KvCache {
   private trimCached(): void {
     while (this.cachedFree > this.maxCachedBlocks) {
       let victim: Block | undefined;
-      for (const b of this.free.values()) {
+      for (let b = this.free.first(); b; b = b.next) {
         if (b.hash !== undefined) {
           victim = b;
           break;
@@ -238,7 +279,7 @@ export class KvCache {
       victim.hash = undefined;
       this.cachedFree--;
       if (this.opts.pool) {
-        this.free.delete(victim.id);
+        this.free.delete(victim);
         this.setHeld(this.held - 1);
       }
     }
