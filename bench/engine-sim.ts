@@ -263,7 +263,9 @@ async function main() {
   );
   console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
   const dur = Number(process.env.BENCH_SECONDS ?? 15);
-  for (const c of [500, 2000]) {
+  // BENCH_STREAMS=500 runs one point (comparisons); default both.
+  const points = (process.env.BENCH_STREAMS ?? "500,2000").split(",").map(Number);
+  for (const c of points) {
     const r = await capacity(c, dur);
     console.log(
       `| ${c} | ${r.load.peakInFlight} / ${r.peakServer} / ${r.load.openAtEnd} | ${r.load.completed} | ${r.load.errors} | ${Math.round(r.tokPerSec)} | ${r.hostCpu.toFixed(2)} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${r.max.toFixed(1)} ms | ${r.steps} | ${r.controlP50.toFixed(2)} / ${r.controlP99.toFixed(2)} ms | ${r.loadavg.toFixed(1)} |`,

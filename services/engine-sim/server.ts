@@ -170,6 +170,29 @@ interface Active {
   done: boolean;
 }
 
+/**
+ * One chunk of a chunked response, byte-identical to `res.write(s)`: when the response owns its
+ * connection with headers sent, the framed chunk goes to the socket in one write (res.write would
+ * cork, queue four buffers and writev them from a nextTick — per token, that is most of the
+ * per-token CPU at high concurrency); otherwise (pipelined, HTTP/1.0, not yet attached) res.write.
+ */
+export function writeChunk(res: ServerResponse, s: string): void {
+  const sock = res.socket as (Socket & { _httpMessage?: unknown }) | null;
+  if (
+    sock !== null &&
+    sock._httpMessage === res &&
+    res.headersSent &&
+    res.chunkedEncoding &&
+    !res.writableEnded &&
+    sock.writable &&
+    s.length > 0
+  ) {
+    sock.write(`${Buffer.byteLength(s).toString(16)}\r\n${s}\r\n`);
+    return;
+  }
+  res.write(s);
+}
+
 export class EngineServer {
   readonly server: Server;
   readonly loop: StepLoop;
@@ -498,7 +521,7 @@ export class EngineServer {
           a.done = true;
           this.active.delete(a.id);
           a.res.end(out);
-        } else a.res.write(out);
+        } else writeChunk(a.res, out);
       } else {
         a.texts!.push(vocab.textOf.get(id) ?? "");
         if (ev.finish) {
