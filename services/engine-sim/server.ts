@@ -11,6 +11,7 @@ import type { Tokenizer } from "../../lib/tokenizer.ts";
 import type { EngineCore, StepResult } from "./core.ts";
 import { StepLoop } from "./loop.ts";
 import { LagStats, renderMetrics } from "./metrics.ts";
+import { admissionQueue } from "./sliced.ts";
 import { mixSeed, outputTokenAt, planOutput, type SafeVocab } from "./text.ts";
 
 export interface FaultConfig {
@@ -331,9 +332,18 @@ export class EngineServer {
       if (url === "/v1/chat/completions" || url === "/v1/completions") {
         if (method !== "POST")
           throw new HttpError(405, `${method} not allowed on ${url}`, "MethodNotAllowed");
-        this.readBody(req, res, (raw) =>
-          this.generate(url === "/v1/chat/completions", raw, req, res),
-        );
+        this.readBody(req, res, (raw) => {
+          // Arrival is when the body is in; parsing and tokenising wait for a slice (sliced.ts).
+          const arrival = this.opts.now();
+          admissionQueue.push(() => {
+            if (res.destroyed || req.socket.destroyed) return; // the client left while queued
+            try {
+              this.generate(url === "/v1/chat/completions", raw, req, res, arrival);
+            } catch (e) {
+              this.fail(res, e);
+            }
+          });
+        });
         return;
       }
       throw new HttpError(404, `not found: ${method} ${url}`);
@@ -370,7 +380,13 @@ export class EngineServer {
     });
   }
 
-  private generate(chat: boolean, raw: string, req: IncomingMessage, res: ServerResponse): void {
+  private generate(
+    chat: boolean,
+    raw: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    arrival: number,
+  ): void {
     if (this.crashed) {
       res.destroy();
       return;
@@ -464,7 +480,7 @@ export class EngineServer {
       outputLen: plan.len,
       finishReason: plan.finishReason,
       outputToken: (i) => outputTokenAt(vocab, seed, i),
-      arrival: this.opts.now(),
+      arrival,
     });
     if (stream) {
       res.writeHead(200, {
