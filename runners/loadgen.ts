@@ -238,12 +238,15 @@ interface Source {
   next(signal: AbortSignal): Promise<{ d: Dispatch; readyHr?: number } | undefined>;
   /** Total requests this source can produce (Infinity for pools). */
   capacity: number;
+  /** Requests never wait on earlier answers, so the next one can be built ahead of its send time. */
+  prefetchable?: boolean;
 }
 
 function poolSource(items: WorkItem[], models: readonly string[]): Source {
   let i = 0;
   return {
     capacity: Number.POSITIVE_INFINITY,
+    prefetchable: true,
     async next() {
       const k = i++ % items.length;
       const it = items[k]!;
@@ -275,6 +278,7 @@ function traceSource(items: WorkItem[]): Source {
   let i = 0;
   return {
     capacity: items.length,
+    prefetchable: true,
     async next() {
       const it = items[i++];
       if (!it) return undefined;
@@ -376,7 +380,15 @@ interface Sent {
   sessionId?: string;
 }
 
-async function sendOne(ctx: Ctx, d: Dispatch): Promise<Omit<Sent, "intendedHr" | "eligibleHr">> {
+/** A request ready to go: payload serialized and headers merged ahead of its send time. */
+interface Prepared {
+  d: Dispatch;
+  model: string;
+  payload: string;
+  headers: Record<string, string>;
+}
+
+function prepare(ctx: Ctx, d: Dispatch): Prepared {
   const models = ctx.opts.models;
   const model =
     d.model ??
@@ -397,8 +409,13 @@ async function sendOne(ctx: Ctx, d: Dispatch): Promise<Omit<Sent, "intendedHr" |
   });
   const payload = JSON.stringify(body);
   const headers = d.sessionId ? { ...ctx.headers, [ctx.sessionHeader]: d.sessionId } : ctx.headers;
+  return { d, model, payload, headers };
+}
+
+async function sendOne(ctx: Ctx, p: Prepared): Promise<Omit<Sent, "intendedHr" | "eligibleHr">> {
+  const { d, model, payload } = p;
   // No per-request AbortSignal (a listener per request costs); abort destroys the pool instead.
-  const res = await ctx.client.post(ctx.path, payload, headers);
+  const res = await ctx.client.post(ctx.path, payload, p.headers);
   if (d.onAnswer) {
     const parsed = res.error
       ? undefined
@@ -450,9 +467,9 @@ async function runPhase(
   const pastDeadline = () => deadlineHr !== undefined && monoNs() >= deadlineHr;
 
   /** Sends without waiting; the promise resolves with the completion time (monotonic ns). */
-  const launch = (d: Dispatch, intendedHr: number, eligibleHr: number): Promise<number> => {
+  const launch = (pr: Prepared, intendedHr: number, eligibleHr: number): Promise<number> => {
     inFlight++;
-    const p = sendOne(ctx, d).then((s) => {
+    const p = sendOne(ctx, pr).then((s) => {
       const doneHr = monoNs();
       inFlight--;
       finished++;
@@ -497,24 +514,30 @@ async function runPhase(
         const n = await source.next(signal);
         if (!n) break;
         const elig = n.readyHr !== undefined && n.readyHr > slotFreeHr ? n.readyHr : slotFreeHr;
-        slotFreeHr = await launch(n.d, elig, elig);
+        slotFreeHr = await launch(prepare(ctx, n.d), elig, elig);
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, mode.concurrency) }, worker));
   } else {
     const offsets = mode.offsetsNs;
+    // Sources whose requests never wait on answers get the next request built (JSON and all)
+    // while waiting for its send time, so none of that work sits between wake-up and send.
+    const ahead = source.prefetchable === true;
     for (let k = 0; k < total && k < offsets.length && !signal.aborted && !pastDeadline(); k++) {
       const intendedHr = startHr + offsets[k]!;
+      let n = ahead ? await source.next(signal) : undefined;
+      if (ahead && !n) break;
+      const pre = n ? prepare(ctx, n.d) : undefined;
       await sleepUntil(intendedHr, signal);
       let eligibleHr = intendedHr;
       if (mode.maxConcurrency !== undefined && inFlight >= mode.maxConcurrency) {
         const freed = await new Promise<number>((r) => slotWaiters.push(r));
         if (freed > eligibleHr) eligibleHr = freed;
       }
-      const n = await source.next(signal);
+      n ??= await source.next(signal);
       if (!n) break;
       if (n.readyHr !== undefined && n.readyHr > eligibleHr) eligibleHr = n.readyHr;
-      launch(n.d, intendedHr, eligibleHr);
+      launch(pre ?? prepare(ctx, n.d), intendedHr, eligibleHr);
     }
   }
   while (pending.size > 0) await Promise.all([...pending]);
