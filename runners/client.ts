@@ -3,7 +3,7 @@
  * monotonic clock (process.hrtime.bigint) mapped to epoch nanoseconds.
  */
 import { StringDecoder } from "node:string_decoder";
-import { Pool } from "undici";
+import { type Dispatcher, Pool } from "undici";
 import type { ServerUsage } from "../results/genai-perf/sse.ts";
 
 const HR0 = process.hrtime.bigint();
@@ -57,16 +57,37 @@ export interface HttpClientOptions {
 }
 
 /**
- * Keeps one flat string and chunk end offsets per request instead of one string per chunk: far
- * fewer long-lived heap objects, so fewer and shorter GC pauses during a measurement.
+ * Decodes the received buffers in arrival order as a streaming UTF-8 decoder would: a buffer that
+ * ends inside a character yields its complete part, and one yielding no text is no chunk (its
+ * stamp is dropped). Keeps one flat string and chunk end offsets per request instead of one string
+ * per chunk: far fewer long-lived heap objects, so fewer and shorter GC pauses.
  */
-function packChunks(res: SendResult, chunks: string[]): void {
+export function decodeInto(
+  res: Pick<SendResult, "body" | "chunkEnds" | "chunkHr">,
+  bufs: readonly Buffer[],
+  arrivals: readonly number[],
+  /** Body complete: flush a trailing partial character, stamped with this end time. */
+  endHr?: number,
+): void {
+  const decoder = new StringDecoder("utf8");
+  const parts: string[] = [];
   let end = 0;
-  for (const c of chunks) {
-    end += c.length;
+  for (let i = 0; i < bufs.length; i++) {
+    const s = decoder.write(bufs[i]!);
+    if (s.length === 0) continue;
+    end += s.length;
+    parts.push(s);
+    res.chunkHr.push(arrivals[i]!);
     res.chunkEnds.push(end);
   }
-  res.body = chunks.join("");
+  const rest = endHr === undefined ? "" : decoder.end();
+  if (rest.length > 0 && endHr !== undefined) {
+    end += rest.length;
+    parts.push(rest);
+    res.chunkHr.push(endHr);
+    res.chunkEnds.push(end);
+  }
+  res.body = parts.length === 1 ? parts[0]! : parts.join("");
 }
 
 /** The chunks of a result, as received. */
@@ -97,64 +118,91 @@ export class HttpClient {
     });
   }
 
-  /** Sends one POST; never throws (failures come back as status/error). */
-  async post(
+  /**
+   * Sends one POST; never throws (failures come back as status/error). Drives undici's dispatcher
+   * directly: each body chunk costs one clock read and one array push on arrival (no Readable
+   * stream, no async-hooks scope, no per-chunk decoding); UTF-8 decoding runs once at the end,
+   * chunk by chunk in arrival order, so the chunks and their stamps are what a streaming decoder
+   * would have produced.
+   */
+  post(
     path: string,
     body: string,
     headers: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<SendResult> {
-    const chunkHr: number[] = [];
-    const chunks: string[] = [];
     const sentHr = monoNs();
-    const res: SendResult = { status: 0, sentHr, endHr: sentHr, chunkHr, body: "", chunkEnds: [] };
-    try {
-      const r = await this.pool.request({
-        path,
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          accept: "text/event-stream, application/json",
-          ...headers,
+    const res: SendResult = {
+      status: 0,
+      sentHr,
+      endHr: sentHr,
+      chunkHr: [],
+      body: "",
+      chunkEnds: [],
+    };
+    return new Promise<SendResult>((resolve) => {
+      const arrivals: number[] = [];
+      const bufs: Buffer[] = [];
+      let done = false;
+      const finishWith = (err?: Error & { code?: string }) => {
+        if (done) return;
+        done = true;
+        res.endHr = monoNs();
+        decodeInto(res, bufs, arrivals, err ? undefined : res.endHr);
+        if (err) res.error = `${err.code ? `${err.code}: ` : ""}${err.message}`;
+        else if (res.status < 200 || res.status >= 300)
+          res.error = `HTTP ${res.status}: ${res.body.slice(0, 500)}`;
+        resolve(res);
+      };
+      let onAbort: (() => void) | undefined;
+      const handler: Dispatcher.DispatchHandler = {
+        onConnect(abort) {
+          if (signal?.aborted) abort(signal.reason);
+          else if (signal) {
+            onAbort = () => abort(signal.reason);
+            signal.addEventListener("abort", onAbort, { once: true });
+          }
         },
-        body,
-        signal,
-      });
-      res.status = r.statusCode;
-      const be = r.headers["x-inferbench-backend"];
-      if (be !== undefined) res.backend = Array.isArray(be) ? be.join(",") : String(be);
-      const decoder = new StringDecoder("utf8");
-      await new Promise<void>((resolve, reject) => {
-        r.body.on("data", (buf: Buffer) => {
-          const t = monoNs();
-          const s = decoder.write(buf);
-          if (s.length > 0) {
-            chunkHr.push(t);
-            chunks.push(s);
+        onHeaders(statusCode, rawHeaders) {
+          if (statusCode < 200) return true;
+          res.status = statusCode;
+          let backend: string | undefined;
+          for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+            if (String(rawHeaders[i]).toLowerCase() !== "x-inferbench-backend") continue;
+            const v = String(rawHeaders[i + 1]);
+            backend = backend === undefined ? v : `${backend},${v}`;
           }
-        });
-        r.body.on("end", () => {
-          const rest = decoder.end();
-          if (rest.length > 0) {
-            chunkHr.push(monoNs());
-            chunks.push(rest);
-          }
-          resolve();
-        });
-        r.body.on("error", reject);
-      });
-      res.endHr = monoNs();
-      packChunks(res, chunks);
-      if (res.status < 200 || res.status >= 300) {
-        res.error = `HTTP ${res.status}: ${res.body.slice(0, 500)}`;
-      }
-    } catch (err) {
-      res.endHr = monoNs();
-      packChunks(res, chunks);
-      const e = err as Error & { code?: string };
-      res.error = `${e.code ? `${e.code}: ` : ""}${e.message}`;
-    }
-    return res;
+          if (backend !== undefined) res.backend = backend;
+          return true;
+        },
+        onData(chunk) {
+          arrivals.push(monoNs());
+          bufs.push(chunk);
+          return true;
+        },
+        onComplete() {
+          if (onAbort) signal?.removeEventListener("abort", onAbort);
+          finishWith();
+        },
+        onError(err) {
+          if (onAbort) signal?.removeEventListener("abort", onAbort);
+          finishWith(err);
+        },
+      };
+      this.pool.dispatch(
+        {
+          path,
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            accept: "text/event-stream, application/json",
+            ...headers,
+          },
+          body,
+        },
+        handler,
+      );
+    });
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
+import { StringDecoder } from "node:string_decoder";
 import { describe, it } from "node:test";
 import fc from "fast-check";
+import { decodeInto } from "../../runners/client.ts";
 import { buildBody } from "../../runners/loadgen.ts";
 import { parseExtraInput, parseSweep } from "../../runners/profile-options.ts";
 import { createRng } from "../../runners/rng.ts";
@@ -232,5 +234,58 @@ describe("progress and summary table", () => {
     assert.match(t, /NVIDIA GenAI-Perf \| LLM Metrics/);
     assert.match(t, /│\s+Request Throughput \(per sec\) │ 1,234\.50 │/);
     assert.match(t, /│\s+Time To First Token \(ms\) │\s+1\.50 │\s+1\.00 │\s+2\.00 │/);
+  });
+});
+
+describe("chunk decoding after the fact", () => {
+  // The client keeps raw buffers and decodes once at the end; that must give exactly the chunks
+  // (and stamps) that decoding each buffer on arrival gave.
+  it("matches a streaming decoder for any split of any UTF-8 text", () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: "binary", maxLength: 40 }),
+        fc.array(fc.nat(200), { maxLength: 8 }),
+        fc.boolean(),
+        (text, cuts, complete) => {
+          const bytes = Buffer.from(text, "utf8");
+          const at = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+          const bufs: Buffer[] = [];
+          let prev = 0;
+          for (const c of [...at, bytes.length]) {
+            bufs.push(bytes.subarray(prev, c));
+            prev = c;
+          }
+          const arrivals = bufs.map((_, i) => 100 + i);
+          // Reference: the old per-arrival decoding.
+          const dec = new StringDecoder("utf8");
+          const refHr: number[] = [];
+          const refChunks: string[] = [];
+          bufs.forEach((b, i) => {
+            const s = dec.write(b);
+            if (s.length > 0) {
+              refHr.push(arrivals[i]!);
+              refChunks.push(s);
+            }
+          });
+          if (complete) {
+            const rest = dec.end();
+            if (rest.length > 0) {
+              refHr.push(999);
+              refChunks.push(rest);
+            }
+          }
+          const res = { body: "", chunkEnds: [] as number[], chunkHr: [] as number[] };
+          decodeInto(res, bufs, arrivals, complete ? 999 : undefined);
+          assert.deepEqual(res.chunkHr, refHr);
+          assert.equal(res.body, refChunks.join(""));
+          let end = 0;
+          assert.deepEqual(
+            res.chunkEnds,
+            refChunks.map((c) => (end += c.length)),
+          );
+        },
+      ),
+      { seed: 7, numRuns: 300 },
+    );
   });
 });
