@@ -41,6 +41,21 @@ export interface SendResult {
   backend?: string;
   error?: string;
   usage?: ServerUsage;
+  /**
+   * Raw body buffers and their arrival stamps, not yet decoded (see `materialize`): Buffers live
+   * off the V8 heap, so young-generation GCs during a measurement need not copy response text.
+   */
+  raw?: { bufs: Buffer[]; arrivals: number[]; endHr?: number };
+}
+
+/** Decodes a result's raw buffers into body / chunkEnds / chunkHr (once; no-op afterwards). */
+export function materialize(res: SendResult): SendResult {
+  const raw = res.raw;
+  if (raw) {
+    res.raw = undefined;
+    decodeInto(res, raw.bufs, raw.arrivals, raw.endHr);
+  }
+  return res;
 }
 
 /** "localhost:8000" / "http://h:p/" → origin; scheme optional as in GenAI-Perf `-u`. */
@@ -90,7 +105,7 @@ export function decodeInto(
   res.body = parts.length === 1 ? parts[0]! : parts.join("");
 }
 
-/** The chunks of a result, as received. */
+/** The chunks of a result, as received (call `materialize` first). */
 export function resultChunks(res: Pick<SendResult, "body" | "chunkEnds">): string[] {
   const out: string[] = [];
   let start = 0;
@@ -121,9 +136,9 @@ export class HttpClient {
   /**
    * Sends one POST; never throws (failures come back as status/error). Drives undici's dispatcher
    * directly: each body chunk costs one clock read and one array push on arrival (no Readable
-   * stream, no async-hooks scope, no per-chunk decoding); UTF-8 decoding runs once at the end,
-   * chunk by chunk in arrival order, so the chunks and their stamps are what a streaming decoder
-   * would have produced.
+   * stream, no async-hooks scope, no per-chunk decoding). Decoding waits for `materialize` (after
+   * the measurement), chunk by chunk in arrival order, so the chunks and their stamps are what a
+   * streaming decoder would have produced.
    */
   post(
     path: string,
@@ -148,10 +163,10 @@ export class HttpClient {
         if (done) return;
         done = true;
         res.endHr = monoNs();
-        decodeInto(res, bufs, arrivals, err ? undefined : res.endHr);
+        if (bufs.length > 0) res.raw = { bufs, arrivals, endHr: err ? undefined : res.endHr };
         if (err) res.error = `${err.code ? `${err.code}: ` : ""}${err.message}`;
         else if (res.status < 200 || res.status >= 300)
-          res.error = `HTTP ${res.status}: ${res.body.slice(0, 500)}`;
+          res.error = `HTTP ${res.status}: ${materialize(res).body.slice(0, 500)}`;
         resolve(res);
       };
       let onAbort: (() => void) | undefined;

@@ -34,6 +34,7 @@ import type { LoadPoint, SloTargets, WorkloadPlan } from "../stacks/plan-types.t
 import {
   HttpClient,
   hrToEpochNs,
+  materialize,
   monoNs,
   normalizeUrl,
   resultChunks,
@@ -419,7 +420,7 @@ async function sendOne(ctx: Ctx, p: Prepared): Promise<Omit<Sent, "intendedHr" |
   if (d.onAnswer) {
     const parsed = res.error
       ? undefined
-      : parseResponses(res.chunkHr.map(BigInt), resultChunks(res));
+      : parseResponses(materialize(res).chunkHr.map(BigInt), resultChunks(res));
     d.onAnswer(
       parsed
         ? nonEmptyResponses(parsed)
@@ -739,7 +740,7 @@ async function finish(
   let usageCompletion = 0;
   let withUsage = 0;
   sent.forEach((s, index) => {
-    const r = s.res;
+    const r = materialize(s.res);
     const streamed = w.streaming;
     const ts = r.chunkHr.map(hrToEpochNs);
     const chunks = resultChunks(r);
