@@ -181,10 +181,12 @@ export class HttpClient {
         onHeaders(statusCode, rawHeaders) {
           if (statusCode < 200) return true;
           res.status = statusCode;
+          // Header bytes read as latin1, as undici's own header parsing does.
           let backend: string | undefined;
           for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-            if (String(rawHeaders[i]).toLowerCase() !== "x-inferbench-backend") continue;
-            const v = String(rawHeaders[i + 1]);
+            if (rawHeaders[i]!.toString("latin1").toLowerCase() !== "x-inferbench-backend")
+              continue;
+            const v = rawHeaders[i + 1]!.toString("latin1");
             backend = backend === undefined ? v : `${backend},${v}`;
           }
           if (backend !== undefined) res.backend = backend;
