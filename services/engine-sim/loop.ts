@@ -22,7 +22,26 @@ export interface StepLoopOptions {
   onStep: (r: StepResult) => void;
 }
 
+/** Loops on the real monotonic clock with a wake armed: admission work yields to them. */
+const armed = new Set<StepLoop>();
+
+/**
+ * Whether some engine of this process has a step due within `seconds` (or overdue by less than
+ * 5 ms: its timer is about to run). Request admission checks it before each job so parsing and
+ * tokenising do not sit on a step boundary.
+ */
+export function stepDueWithin(seconds: number): boolean {
+  const now = monotonicSeconds();
+  for (const l of armed) {
+    const d = l.dueAt;
+    if (d !== undefined && d - now < seconds && now - d < 0.005) return true;
+  }
+  return false;
+}
+
 export class StepLoop {
+  /** When the armed wake is due (monotonic seconds); undefined when not armed. */
+  dueAt: number | undefined;
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private inFlight: StepResult | undefined;
   /** True when work is waiting but memory (a KVCached neighbour) blocks it. */
@@ -59,6 +78,8 @@ export class StepLoop {
   }
 
   private clear(): void {
+    this.dueAt = undefined;
+    armed.delete(this);
     if (this.timer === undefined) return;
     clearTimeout(this.timer as NodeJS.Timeout);
     clearImmediate(this.timer as NodeJS.Immediate);
@@ -68,6 +89,10 @@ export class StepLoop {
   /** Fire at `at` (monotonic seconds); lag is only measured for modelled step boundaries. */
   private arm(at: number, measured: boolean): void {
     const wait = at - this.now();
+    if (this.now === monotonicSeconds) {
+      this.dueAt = at;
+      armed.add(this);
+    }
     const fire = () => {
       this.timer = undefined;
       // setTimeout has 1 ms granularity: finish short waits by yielding to I/O, not sleeping.
@@ -75,6 +100,8 @@ export class StepLoop {
         this.timer = setImmediate(fire);
         return;
       }
+      this.dueAt = undefined;
+      armed.delete(this);
       this.fire(at, measured);
     };
     this.timer = wait >= 0.001 ? setTimeout(fire, Math.floor(wait * 1000)) : setImmediate(fire);

@@ -15,6 +15,8 @@ export class SlicedQueue {
     readonly sliceMs: number,
     private readonly clock: () => number = () => performance.now(),
     private readonly defer: (fn: () => void) => void = (fn) => setImmediate(fn),
+    /** True while timing-critical work is imminent (a step is due): start no job, yield. */
+    private readonly holdoff: () => boolean = () => false,
   ) {}
 
   get length(): number {
@@ -34,6 +36,7 @@ export class SlicedQueue {
     const end = this.clock() + this.sliceMs;
     try {
       do {
+        if (this.holdoff()) break;
         const job = this.q[this.head]!;
         this.q[this.head++] = noop;
         job();
@@ -55,6 +58,3 @@ export class SlicedQueue {
 }
 
 const noop = (): void => {};
-
-/** The process-wide queue for request admission work. */
-export const admissionQueue = new SlicedQueue(0.5);

@@ -29,6 +29,27 @@ function fake(sliceMs: number) {
 }
 
 describe("SlicedQueue", () => {
+  it("starts no job while held off, and resumes once the holdoff clears", () => {
+    let hold = true;
+    const pending: (() => void)[] = [];
+    const q = new SlicedQueue(
+      1,
+      () => 0,
+      (fn) => pending.push(fn),
+      () => hold,
+    );
+    const ran: number[] = [];
+    q.push(() => ran.push(1));
+    q.push(() => ran.push(2));
+    for (let i = 0; i < 3; i++) pending.shift()!();
+    assert.deepEqual(ran, []);
+    assert.equal(pending.length, 1); // still scheduled
+    hold = false;
+    pending.shift()!();
+    assert.deepEqual(ran, [1, 2]);
+    assert.equal(pending.length, 0);
+  });
+
   it("runs every job once, in FIFO order, never more than one job past the slice budget", () => {
     fc.assert(
       fc.property(
