@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { createLogger } from "../lib/logger.ts";
 import { mulberry32 } from "../lib/rng.ts";
 import {
   blockHashes,
@@ -35,15 +36,7 @@ import type { RouterPolicy } from "../stacks/plan-types.ts";
 import { startSseBackend } from "../test/router/sse-backend.ts";
 
 const SELF = fileURLToPath(import.meta.url);
-const silent = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  child() {
-    return silent;
-  },
-};
+const silent = createLogger("bench", () => {});
 
 // ---- small utilities ---------------------------------------------------------------------------
 

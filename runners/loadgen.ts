@@ -45,7 +45,7 @@ import { preciseWait, warmPreciseTimer } from "./precise-timer.ts";
 import { ProgressBar } from "./progress.ts";
 import { createRng, type Rng } from "./rng.ts";
 import { arrivalOffsetsNs, defaultRequestCount, traceOffsetsNs } from "./schedule.ts";
-import { judgeValidity, type Validity } from "./validity.ts";
+import { achievedRate, judgeValidity, type Validity } from "./validity.ts";
 import {
   buildWorkload,
   type ChatMessage,
@@ -635,34 +635,20 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
               ))),
     capacity,
   );
+  // The gate compares with the rate of the schedule actually drawn or recorded (a Poisson draw
+  // of n arrivals deviates from the nominal rate by chance, which is not the generator's fault).
+  const openMode = (offsetsNs: number[], requestRate: number, maxConcurrency?: number): Mode => ({
+    kind: "open",
+    offsetsNs,
+    maxConcurrency,
+    targetRate: achievedRate(offsetsNs) ?? requestRate,
+  });
   const modeFor = (n: number): Mode => {
     if (lp.kind === "concurrency") return { kind: "closed", concurrency: lp.concurrency };
-    if (workload.trace) {
-      const offsetsNs = traceOffsetsNs(workload.items.slice(0, n).map((i) => i.atMs ?? 0));
-      const span = offsetsNs[offsetsNs.length - 1]! - offsetsNs[0]!;
-      return {
-        kind: "open",
-        offsetsNs,
-        maxConcurrency: lp.maxConcurrency,
-        targetRate: span > 0 ? ((offsetsNs.length - 1) * 1e9) / span : lp.requestRate,
-      };
-    }
-    const offsetsNs = arrivalOffsetsNs(
-      n,
-      lp.requestRate,
-      lp.distribution,
-      scheduleRng,
-      lp.burstiness ?? 1,
-    );
-    const span = offsetsNs[offsetsNs.length - 1]! - offsetsNs[0]!;
-    // The gate compares with the rate of the schedule actually drawn (a Poisson draw of n arrivals
-    // deviates from the nominal rate by chance, which is not the generator's fault).
-    return {
-      kind: "open",
-      offsetsNs,
-      maxConcurrency: lp.maxConcurrency,
-      targetRate: span > 0 ? ((offsetsNs.length - 1) * 1e9) / span : lp.requestRate,
-    };
+    const offsetsNs = workload.trace
+      ? traceOffsetsNs(workload.items.slice(0, n).map((i) => i.atMs ?? 0))
+      : arrivalOffsetsNs(n, lp.requestRate, lp.distribution, scheduleRng, lp.burstiness ?? 1);
+    return openMode(offsetsNs, lp.requestRate, lp.maxConcurrency);
   };
   const endpointType = w.endpointType;
   const path = `/${(opts.endpoint ?? endpointPath(endpointType)).replace(/^\//, "")}`;

@@ -7,7 +7,14 @@
 import type { Comparison, ComparisonRow } from "../compare-types.ts";
 import { buildModelCharts, groupByModel } from "./charts.ts";
 import { escapeHtml as esc } from "./escape.ts";
-import { EMULATED_BANNER, headlineCells, sideOrigin, sloText, verdictCounts } from "./markdown.ts";
+import {
+  EMULATED_BANNER,
+  headlineCells,
+  SUMMARY_HEADERS,
+  sideOrigin,
+  sloText,
+  verdictCounts,
+} from "./markdown.ts";
 import {
   bothValid,
   INVALID_CELL,
@@ -105,16 +112,7 @@ export function renderHtml(c: Comparison): string {
   body.push("<h2>Summary</h2>");
   body.push(
     htmlTable(
-      [
-        "model",
-        "load point",
-        "n (A / B)",
-        "TTFT p99 Δ",
-        "ITL p99 Δ",
-        "E2E p99 Δ",
-        "req/s Δ",
-        "better / worse / noise",
-      ],
+      SUMMARY_HEADERS,
       groups.flatMap((g) =>
         g.rows.map((row) => {
           const v = verdictCounts(row);

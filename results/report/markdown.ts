@@ -29,6 +29,18 @@ function verdictMd(v: string): string {
 }
 
 /** " (EMULATED)" / " (measured)" per side, only when the sides differ — then readers must know which is which. */
+/** Columns of the summary table, shared by report.md and report.html. */
+export const SUMMARY_HEADERS = [
+  "model",
+  "load point",
+  "n (A / B)",
+  "TTFT p99 Δ",
+  "ITL p99 Δ",
+  "E2E p99 Δ",
+  "req/s Δ",
+  "verdicts (better / worse / noise)",
+];
+
 export function sideOrigin(c: Comparison, side: "a" | "b"): string {
   const sides = c.emulatedSides ?? { a: c.emulated, b: c.emulated };
   if (sides.a === sides.b) return "";
@@ -86,16 +98,7 @@ export function renderMarkdown(c: Comparison): string {
   out.push("## Summary", "");
   out.push(
     table(
-      [
-        "model",
-        "load point",
-        "n (A / B)",
-        "TTFT p99 Δ",
-        "ITL p99 Δ",
-        "E2E p99 Δ",
-        "req/s Δ",
-        "verdicts (better / worse / noise)",
-      ],
+      SUMMARY_HEADERS,
       groups.flatMap((g) =>
         g.rows.map((row) => {
           const v = verdictCounts(row);

@@ -57,16 +57,20 @@ export interface EngineCounters {
   decode: Histogram;
 }
 
-export interface EngineCoreConfig {
+/** The scheduler's limits and step-time constants (as a profile documents them), per engine. */
+export interface EngineCoreConfig
+  extends Pick<
+    EngineProfile,
+    | "maxNumSeqs"
+    | "maxNumBatchedTokens"
+    | "beta0"
+    | "beta1"
+    | "beta2"
+    | "kappa"
+    | "requestOverhead"
+    | "pageMapCost"
+  > {
   model: string;
-  maxNumSeqs: number;
-  maxNumBatchedTokens: number;
-  beta0: number;
-  beta1: number;
-  beta2: number;
-  kappa: number;
-  requestOverhead: number;
-  pageMapCost: number;
   kv: KvCacheOptions;
 }
 

@@ -3,6 +3,7 @@ import http from "node:http";
 import net from "node:net";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
+import { createLogger } from "../../lib/logger.ts";
 import { parsePrometheusText, sumSamples } from "../../lib/prometheus.ts";
 import {
   DEFAULT_POLICY_OPTIONS,
@@ -13,15 +14,7 @@ import {
 import type { RouterPolicy } from "../../stacks/plan-types.ts";
 import { type SseBackend, type SseBackendOptions, startSseBackend } from "./sse-backend.ts";
 
-const silent = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  child() {
-    return silent;
-  },
-};
+const silent = createLogger("test", () => {});
 
 const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
