@@ -143,7 +143,13 @@ async function main(): Promise<void> {
   const quick = process.argv.includes("--quick");
   const onlyLag500 = process.argv.includes("--only-lag500");
   const dir = mkdtempSync(join(tmpdir(), "ib-bench-loadgen-"));
-  const out: Record<string, unknown> = { cpus: cpus().length, node: process.version, quick };
+  const out: Record<string, unknown> = {
+    cpus: cpus().length,
+    node: process.version,
+    // The CLI runs with a 64 MB semi-space (bin/inferbench.js); without it lag p99 roughly doubles.
+    nodeFlags: process.execArgv.filter((a) => a.startsWith("--max-semi-space-size")),
+    quick,
+  };
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const overflow0 = listenOverflows();
   out["loadAverage1m"] = loadavg()[0];
