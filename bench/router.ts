@@ -620,7 +620,18 @@ const CONV = { users: 32, rounds: 8, contextWords: 3000, repeats: 3 };
 /** llm-d's default scheduler profile weighs queue 2, prefix 3 (KV usage: 2 here). */
 const KV_WEIGHTS = { queue: 2, kvUsage: 2, prefix: 3 };
 const USE_QUEUE_MODEL = process.argv.includes("--queue-model");
-const BURST_RATE = Number(process.env.BENCH_ROUTER_RATE ?? (USE_QUEUE_MODEL ? 70 : 50));
+/**
+ * Bursty-load rates (req/s), lowest first; the goal is judged at the last. With engine-sim the 4
+ * replicas saturate at ~71 req/s on this length mix (closed loop, 64 or 128 clients, least-busy:
+ * 70.3 / 71.4 req/s), so 55 req/s is ~77% and 62 req/s ~87% of capacity. At 87% bursts build
+ * queues and the policy decides who waits; at 77% both policies sit near the prefill floor that the
+ * longest prompts set.
+ */
+const BURST_RATES = (process.env.BENCH_ROUTER_RATES ?? (USE_QUEUE_MODEL ? "70" : "55,62"))
+  .split(",")
+  .map(Number);
+/** Gamma shape of the inter-arrival gaps: 0.5 = coefficient of variation 1.41 (Poisson is 1). */
+const BURST_SHAPE = 0.5;
 
 /** Fresh replicas (empty caches) and a router for one policy run. */
 async function withStack<T>(policy: RouterPolicy, fn: (url: string) => Promise<T>): Promise<T> {
@@ -668,7 +679,7 @@ function words(rng: () => number, n: number): string {
   return out;
 }
 
-/** Bursty open-loop arrivals (gamma, shape 0.25) with log-normal prompt and output lengths. */
+/** Bursty open-loop arrivals (gamma, BURST_SHAPE) with log-normal prompt and output lengths. */
 async function burstyRun(
   url: string,
   seed: number,
@@ -677,7 +688,7 @@ async function burstyRun(
 ): Promise<number[]> {
   const rng = mulberry32(seed);
   const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
-  const shape = 0.25;
+  const shape = BURST_SHAPE;
   const pending: Promise<StreamResult>[] = [];
   const t0 = performance.now();
   let at = 0;
@@ -754,24 +765,29 @@ async function routingQuality(): Promise<void> {
     // Interleaved rounds with different arrival seeds; the goal is judged on the median of the
     // per-round ratios (one round's p99 rests on its 12 slowest requests).
     const rounds = PROXY_ROUNDS;
-    const bursty: Record<string, number[][]> = { "round-robin": [], "least-busy": [] };
-    for (let round = 0; round < rounds; round++)
-      for (const policy of ["round-robin", "least-busy"] as const)
-        bursty[policy]!.push(
-          await withStack(policy, (u) => burstyRun(u, 7 + round, 1200, BURST_RATE)),
-        );
-    process.stdout.write(
-      `bursty mixed-length load (gamma shape 0.25, ${BURST_RATE} req/s, 1200 requests; ${rounds} interleaved rounds, seeds 7..${6 + rounds}):\n`,
-    );
-    for (const [p, runs] of Object.entries(bursty))
+    let ratio = Number.NaN;
+    for (const rate of BURST_RATES) {
+      const bursty: Record<string, number[][]> = { "round-robin": [], "least-busy": [] };
+      for (let round = 0; round < rounds; round++)
+        for (const policy of ["round-robin", "least-busy"] as const)
+          bursty[policy]!.push(await withStack(policy, (u) => burstyRun(u, 7 + round, 1200, rate)));
       process.stdout.write(
-        `  ${p}: TTFT p50 ${ms(median(runs.map((t) => quantile(t, 0.5))))}, p99 ${ms(median(runs.map((t) => quantile(t, 0.99))))}, mean ${ms(median(runs.map(mean)))} (medians of rounds; p99 per round ${runs.map((t) => quantile(t, 0.99).toFixed(0)).join(" / ")} ms; ${runs.map((t) => t.length).join("/")} ok)\n`,
+        `bursty mixed-length load (gamma shape ${BURST_SHAPE}, ${rate} req/s, 1200 requests; ${rounds} interleaved rounds, seeds 7..${6 + rounds}):\n`,
       );
-    const ratios = bursty["least-busy"]!.map(
-      (t, i) => quantile(t, 0.99) / quantile(bursty["round-robin"]![i]!, 0.99),
-    );
+      for (const [p, runs] of Object.entries(bursty))
+        process.stdout.write(
+          `  ${p}: TTFT p50 ${ms(median(runs.map((t) => quantile(t, 0.5))))}, p99 ${ms(median(runs.map((t) => quantile(t, 0.99))))}, mean ${ms(median(runs.map(mean)))} (medians of rounds; p99 per round ${runs.map((t) => quantile(t, 0.99).toFixed(0)).join(" / ")} ms; ${runs.map((t) => t.length).join("/")} ok)\n`,
+        );
+      const ratios = bursty["least-busy"]!.map(
+        (t, i) => quantile(t, 0.99) / quantile(bursty["round-robin"]![i]!, 0.99),
+      );
+      ratio = median(ratios);
+      process.stdout.write(
+        `  least-busy / round-robin p99 TTFT = ${ratio.toFixed(2)}× (median of rounds ${ratios.map((x) => x.toFixed(2)).join(" / ")})\n`,
+      );
+    }
     process.stdout.write(
-      `  least-busy / round-robin p99 TTFT = ${median(ratios).toFixed(2)}× (median of rounds ${ratios.map((x) => x.toFixed(2)).join(" / ")}; goal ≤ 0.5×)\n`,
+      `least-busy / round-robin p99 TTFT at ${BURST_RATES.at(-1)} req/s: ${ratio.toFixed(2)}× (goal ≤ 0.5×) ${ratio <= 0.5 ? "met" : "NOT met"}\n`,
     );
     process.stdout.write(`load average after: ${loadavg()}\n`);
   }
