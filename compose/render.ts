@@ -6,6 +6,7 @@
  *   router.json    the router's plan with backends addressed by compose service name
  *   plan.json      the plan itself (provenance; marked emulated in a rehearsal)
  *   run-benchmark.sh  the runner's script: `inferbench profile` per load point
+ *   datasets/      the workload's dataset files, when it reads any (compose/datasets.ts)
  * `hf.env` (the Hugging Face token) is never rendered: the deployer writes it on the host with
  * mode 0600 right before `docker compose up`, and compose reads it through `env_file`.
  */
@@ -13,6 +14,7 @@ import { stringify } from "yaml";
 import { UserError } from "../lib/errors.ts";
 import type { EnginePlan, RouterPlan, StackPlan } from "../stacks/plan-types.ts";
 import { isDigestPinned } from "../stacks/schema.ts";
+import { DATASETS_DIR, datasetFiles } from "./datasets.ts";
 import { RUNNER_SCRIPT_FILE, renderRunnerScript } from "./runner-script.ts";
 
 export const COMPOSE_FILE = "compose.yaml";
@@ -48,6 +50,11 @@ export interface RenderOptions {
   engineStartPeriodSec?: number;
   /** Kit image that runs the load generator next to the engines (compose/kit.Dockerfile). */
   runnerImage?: string;
+  /**
+   * Contents of the workload's dataset files, by the local path the plan names (compose/datasets.ts
+   * `readDatasetFiles`); required when the workload reads a file.
+   */
+  datasets?: Readonly<Record<string, string>>;
 }
 
 export interface RenderedCompose {
@@ -279,6 +286,21 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
     labels: { ...labels, "inferbench.role": "router" },
   };
 
+  // Dataset files travel in the bundle and are mounted read-only next to the runner script.
+  const datasets = datasetFiles(plan);
+  const datasetBundle: Record<string, string> = {};
+  const datasetInContainer: Record<string, string> = {};
+  for (const f of datasets) {
+    const content = opts.datasets?.[f.localPath];
+    if (content === undefined)
+      throw new UserError(
+        `${f.configPath}: ${f.localPath} must travel with the bundle but its content was not given`,
+        { hint: "read it with readDatasetFiles(plan) and pass it as `datasets`" },
+      );
+    datasetBundle[f.bundlePath] = content;
+    datasetInContainer[f.localPath] = `${IN_CONTAINER_DIR}/${f.bundlePath}`;
+  }
+
   // The load generator runs next to the servers (ARCHITECTURE.md), started on demand.
   services.runner = {
     image: opts.runnerImage ?? DEFAULT_KIT_IMAGE,
@@ -287,6 +309,7 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
     volumes: [
       `./${RUNNER_SCRIPT_FILE}:${IN_CONTAINER_DIR}/${RUNNER_SCRIPT_FILE}:ro`,
       `./${PLAN_FILE}:${IN_CONTAINER_DIR}/${PLAN_FILE}:ro`,
+      ...(datasets.length > 0 ? [`./${DATASETS_DIR}:${IN_CONTAINER_DIR}/${DATASETS_DIR}:ro`] : []),
       "./results:/results",
     ],
     depends_on: { router: { condition: "service_healthy" } },
@@ -314,7 +337,12 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
       [COMPOSE_FILE]: header + stringify(project, { lineWidth: 0 }),
       [ROUTER_CONFIG_FILE]: `${JSON.stringify(routerConfig(plan), null, 2)}\n`,
       [PLAN_FILE]: `${JSON.stringify(effective, null, 2)}\n`,
-      [RUNNER_SCRIPT_FILE]: renderRunnerScript(effective, `http://router:${plan.router.port}`),
+      [RUNNER_SCRIPT_FILE]: renderRunnerScript(
+        effective,
+        `http://router:${plan.router.port}`,
+        datasetInContainer,
+      ),
+      ...datasetBundle,
     },
     project,
     projectName,

@@ -19,7 +19,24 @@ export function loadPointLabel(lp: LoadPoint): string {
     : `request_rate${lp.requestRate}`;
 }
 
-function datasetFlags(d: DatasetPlan): string[] {
+/**
+ * Flags selecting the dataset. File datasets are read from where the bundle mounts them:
+ * `files` maps each local path of the plan to its path inside the runner container.
+ */
+function datasetFlags(d: DatasetPlan, files: Readonly<Record<string, string>>): string[] {
+  const file = (local: string): string => {
+    const p = files[local];
+    if (p === undefined)
+      throw new UserError(
+        `dataset file ${local} is not part of the bundle; render with its content (compose/datasets.ts readDatasetFiles)`,
+      );
+    return p;
+  };
+  const trace = (t: { timeScale: number; maxRequests?: number }) => [
+    "--time-scale",
+    String(t.timeScale),
+    ...(t.maxRequests === undefined ? [] : ["--max-requests", String(t.maxRequests)]),
+  ];
   switch (d.kind) {
     case "synthetic":
       return [
@@ -58,11 +75,31 @@ function datasetFlags(d: DatasetPlan): string[] {
         "--answer-tokens",
         String(d.answerTokens),
       ];
-    default:
-      // File-based datasets would have to travel with the bundle; not done yet.
-      throw new UserError(
-        `dataset kind "${d.kind}" reads a local file, which is not shipped to the VM yet; use synthetic, shared-prefix or multi-round-qa on gcp-vm`,
-      );
+    case "input-file":
+      return ["--workload", "input-file", "--input-file", file(d.path)];
+    case "sharegpt":
+      return [
+        "--workload",
+        "sharegpt",
+        "--input-file",
+        file(d.path),
+        "--sharegpt-max-conversations",
+        String(d.maxConversations),
+        "--num-dataset-entries",
+        String(d.numPrompts),
+      ];
+    case "azure-trace":
+    case "mooncake":
+      return ["--workload", d.kind, "--input-file", file(d.path), ...trace(d)];
+    case "servegen":
+      return [
+        "--workload",
+        "servegen",
+        "--input-file",
+        file(d.path),
+        ...(d.datasetPath === undefined ? [] : ["--servegen-dataset", file(d.datasetPath)]),
+        ...trace(d),
+      ];
   }
 }
 
@@ -80,6 +117,7 @@ export function profileArgs(
   lp: LoadPoint,
   routerUrl: string,
   outDir: string,
+  datasetFiles: Readonly<Record<string, string>> = {},
 ): string[] {
   const w = plan.runner.workload;
   const args = ["profile"];
@@ -87,7 +125,7 @@ export function profileArgs(
   if (w.models.length > 1) args.push("--model-selection-strategy", "round_robin");
   args.push("--url", routerUrl, "--endpoint-type", w.endpointType);
   if (w.streaming) args.push("--streaming");
-  args.push(...datasetFlags(w.dataset), ...loadPointFlags(lp));
+  args.push(...datasetFlags(w.dataset, datasetFiles), ...loadPointFlags(lp));
   if (w.outputTokensMean !== undefined) {
     args.push(
       "--output-tokens-mean",
@@ -109,6 +147,8 @@ export function profileArgs(
 export function renderRunnerScript(
   plan: StackPlan,
   routerUrl: string,
+  /** Local dataset path → path inside the runner container. */
+  datasetFiles: Readonly<Record<string, string>> = {},
   resultsDir = "/results",
 ): string {
   const lines = [
@@ -120,7 +160,9 @@ export function renderRunnerScript(
   for (const lp of plan.runner.loadPoints) {
     const out = `${resultsDir}/${loadPointLabel(lp)}`;
     lines.push(`echo "== ${loadPointLabel(lp)}"`);
-    lines.push(["inferbench", ...profileArgs(plan, lp, routerUrl, out)].map(q).join(" "));
+    lines.push(
+      ["inferbench", ...profileArgs(plan, lp, routerUrl, out, datasetFiles)].map(q).join(" "),
+    );
   }
   lines.push('echo "inferbench runner: done"', "");
   return lines.join("\n");

@@ -8,6 +8,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { bundleHash } from "../compose/bundle.ts";
+import { readDatasetFiles } from "../compose/datasets.ts";
 import { renderCompose } from "../compose/render.ts";
 import { PROJECT, validateConfig } from "../stacks/config.ts";
 import { plan as buildPlan } from "../stacks/plan.ts";
@@ -115,7 +116,16 @@ export function program(): ProgramOutputs {
     requireGpu: !p.emulated,
   });
 
-  const rendered = renderCompose(p, { allowUnpinnedImages: config.run.allowUnpinnedImages });
+  let datasets: Record<string, string>;
+  try {
+    datasets = readDatasetFiles(p);
+  } catch (err) {
+    throw new pulumi.RunError((err as Error).message);
+  }
+  const rendered = renderCompose(p, {
+    allowUnpinnedImages: config.run.allowUnpinnedImages,
+    datasets,
+  });
   const hash = bundleHash(rendered.files);
   if (cfg.get(RUN_KEYS.deploy) !== "false") {
     new ComposeDeployment(

@@ -47,8 +47,10 @@ export function registerPlan(program: Command): void {
         logger.info(`wrote ${join(dir, "plan.json")}`);
         if (plan.target === "gcp-vm") {
           const { writePlanBundle } = await import("../../compose/bundle.ts");
+          const { readDatasetFiles } = await import("../../compose/datasets.ts");
           const files = await writePlanBundle(dir, plan, {
             allowUnpinnedImages: loaded.config.run.allowUnpinnedImages,
+            datasets: readDatasetFiles(plan),
           });
           logger.info(
             `wrote the compose project: ${files.map((f) => f.slice(dir.length + 1)).join(", ")}`,

@@ -11,6 +11,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { readDatasetFiles } from "../../compose/datasets.ts";
 import { renderCompose } from "../../compose/render.ts";
 import {
   cleanupCommands,
@@ -291,6 +292,9 @@ export async function runCloud(opts: RunCloudOptions): Promise<RunCloudResult> {
     );
   }
 
+  // Dataset files travel in the bundle: read them now, so a bad path fails before any GPU is paid for.
+  const datasets = new Map(arms.map((a) => [a, readDatasetFiles(a.plan)]));
+
   const first = arms[0]!;
   const gcp = first.config.gcp;
   const runId = opts.runId ?? newRunId(deps.now());
@@ -422,6 +426,7 @@ export async function runCloud(opts: RunCloudOptions): Promise<RunCloudResult> {
           try {
             const rendered = renderCompose(arm.plan, {
               allowUnpinnedImages: arm.config.run.allowUnpinnedImages,
+              datasets: datasets.get(arm) ?? {},
             });
             await mkdir(dir, { recursive: true });
             for (const [f, c] of Object.entries(rendered.files))

@@ -127,7 +127,7 @@ describe("compose renderer", () => {
     assert.match(lines[1]!, /--artifact-dir \/results\/request_rate4$/);
     const trace = fixturePlan("baseline");
     trace.runner.workload.dataset = { kind: "mooncake", path: "x.jsonl", timeScale: 1 };
-    assert.throws(() => renderCompose(trace), /not shipped to the VM/);
+    assert.throws(() => renderCompose(trace), /workload\.dataset\.path: x\.jsonl must travel/);
   });
 
   it("refuses images that are not digest-pinned unless allowed", () => {
