@@ -36,6 +36,18 @@ export function findArtifactFolders(root: string, depth = 3): string[] {
     });
 }
 
+/** GenAI-Perf summary files (`*_genai_perf.json` / `.csv`) up to three levels down. */
+function findSummaries(root: string, depth = 3): string[] {
+  if (!statSync(root).isDirectory()) return [];
+  return readdirSync(root)
+    .sort()
+    .flatMap((d) => {
+      const p = join(root, d);
+      if (statSync(p).isDirectory()) return depth > 0 ? findSummaries(p, depth - 1) : [];
+      return /_genai_perf\.(json|csv)$/.test(d) ? [p] : [];
+    });
+}
+
 function modelOf(folder: string, payload: string): string {
   try {
     const body = JSON.parse(payload) as { model?: unknown };
@@ -49,8 +61,17 @@ function modelOf(folder: string, payload: string): string {
 export function loadArtifactSide(root: string, label: string): SideData {
   if (!existsSync(root)) throw new UserError(`${root}: no such run id or folder`);
   const folders = findArtifactFolders(root);
-  if (folders.length === 0)
+  if (folders.length === 0) {
+    const summaries = findSummaries(root);
+    if (summaries.length > 0)
+      throw new UserError(
+        `${root}: found GenAI-Perf summaries (${summaries.slice(0, 3).join(", ")}${summaries.length > 3 ? ", …" : ""}) but no ${RAW}: compare re-measures every request, so it needs the raw per-request export`,
+        {
+          hint: `genai-perf writes ${RAW} beside the summary: copy it from the original artifact folder, or re-run the profile`,
+        },
+      );
     throw new UserError(`${root}: no ${RAW} found (not a GenAI-Perf artifact folder)`);
+  }
   const points: PointData[] = [];
   const workload: SideData["workload"] = {};
   let emulated = false;
