@@ -23,29 +23,30 @@ export function rawExportsIn(folder: string): string[] {
     .map((f) => join(folder, f));
 }
 
-/** Folders holding a raw export, searched up to three levels down. */
-export function findArtifactFolders(root: string, depth = 3): string[] {
+/** Folders under `root` (itself included) for which `has` holds, searched up to `depth` levels down; a match is not descended into. */
+function findFolders(root: string, has: (folder: string) => boolean, depth = 3): string[] {
   if (!statSync(root).isDirectory()) return [];
-  if (rawExportsIn(root).length > 0) return [root];
+  if (has(root)) return [root];
   if (depth === 0) return [];
   return readdirSync(root)
     .sort()
     .flatMap((d) => {
       const p = join(root, d);
-      return statSync(p).isDirectory() ? findArtifactFolders(p, depth - 1) : [];
+      return statSync(p).isDirectory() ? findFolders(p, has, depth - 1) : [];
     });
 }
 
-/** GenAI-Perf summary files (`*_genai_perf.json` / `.csv`) up to three levels down. */
-function findSummaries(root: string, depth = 3): string[] {
-  if (!statSync(root).isDirectory()) return [];
-  return readdirSync(root)
+/** Folders holding a raw export, searched up to three levels down. */
+export function findArtifactFolders(root: string): string[] {
+  return findFolders(root, (f) => rawExportsIn(f).length > 0);
+}
+
+/** GenAI-Perf summaries (`*_genai_perf.json` / `.csv`) in a folder. */
+function summariesIn(folder: string): string[] {
+  return readdirSync(folder)
+    .filter((f) => /_genai_perf\.(json|csv)$/.test(f))
     .sort()
-    .flatMap((d) => {
-      const p = join(root, d);
-      if (statSync(p).isDirectory()) return depth > 0 ? findSummaries(p, depth - 1) : [];
-      return /_genai_perf\.(json|csv)$/.test(d) ? [p] : [];
-    });
+    .map((f) => join(folder, f));
 }
 
 function modelOf(folder: string, payload: string): string {
@@ -62,7 +63,7 @@ export function loadArtifactSide(root: string, label: string): SideData {
   if (!existsSync(root)) throw new UserError(`${root}: no such run id or folder`);
   const folders = findArtifactFolders(root);
   if (folders.length === 0) {
-    const summaries = findSummaries(root);
+    const summaries = findFolders(root, (f) => summariesIn(f).length > 0).flatMap(summariesIn);
     if (summaries.length > 0)
       throw new UserError(
         `${root}: found GenAI-Perf summaries (${summaries.slice(0, 3).join(", ")}${summaries.length > 3 ? ", …" : ""}) but no ${RAW}: compare re-measures every request, so it needs the raw per-request export`,

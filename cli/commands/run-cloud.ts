@@ -426,7 +426,7 @@ export async function runCloud(opts: RunCloudOptions): Promise<RunCloudResult> {
           try {
             const rendered = renderCompose(arm.plan, {
               allowUnpinnedImages: arm.config.run.allowUnpinnedImages,
-              datasets: datasets.get(arm) ?? {},
+              datasets: datasets.get(arm)!,
             });
             await mkdir(dir, { recursive: true });
             for (const [f, c] of Object.entries(rendered.files))
