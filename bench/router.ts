@@ -5,11 +5,14 @@
  *    through nginx (Debian's, one worker, upstream keep-alive; installed when missing).
  *    - added TTFT p50/p99 per stream at 100 and 1,000 concurrent streams (16 tokens, 30 ms apart);
  *    - short-request (non-streaming) throughput with wrk -t1 -c100, router relative to nginx.
- * 2. Routing quality on EMULATED replicas: a small queueing model in this file (continuous batching
- *    slots, serial prefill proportional to uncached prompt characters, per-replica LRU prefix
- *    cache, vLLM-named /metrics). Not engine-sim, not a GPU.
+ * 2. Routing quality on EMULATED replicas (no GPU): engine-sim by default; with --queue-model a small
+ *    queueing model in this file (continuous batching slots, serial prefill proportional to uncached
+ *    prompt characters, per-replica LRU prefix cache, vLLM-named /metrics).
  *    - bursty gamma arrivals with mixed prompt/output lengths: least-busy vs round-robin p99 TTFT;
  *    - multi-turn conversations: prefix-aware (and kv-aware) vs least-busy mean TTFT.
+ *
+ * Flags: --proxy-only, --quality-only, --bursty-only, --conversations-only, --capacity (first measure
+ * the replicas' saturation throughput on the bursty workload's length mix), --queue-model.
  *
  * Roles: the script re-runs itself as `--role backend|router|replicas` child processes so that the
  * load generator, proxy and backends each get their own event loop.
@@ -622,8 +625,8 @@ const KV_WEIGHTS = { queue: 2, kvUsage: 2, prefix: 3 };
 const USE_QUEUE_MODEL = process.argv.includes("--queue-model");
 /**
  * Bursty-load rates (req/s), lowest first; the goal is judged at the last. With engine-sim the 4
- * replicas saturate at ~71 req/s on this length mix (closed loop, 64 or 128 clients, least-busy:
- * 70.3 / 71.4 req/s), so 55 req/s is ~77% and 62 req/s ~87% of capacity. At 87% bursts build
+ * replicas saturate at ~71 req/s on this length mix (`--capacity`: 64 or 128 closed-loop clients,
+ * least-busy), so 55 req/s is ~77% and 62 req/s ~87% of capacity. At 87% bursts build
  * queues and the policy decides who waits; at 77% both policies sit near the prefill floor that the
  * longest prompts set.
  */
@@ -679,7 +682,21 @@ function words(rng: () => number, n: number): string {
   return out;
 }
 
-/** Bursty open-loop arrivals (gamma, BURST_SHAPE) with log-normal prompt and output lengths. */
+/** Request `i` of the mixed-length workload: log-normal prompt and output lengths, unique prefix. */
+function mixedLengthBody(rng: () => number, i: number): string {
+  const promptWords = Math.min(4000, Math.round(Math.exp(5.5 + 0.9 * normal(rng))));
+  const outTokens = Math.max(4, Math.min(600, Math.round(Math.exp(4.2 + 0.9 * normal(rng)))));
+  return JSON.stringify({
+    model: "m",
+    stream: true,
+    max_tokens: outTokens,
+    ignore_eos: true,
+    // A unique prefix per request: this workload measures load balance, not caching.
+    messages: [{ role: "user", content: `${i} ${words(rng, promptWords)}` }],
+  });
+}
+
+/** Bursty open-loop arrivals (gamma, BURST_SHAPE) of the mixed-length workload. */
 async function burstyRun(
   url: string,
   seed: number,
@@ -688,22 +705,12 @@ async function burstyRun(
 ): Promise<number[]> {
   const rng = mulberry32(seed);
   const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
-  const shape = BURST_SHAPE;
   const pending: Promise<StreamResult>[] = [];
   const t0 = performance.now();
   let at = 0;
   for (let i = 0; i < n; i++) {
-    at += gamma(rng, shape, 1000 / ratePerSec / shape);
-    const promptWords = Math.min(4000, Math.round(Math.exp(5.5 + 0.9 * normal(rng))));
-    const outTokens = Math.max(4, Math.min(600, Math.round(Math.exp(4.2 + 0.9 * normal(rng)))));
-    const body = JSON.stringify({
-      model: "m",
-      stream: true,
-      max_tokens: outTokens,
-      ignore_eos: true,
-      // A unique prefix per request: this workload measures load balance, not caching.
-      messages: [{ role: "user", content: `${i} ${words(rng, promptWords)}` }],
-    });
+    at += gamma(rng, BURST_SHAPE, 1000 / ratePerSec / BURST_SHAPE);
+    const body = mixedLengthBody(rng, i);
     const wait = t0 + at - performance.now();
     if (wait > 1) await sleep(wait);
     pending.push(streamOnce(agent, url, body));
@@ -716,6 +723,21 @@ async function burstyRun(
     .filter((r) => r.ok)
     .map((r) => r.ttft)
     .sort((a, b) => a - b);
+}
+
+/** Saturation throughput (req/s) of the mixed-length workload: `clients` closed-loop clients. */
+async function capacityRun(url: string, clients: number, n: number): Promise<number> {
+  const rng = mulberry32(99);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (next < n) await streamOnce(agent, url, mixedLengthBody(rng, next++));
+    }),
+  );
+  agent.destroy();
+  return n / ((performance.now() - t0) / 1000);
 }
 
 /** Closed-loop users, each a multi-turn conversation whose prompt is the whole history. */
@@ -761,6 +783,15 @@ async function routingQuality(): Promise<void> {
     `\n## Routing quality — EMULATED replicas: ${what}; router poll 50 ms, load gate +4, kv-aware weights queue ${KV_WEIGHTS.queue} / KV ${KV_WEIGHTS.kvUsage} / prefix ${KV_WEIGHTS.prefix}\n`,
   );
   process.stdout.write(`load average before: ${loadavg()}\n`);
+  if (process.argv.includes("--capacity")) {
+    // What the bursty rates are relative to: the replicas' saturation throughput on this mix.
+    for (const clients of [64, 128]) {
+      const rps = await withStack("least-busy", (u) => capacityRun(u, clients, 1500));
+      process.stdout.write(
+        `capacity (mixed-length load, ${clients} closed-loop clients, least-busy, 1500 requests): ${rps.toFixed(1)} req/s\n`,
+      );
+    }
+  }
   if (!process.argv.includes("--conversations-only")) {
     // Interleaved rounds with different arrival seeds; the goal is judged on the median of the
     // per-round ratios (one round's p99 rests on its 12 slowest requests).
