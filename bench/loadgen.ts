@@ -12,14 +12,14 @@ import { fork } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { monoNs } from "../runners/client.ts";
-import { type LoadPointResult, runLoadPoint, sleepUntil } from "../runners/loadgen.ts";
-import { createRng } from "../runners/rng.ts";
-import { arrivalOffsetsNs } from "../runners/schedule.ts";
+import { createRng } from "../lib/random.ts";
+import { monoNs } from "../loadgen/client.ts";
+import { type LoadPointResult, runLoadPoint, sleepUntil } from "../loadgen/run-point.ts";
+import { arrivalOffsetsNs } from "../loadgen/schedule.ts";
 import type { LoadPoint } from "../stacks/plan-types.ts";
 
 if (process.argv.includes("--serve")) {
-  const { startSseServer } = await import("../test/runners/sse-server.ts");
+  const { startSseServer } = await import("../testkit/sse-server.ts");
   const delay = Number(process.env.TOKEN_DELAY_MS ?? "0");
   const tokens = Number(process.env.TOKENS ?? "16");
   const srv = await startSseServer({ tokenDelayMs: delay, defaultTokens: tokens });

@@ -36,7 +36,7 @@ import {
   startRouter,
 } from "../services/router/index.ts";
 import type { RouterPolicy } from "../stacks/plan-types.ts";
-import { startSseBackend } from "../test/router/sse-backend.ts";
+import { startSseBackend } from "../testkit/sse-backend.ts";
 
 const SELF = fileURLToPath(import.meta.url);
 const silent = createLogger("bench", () => {});

@@ -13,7 +13,9 @@ COPY stacks ./stacks
 COPY cli ./cli
 COPY compose ./compose
 COPY infra ./infra
-COPY runners ./runners
+COPY loadgen ./loadgen
+COPY datagen ./datagen
+COPY runner ./runner
 COPY results ./results
 COPY services ./services
 RUN printf '#!/bin/sh\nexec node /app/bin/inferbench.js "$@"\n' >/usr/local/bin/inferbench \

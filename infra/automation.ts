@@ -39,7 +39,7 @@ export interface AutomationApi {
   stack(workDir: string, stackName: string): Promise<StackOps>;
 }
 
-const INFRA_DIR = fileURLToPath(new URL("./", import.meta.url));
+const INFRA_DIR = fileURLToPath(new URL(".//", import.meta.url));
 
 export function projectSettingsFor(workDir: string) {
   return {

@@ -3,9 +3,9 @@
  * by the provider with a dynamic import, so the serialised provider closure captures only a URL.
  */
 
-import { deployBundle, undeployBundle, waitForHostReady } from "../runners/remote/deploy.ts";
-import type { RemoteHost } from "../runners/remote/ssh.ts";
-import { connectSsh } from "../runners/remote/ssh.ts";
+import { deployBundle, undeployBundle, waitForHostReady } from "../compose/remote.ts";
+import type { RemoteHost } from "../lib/ssh/ssh.ts";
+import { connectSsh } from "../lib/ssh/ssh.ts";
 
 export interface DeploymentInputs {
   host: string;

@@ -9,16 +9,16 @@
 import type { Command } from "commander";
 import { UserError } from "../../lib/errors.ts";
 import { logger } from "../../lib/logger.ts";
-import { EXIT, type LoadPointResult, runLoadPoint } from "../../runners/loadgen.ts";
 import {
   DISTRIBUTIONS,
   ENDPOINT_TYPES,
   planProfile,
   profileSchema,
   WORKLOADS,
-} from "../../runners/profile-options.ts";
-import { summaryTable } from "../../runners/summary-table.ts";
-import { runAutoSweep, runSweep, SWEEP_SUMMARY_FILE } from "../../runners/sweep.ts";
+} from "../../loadgen/profile-options.ts";
+import { EXIT, type LoadPointResult, runLoadPoint } from "../../loadgen/run-point.ts";
+import { summaryTable } from "../../loadgen/summary-table.ts";
+import { runAutoSweep, runSweep, SWEEP_SUMMARY_FILE } from "../../loadgen/sweep.ts";
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

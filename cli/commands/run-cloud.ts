@@ -12,6 +12,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { readDatasetFiles } from "../../compose/datasets.ts";
+import { deployBundle, runRemoteBenchmark, waitForHostReady } from "../../compose/remote.ts";
 import { renderCompose } from "../../compose/render.ts";
 import {
   cleanupCommands,
@@ -28,8 +29,7 @@ import { errorMessage, UserError } from "../../lib/errors.ts";
 import { readJsonFile } from "../../lib/json-file.ts";
 import { createLogger, type Logger } from "../../lib/logger.ts";
 import { registerSecret } from "../../lib/redact.ts";
-import { deployBundle, runRemoteBenchmark, waitForHostReady } from "../../runners/remote/deploy.ts";
-import { connectSsh, type RemoteHost, type SshTarget } from "../../runners/remote/ssh.ts";
+import { connectSsh, type RemoteHost, type SshTarget } from "../../lib/ssh/ssh.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
 import { planStack } from "../plan-stack.ts";
 import {

@@ -89,7 +89,7 @@ export function registerRun(program: Command): void {
       if (opts.stacks)
         throw new UserError("--stacks is for cloud stacks; a local stack runs both arms by itself");
       // Loaded on use: `serve` children start faster without the run pipeline's modules.
-      const { runEmbedded } = await import("../../runners/embedded.ts");
+      const { runEmbedded } = await import("../../experiments/embedded.ts");
       const controller = new AbortController();
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {

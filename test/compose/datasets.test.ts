@@ -11,7 +11,7 @@ import { datasetFiles, readDatasetFiles } from "../../compose/datasets.ts";
 import { COMPOSE_FILE, renderCompose } from "../../compose/render.ts";
 import { profileArgs } from "../../compose/runner-script.ts";
 import { InputFileError } from "../../lib/errors.ts";
-import { planProfile, profileSchema } from "../../runners/profile-options.ts";
+import { planProfile, profileSchema } from "../../loadgen/profile-options.ts";
 import type { DatasetPlan, StackPlan } from "../../stacks/plan-types.ts";
 import { fixturePlan } from "./fixture-plan.ts";
 

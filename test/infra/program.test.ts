@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
-import { generateEd25519 } from "../../runners/remote/keys.ts";
+import { generateEd25519 } from "../../lib/ssh/keys.ts";
 
 interface Recorded {
   type: string;

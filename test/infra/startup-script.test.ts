@@ -8,7 +8,7 @@ import { matchSnapshot } from "../compose/snapshot.ts";
 describe("startup script", () => {
   it("matches its snapshot and parses with bash -n", () => {
     const script = renderStartupScript({ sshUser: "inferbench" });
-    matchSnapshot(new URL("./", import.meta.url).href, "startup-script.sh", script);
+    matchSnapshot(new URL(".//", import.meta.url).href, "startup-script.sh", script);
     const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
   });

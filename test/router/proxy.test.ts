@@ -12,7 +12,11 @@ import {
   startRouter,
 } from "../../services/router/index.ts";
 import type { RouterPolicy } from "../../stacks/plan-types.ts";
-import { type SseBackend, type SseBackendOptions, startSseBackend } from "./sse-backend.ts";
+import {
+  type SseBackend,
+  type SseBackendOptions,
+  startSseBackend,
+} from "../../testkit/sse-backend.ts";
 
 const silent = createLogger("test", () => {});
 

@@ -5,15 +5,15 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Command } from "commander";
 import { registerProfile, runProfile } from "../../cli/commands/profile.ts";
-import { InputFileError, UserError } from "../../lib/errors.ts";
 import {
   parseAzureCsv,
   parseInputFileJsonl,
   parseServeGenTrace,
   parseShareGpt,
-} from "../../runners/datasets/parse.ts";
-import { planProfile, profileSchema } from "../../runners/profile-options.ts";
-import { type SseServer, startSseServer } from "./sse-server.ts";
+} from "../../datagen/datasets.ts";
+import { InputFileError, UserError } from "../../lib/errors.ts";
+import { planProfile, profileSchema } from "../../loadgen/profile-options.ts";
+import { type SseServer, startSseServer } from "../../testkit/sse-server.ts";
 
 let srv: SseServer;
 let dir: string;

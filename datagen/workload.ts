@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { InputFileError } from "../lib/errors.ts";
+import { createRng, type Rng } from "../lib/random.ts";
 import type { DatasetPlan } from "../stacks/plan-types.ts";
 import {
   type InputFileRow,
@@ -14,8 +15,7 @@ import {
   parseServeGenDataset,
   parseServeGenTrace,
   parseShareGpt,
-} from "./datasets/parse.ts";
-import { createRng, type Rng } from "./rng.ts";
+} from "./datasets.ts";
 import { PromptFactory } from "./text.ts";
 
 export interface ChatMessage {

@@ -8,7 +8,7 @@ import { UserError } from "../lib/errors.ts";
 import type { GoodputKey, GoodputTargets } from "../results/genai-perf/metrics.ts";
 import { GOODPUT_KEYS } from "../results/genai-perf/metrics.ts";
 import type { DatasetPlan, LoadPoint, WorkloadPlan } from "../stacks/plan-types.ts";
-import type { RunLoadPointOptions } from "./loadgen.ts";
+import type { RunLoadPointOptions } from "./run-point.ts";
 
 export const ENDPOINT_TYPES = ["chat", "completions"] as const;
 export const WORKLOADS = [

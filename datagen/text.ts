@@ -4,8 +4,9 @@
  * n such words is n tokens. Mooncake-style blocks derive their words from the hash id alone, so
  * equal ids give identical prefix text.
  */
+
+import { createRng, type Rng } from "../lib/random.ts";
 import { getTokenizer, type Tokenizer } from "../lib/tokenizer.ts";
-import { createRng, type Rng } from "./rng.ts";
 
 const vocabCache = new Map<string, string[]>();
 

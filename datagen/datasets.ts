@@ -2,7 +2,7 @@
  * Strict parsers for workload files. Every problem is an InputFileError naming file and line.
  * Pure: text in, rows out (the caller reads the file).
  */
-import { InputFileError } from "../../lib/errors.ts";
+import { InputFileError } from "../lib/errors.ts";
 
 export interface InputFileRow {
   line: number;

@@ -21,8 +21,8 @@ import type { LeftoverResource } from "../../infra/audit.ts";
 import type { AutomationApi, ConfigEntry, StackOps } from "../../infra/automation.ts";
 import { UserError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/logger.ts";
-import { connectSsh } from "../../runners/remote/ssh.ts";
-import { startSshServer, type TestSshServer } from "./ssh-server.ts";
+import { connectSsh } from "../../lib/ssh/ssh.ts";
+import { startSshServer, type TestSshServer } from "../../testkit/ssh-server.ts";
 
 const PINNED = `ghcr.io/ovg-project/kvcached-vllm@sha256:${"e".repeat(64)}`;
 

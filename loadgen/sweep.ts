@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../lib/atomic.ts";
 import { pyCsvRow, pyFormatComma2 } from "../results/genai-perf/pyformat.ts";
 import type { LoadPoint } from "../stacks/plan-types.ts";
-import { type LoadPointResult, type RunLoadPointOptions, runLoadPoint } from "./loadgen.ts";
+import { type LoadPointResult, type RunLoadPointOptions, runLoadPoint } from "./run-point.ts";
 
 export interface ProbeSample {
   concurrency: number;

@@ -5,14 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import ssh2 from "ssh2";
-import {
-  encodeEd25519,
-  fingerprint,
-  generateEd25519,
-  publicKeyBlob,
-} from "../../runners/remote/keys.ts";
-import { connectSsh, HostKeyMismatchError, shQuote } from "../../runners/remote/ssh.ts";
-import { startSshServer, type TestSshServer } from "./ssh-server.ts";
+import { encodeEd25519, fingerprint, generateEd25519, publicKeyBlob } from "../../lib/ssh/keys.ts";
+import { connectSsh, HostKeyMismatchError, shQuote } from "../../lib/ssh/ssh.ts";
+import { startSshServer, type TestSshServer } from "../../testkit/ssh-server.ts";
 
 describe("ed25519 OpenSSH keys", () => {
   it("ssh2 parses the private key and its public half matches the public line", () => {

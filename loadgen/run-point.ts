@@ -10,7 +10,15 @@
  */
 import { setMaxListeners } from "node:events";
 import { join } from "node:path";
+import {
+  buildWorkload,
+  type ChatMessage,
+  type SessionSpec,
+  type WorkItem,
+  type Workload,
+} from "../datagen/workload.ts";
 import { UserError } from "../lib/errors.ts";
+import { createRng, type Rng } from "../lib/random.ts";
 import { getTokenizer } from "../lib/tokenizer.ts";
 import {
   type ExperimentMode,
@@ -41,18 +49,10 @@ import {
   type SendResult,
 } from "./client.ts";
 import { collectGarbage } from "./gc.ts";
-import { preciseWait, warmPreciseTimer } from "./precise-timer.ts";
 import { ProgressBar } from "./progress.ts";
-import { createRng, type Rng } from "./rng.ts";
 import { arrivalOffsetsNs, defaultRequestCount, traceOffsetsNs } from "./schedule.ts";
+import { preciseWait, warmPreciseTimer } from "./timer.ts";
 import { achievedRate, judgeValidity, type Validity } from "./validity.ts";
-import {
-  buildWorkload,
-  type ChatMessage,
-  type SessionSpec,
-  type WorkItem,
-  type Workload,
-} from "./workload.ts";
 
 export const INFERBENCH_VERSION = "inferbench 0.1.0";
 

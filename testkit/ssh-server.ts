@@ -8,7 +8,7 @@ import { chmod, mkdir, open, readdir, stat } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { join, posix } from "node:path";
 import ssh2, { type Connection } from "ssh2";
-import { generateEd25519, publicKeyBlob } from "../../runners/remote/keys.ts";
+import { generateEd25519, publicKeyBlob } from "../lib/ssh/keys.ts";
 
 const { Server, utils } = ssh2;
 const STATUS = utils.sftp.STATUS_CODE;

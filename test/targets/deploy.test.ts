@@ -3,8 +3,6 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { renderCompose } from "../../compose/render.ts";
-import { diffDeployment } from "../../infra/deploy-provider.ts";
 import {
   BUNDLE_HASH_FILE,
   deployBundle,
@@ -13,11 +11,13 @@ import {
   runRemoteBenchmark,
   StartupFailedError,
   waitForHostReady,
-} from "../../runners/remote/deploy.ts";
-import { generateEd25519 } from "../../runners/remote/keys.ts";
-import { connectSsh, type ExecResult, type RemoteHost } from "../../runners/remote/ssh.ts";
+} from "../../compose/remote.ts";
+import { renderCompose } from "../../compose/render.ts";
+import { diffDeployment } from "../../infra/deploy-provider.ts";
+import { generateEd25519 } from "../../lib/ssh/keys.ts";
+import { connectSsh, type ExecResult, type RemoteHost } from "../../lib/ssh/ssh.ts";
+import { startSshServer, type TestSshServer } from "../../testkit/ssh-server.ts";
 import { fixturePlan } from "../compose/fixture-plan.ts";
-import { startSshServer, type TestSshServer } from "./ssh-server.ts";
 
 describe("deploy decisions", () => {
   it("projectsToStop keeps the target project and ignores foreign ones", () => {

@@ -8,6 +8,7 @@ import { mkdirSync } from "node:fs";
 import { relative } from "node:path";
 import { UserError } from "../lib/errors.ts";
 import type { Logger } from "../lib/logger.ts";
+import { type LoadPointResult, runLoadPoint } from "../loadgen/run-point.ts";
 import type { Comparison } from "../results/compare-types.ts";
 import { compareRun } from "../results/run-sides.ts";
 import {
@@ -27,8 +28,7 @@ import {
   RunStore,
 } from "../results/store.ts";
 import type { Arm, LoadPoint, StackPlan } from "../stacks/plan-types.ts";
-import { type LoadPointResult, runLoadPoint } from "./loadgen.ts";
-import { type LocalDeployment, launchLocal } from "./local.ts";
+import { type LocalDeployment, launchLocal } from "../targets/local/launch.ts";
 
 export const ARMS: Arm[] = ["baseline", "managed"];
 

@@ -3,7 +3,7 @@
  * and spinning on setImmediate for the last millisecond burns a core and allocates per turn (GC
  * pauses then show up as schedule lag). Instead one worker thread sleeps with Atomics.wait (which
  * takes fractional milliseconds) and posts a message at each due time; the message wakes the main
- * loop immediately. Deadlines are monotonic ns (runners/client.ts monoNs).
+ * loop immediately. Deadlines are monotonic ns (loadgen/client.ts monoNs).
  */
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import { HR0_STRING, monoNs } from "./client.ts";

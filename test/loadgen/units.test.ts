@@ -2,14 +2,14 @@ import assert from "node:assert/strict";
 import { StringDecoder } from "node:string_decoder";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { decodeInto } from "../../runners/client.ts";
-import { buildBody } from "../../runners/loadgen.ts";
-import { parseExtraInput, parseSweep } from "../../runners/profile-options.ts";
-import { createRng } from "../../runners/rng.ts";
-import { arrivalOffsetsNs, defaultRequestCount } from "../../runners/schedule.ts";
-import { nextProbe, spreadRates, sweepSummaryCsv } from "../../runners/sweep.ts";
-import { PromptFactory } from "../../runners/text.ts";
-import { achievedRate, judgeValidity } from "../../runners/validity.ts";
+import { PromptFactory } from "../../datagen/text.ts";
+import { createRng } from "../../lib/random.ts";
+import { decodeInto } from "../../loadgen/client.ts";
+import { parseExtraInput, parseSweep } from "../../loadgen/profile-options.ts";
+import { buildBody } from "../../loadgen/run-point.ts";
+import { arrivalOffsetsNs, defaultRequestCount } from "../../loadgen/schedule.ts";
+import { nextProbe, spreadRates, sweepSummaryCsv } from "../../loadgen/sweep.ts";
+import { achievedRate, judgeValidity } from "../../loadgen/validity.ts";
 
 describe("schedules", () => {
   it("constant spacing is exact; Poisson/gamma have the requested mean gap", () => {
@@ -192,7 +192,7 @@ describe("prompt synthesis", () => {
 
 describe("model selection", () => {
   it("round robin and seeded random tie a model to each dataset entry", async () => {
-    const { entryModels } = await import("../../runners/loadgen.ts");
+    const { entryModels } = await import("../../loadgen/run-point.ts");
     assert.deepEqual(entryModels(5, ["a", "b"], "round_robin", createRng(0)), [
       "a",
       "b",
@@ -208,7 +208,7 @@ describe("model selection", () => {
 
 describe("progress and summary table", () => {
   it("renders a bar and the GenAI-Perf table rows", async () => {
-    const { renderProgress } = await import("../../runners/progress.ts");
+    const { renderProgress } = await import("../../loadgen/progress.ts");
     assert.match(
       renderProgress(
         { label: "c1", total: 10, completed: 5, errors: 1, inFlight: 2, elapsedS: 1 },
@@ -216,7 +216,7 @@ describe("progress and summary table", () => {
       ),
       /^c1 \[#####\.\.\.\.\.\] 5\/10 .*1 err, 2 in flight, 5\.0 req\/s$/,
     );
-    const { summaryTable } = await import("../../runners/summary-table.ts");
+    const { summaryTable } = await import("../../loadgen/summary-table.ts");
     const { describe: stats } = await import("../../results/genai-perf/stats.ts");
     const m = stats([1e6, 2e6], "ms", 1e-6);
     const t = summaryTable(

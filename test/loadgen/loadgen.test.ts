@@ -3,14 +3,14 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { type RunLoadPointOptions, runLoadPoint } from "../../loadgen/run-point.ts";
 import {
   readGenAiPerfCsv,
   readGenAiPerfJson,
   readProfileExport,
 } from "../../results/genai-perf/index.ts";
-import { type RunLoadPointOptions, runLoadPoint } from "../../runners/loadgen.ts";
 import type { DatasetPlan, LoadPoint, WorkloadPlan } from "../../stacks/plan-types.ts";
-import { type SseServer, startSseServer } from "./sse-server.ts";
+import { type SseServer, startSseServer } from "../../testkit/sse-server.ts";
 
 const DATA = new URL("../../../shared/datasets/", import.meta.url).pathname;
 

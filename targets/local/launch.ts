@@ -9,12 +9,12 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { writeFileAtomicSync } from "../lib/atomic.ts";
-import { UserError } from "../lib/errors.ts";
-import type { Logger } from "../lib/logger.ts";
-import type { StackPlan } from "../stacks/plan-types.ts";
+import { writeFileAtomicSync } from "../../lib/atomic.ts";
+import { UserError } from "../../lib/errors.ts";
+import type { Logger } from "../../lib/logger.ts";
+import type { StackPlan } from "../../stacks/plan-types.ts";
 
-const BIN = fileURLToPath(new URL("../bin/inferbench.js", import.meta.url));
+const BIN = fileURLToPath(new URL("../../bin/inferbench.js", import.meta.url));
 /** Child processes poll for their parent and exit when it is gone (see cli/main.ts). */
 export const EXIT_WITH_PARENT_ENV = "INFERBENCH_EXIT_WITH_PARENT";
 

@@ -1,5 +1,5 @@
 /** Arrival schedules (pure): offsets in ns from the start of a load point. */
-import type { Rng } from "./rng.ts";
+import type { Rng } from "../lib/random.ts";
 
 export type Distribution = "constant" | "poisson" | "gamma";
 

@@ -4,10 +4,10 @@
  * Command lines are built by pure functions so tests can check exactly what runs remotely.
  */
 import { posix } from "node:path";
-import { bundleHash } from "../../compose/bundle.ts";
-import { HF_ENV_FILE } from "../../compose/render.ts";
-import { FAILED_MARKER, READY_MARKER } from "../../infra/startup-script.ts";
-import { HostKeyMismatchError, type RemoteHost, shQuote } from "./ssh.ts";
+import { FAILED_MARKER, READY_MARKER } from "../infra/startup-script.ts";
+import { HostKeyMismatchError, type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
+import { bundleHash } from "./bundle.ts";
+import { HF_ENV_FILE } from "./render.ts";
 
 export const BUNDLE_HASH_FILE = ".bundle-sha256";
 export const REMOTE_RESULTS_DIR = "results";
