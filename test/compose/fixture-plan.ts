@@ -132,7 +132,7 @@ export function fixturePlan(mode: "baseline" | "managed"): StackPlan {
   };
 }
 
-/** `<repo>/../shared/` (CI clones the repo with shared/ beside it). */
-export function sharedPath(rel: string): string {
-  return fileURLToPath(new URL(`../../../shared/${rel}`, import.meta.url));
+/** `<repo>/fixtures/<rel>`: data copied into the repository (provenance in fixtures/README.md). */
+export function fixturePath(rel: string): string {
+  return fileURLToPath(new URL(`../../fixtures/${rel}`, import.meta.url));
 }

@@ -15,10 +15,10 @@ import {
   renderCompose,
   vllmCommand,
 } from "../../compose/render.ts";
-import { fixturePlan, sharedPath } from "./fixture-plan.ts";
+import { fixturePath, fixturePlan } from "./fixture-plan.ts";
 import { matchSnapshot } from "./snapshot.ts";
 
-const schema = JSON.parse(await readFile(sharedPath("schemas/compose-spec.json"), "utf8"));
+const schema = JSON.parse(await readFile(fixturePath("schemas/compose-spec.json"), "utf8"));
 // draft-07; compose's custom formats (duration, ...) are not standard: format checks off.
 const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
 // Its $schema is the https spelling of draft-07, which Ajv does not know by that id: drop it.

@@ -12,7 +12,7 @@ import {
 import type { DatasetPlan, LoadPoint, WorkloadPlan } from "../../stacks/plan-types.ts";
 import { type SseServer, startSseServer } from "../../testkit/sse-server.ts";
 
-const DATA = new URL("../../../shared/datasets/", import.meta.url).pathname;
+const DATA = new URL("../../fixtures/datasets/", import.meta.url).pathname;
 
 let srv: SseServer;
 let dir: string;

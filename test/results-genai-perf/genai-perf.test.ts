@@ -24,7 +24,7 @@ import {
   summarize,
 } from "../../results/genai-perf/index.ts";
 
-const FIX = new URL("../../../shared/fixtures/genai-perf/", import.meta.url);
+const FIX = new URL("../../fixtures/genai-perf/", import.meta.url);
 const fixture = (name: string) => readFileSync(new URL(name, FIX), "utf8");
 
 describe("genai-perf raw fixture (genai-perf's own test expectations)", () => {

@@ -6,7 +6,7 @@ import { after, describe, it } from "node:test";
 import { UserError } from "../../lib/errors.ts";
 import { loadArtifactSide } from "../../results/artifact-sides.ts";
 
-const FIX = new URL("../../../shared/fixtures/genai-perf/", import.meta.url).pathname;
+const FIX = new URL("../../fixtures/genai-perf/", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "ib-artifact-sides-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
