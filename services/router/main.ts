@@ -1,16 +1,20 @@
 /**
- * Container entry point (services/router/Dockerfile): `inferbench serve router` without the rest
- * of the CLI. Arguments are the command's flags.
+ * Container entry point (services/router/Dockerfile): the router's command on its own, without
+ * the rest of the CLI. Arguments are the `serve router` flags; `serve router` in front of them
+ * is accepted too (the CLI's argv).
  */
 import { Command } from "commander";
-import { registerServeRouter } from "../../cli/commands/serve-router.ts";
 import { errorMessage, UserError } from "../../lib/errors.ts";
+import { configureRouterCommand } from "./options.ts";
 
-const program = new Command("inferbench-router").exitOverride();
-const serve = program.command("serve");
-registerServeRouter(serve);
+const program = configureRouterCommand(
+  new Command("inferbench-router").exitOverride(),
+  "inferbench-router",
+);
+let args = process.argv.slice(2);
+if (args[0] === "serve" && args[1] === "router") args = args.slice(2);
 try {
-  await program.parseAsync(["serve", "router", ...process.argv.slice(2)], { from: "user" });
+  await program.parseAsync(args, { from: "user" });
 } catch (err) {
   const code = (err as { code?: string }).code;
   if (code === "commander.helpDisplayed" || code === "commander.version") process.exit(0);

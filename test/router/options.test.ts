@@ -3,16 +3,16 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { buildServeRouterConfig } from "../../cli/commands/serve-router.ts";
 import { UserError } from "../../lib/errors.ts";
 import { DEFAULT_POLICY_OPTIONS } from "../../services/router/index.ts";
+import { buildRouterConfig } from "../../services/router/options.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "router-cli-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("serve router options", () => {
   it("builds a config from --backends", () => {
-    const c = buildServeRouterConfig(
+    const c = buildRouterConfig(
       {
         policy: "least-busy",
         backends: "m=http://127.0.0.1:9001",
@@ -43,10 +43,7 @@ describe("serve router options", () => {
         },
       }),
     );
-    const c = buildServeRouterConfig(
-      { plan: file, apiKeyEnv: "K", host: "0.0.0.0" },
-      { K: "s3cret" },
-    );
+    const c = buildRouterConfig({ plan: file, apiKeyEnv: "K", host: "0.0.0.0" }, { K: "s3cret" });
     assert.equal(c.policy, "prefix-aware");
     assert.equal(c.port, 8123);
     assert.equal(c.requestTimeoutMs, 1234);
@@ -63,7 +60,7 @@ describe("serve router options", () => {
     ];
     for (const raw of bad)
       assert.throws(
-        () => buildServeRouterConfig({ host: "0.0.0.0", ...raw }, {}),
+        () => buildRouterConfig({ host: "0.0.0.0", ...raw }, {}),
         UserError,
         JSON.stringify(raw),
       );
