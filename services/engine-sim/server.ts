@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { z } from "zod";
 import type { Logger } from "../../lib/logger.ts";
-import { mulberry32 } from "../../lib/rng.ts";
+import { seededRandom } from "../../lib/random.ts";
 import type { Tokenizer } from "../../lib/tokenizer.ts";
 import type { EngineCore, StepResult } from "./core.ts";
 import { StepLoop, stepDueWithin } from "./loop.ts";
@@ -215,7 +215,7 @@ export class EngineServer {
 
   constructor(readonly opts: EngineServerOptions) {
     this.readyAt = opts.now() + opts.startupDelaySec;
-    this.faultRandom = mulberry32(mixSeed(opts.seed, opts.name, "faults"));
+    this.faultRandom = seededRandom(mixSeed(opts.seed, opts.name, "faults"));
     this.loop = new StepLoop(opts.core, {
       now: opts.now,
       lag: this.lag,
@@ -455,7 +455,7 @@ export class EngineServer {
         ignoreEos: body.ignore_eos ?? false,
         natural: this.opts.natural,
       },
-      mulberry32(seed),
+      seededRandom(seed),
     );
     const id = `${chat ? "chatcmpl" : "cmpl"}-${this.opts.name}-${n}`;
     const created = Math.floor(Date.now() / 1000);

@@ -164,9 +164,3 @@ export function mean(xs: readonly number[]): number {
   const v = xs.filter((x) => Number.isFinite(x));
   return v.length === 0 ? Number.NaN : v.reduce((a, b) => a + b, 0) / v.length;
 }
-
-export function percentile(xs: readonly number[], p: number): number {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return Number.NaN;
-  return v[Math.min(v.length - 1, Math.max(0, Math.ceil((p / 100) * v.length) - 1))]!;
-}

@@ -1,12 +1,17 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Command } from "commander";
-import { enginesFromPlan, registerServeEngineSim } from "../../cli/commands/serve-engine-sim.ts";
+import { registerServeEngineSim } from "../../cli/commands/serve-engine-sim.ts";
 import { InputFileError, UserError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { coreConfigFromProfile, EngineCore } from "../../services/engine-sim/core.ts";
 import { StepLoop } from "../../services/engine-sim/loop.ts";
 import { LagStats } from "../../services/engine-sim/metrics.ts";
+import {
+  configureEngineSimCommand,
+  enginesFromPlan,
+  resolveEngineSimOptions,
+} from "../../services/engine-sim/options.ts";
 import { ENGINE_PROFILES } from "../../services/engine-sim/profiles.ts";
 
 const engine = (name: string, host: string, profile = "llama-3.1-8b@h100") => ({
@@ -52,6 +57,32 @@ describe("serve engine-sim --plan", () => {
         ),
       /unknown engine-sim profile "gpt@tpu"/,
     );
+  });
+
+  it("resolves vLLM spellings and --plan-host from --host", () => {
+    const single = resolveEngineSimOptions({
+      profile: "llama-3.1-8b@h100",
+      servedModelName: "m",
+      enablePrefixCaching: false,
+      port: "0",
+    });
+    assert.equal(single.engines[0]!.model, "m");
+    assert.equal(single.engines[0]!.prefixCaching, false);
+    assert.equal(single.bind, "127.0.0.1");
+    assert.equal(single.faults, undefined);
+    assert.throws(() => resolveEngineSimOptions({ profile: "x", seed: "-1" }), /--seed:/);
+  });
+
+  it("the CLI command is the service's own (same flags, same help)", () => {
+    const viaCli = new Command().exitOverride();
+    registerServeEngineSim(viaCli.command("serve"));
+    const cliCmd = viaCli.commands[0]!.commands.find((c) => c.name() === "engine-sim")!;
+    const own = configureEngineSimCommand(new Command("engine-sim"));
+    assert.deepEqual(
+      cliCmd.options.map((o) => o.flags),
+      own.options.map((o) => o.flags),
+    );
+    assert.ok(own.options.some((o) => o.long === "--max-model-len"));
   });
 
   it("validates flags before starting anything", async () => {

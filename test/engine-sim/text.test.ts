@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { mulberry32 } from "../../lib/rng.ts";
+import { seededRandom } from "../../lib/random.ts";
 import { getTokenizer } from "../../lib/tokenizer.ts";
 import { outputTokenAt, planOutput, safeVocab } from "../../services/engine-sim/text.ts";
 
@@ -39,7 +39,7 @@ describe("planOutput", () => {
     fc.assert(
       fc.property(arb, (a) => {
         const maxModelLen = 8192;
-        const p = planOutput({ ...a, maxModelLen, natural }, mulberry32(a.seed));
+        const p = planOutput({ ...a, maxModelLen, natural }, seededRandom(a.seed));
         const limit = a.maxTokens ?? maxModelLen - a.promptTokens;
         if (p.len < 1 || p.len > limit) return false;
         if (a.ignoreEos) return p.len === limit && p.finishReason === "length";
@@ -53,11 +53,13 @@ describe("planOutput", () => {
   it("is deterministic for a seed and spreads lengths", () => {
     const lens = Array.from(
       { length: 200 },
-      (_, i) => planOutput({ promptTokens: 10, maxModelLen: 100_000, natural }, mulberry32(i)).len,
+      (_, i) =>
+        planOutput({ promptTokens: 10, maxModelLen: 100_000, natural }, seededRandom(i)).len,
     );
     const again = Array.from(
       { length: 200 },
-      (_, i) => planOutput({ promptTokens: 10, maxModelLen: 100_000, natural }, mulberry32(i)).len,
+      (_, i) =>
+        planOutput({ promptTokens: 10, maxModelLen: 100_000, natural }, seededRandom(i)).len,
     );
     assert.deepEqual(lens, again);
     const sorted = [...lens].sort((a, b) => a - b);
