@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { mulberry32 } from "../../lib/rng.ts";
+import { seededRandom } from "../../lib/random.ts";
 import {
   blockHashes,
   buildHashRing,
@@ -77,7 +77,7 @@ describe("effectiveLoads (unknown is not idle)", () => {
     );
   });
   it("never lets an unknown replica beat a known idle one", () => {
-    const rng = mulberry32(1);
+    const rng = seededRandom(1);
     for (let i = 0; i < 200; i++)
       assert.equal(pickLeastBusy([view(0, 0), view(1, 10), view(2, undefined)], rng), 0);
   });
@@ -120,7 +120,7 @@ describe("least-busy", () => {
       fc.property(arbReplicas, fc.integer(), (xs, seed) => {
         const v = toViews(xs);
         const loads = effectiveLoads(v);
-        const pick = pickLeastBusy(v, mulberry32(seed));
+        const pick = pickLeastBusy(v, seededRandom(seed));
         const healthy = v.filter((r) => r.healthy);
         if (healthy.length === 0) return pick === -1;
         const min = Math.min(...healthy.map((r) => loads[r.index]!));
@@ -131,13 +131,13 @@ describe("least-busy", () => {
   it("breaks ties randomly among replicas within +1", () => {
     const v = [view(0, 3), view(1, 4), view(2, 9)];
     const seen = new Set<number>();
-    const rng = mulberry32(7);
+    const rng = seededRandom(7);
     for (let i = 0; i < 100; i++) seen.add(pickLeastBusy(v, rng));
     assert.deepEqual([...seen].sort(), [0, 1]);
   });
   it("spreads a burst within one poll interval via dispatched-since-poll", () => {
     const v = [view(0, 0), view(1, 0), view(2, 0), view(3, 0)];
-    const rng = mulberry32(3);
+    const rng = seededRandom(3);
     for (let i = 0; i < 40; i++) v[pickLeastBusy(v, rng)]!.dispatchedSincePoll++;
     const d = v.map((r) => r.dispatchedSincePoll);
     assert.ok(Math.max(...d) - Math.min(...d) <= 2, `uneven burst ${d}`);
@@ -148,14 +148,14 @@ describe("prefix-aware", () => {
   const opts = { loadGateThreshold: 4 };
   it("routes to the longest matching prefix", () => {
     const v = [view(0, 1), view(1, 1), view(2, 1)];
-    assert.deepEqual(pickPrefixAware(v, [2, 5, 0], 8, opts, mulberry32(1)), {
+    assert.deepEqual(pickPrefixAware(v, [2, 5, 0], 8, opts, seededRandom(1)), {
       pick: 1,
       reason: "affinity",
     });
   });
   it("falls back to least-busy over the load gate", () => {
     const v = [view(0, 1), view(1, 20), view(2, 1)];
-    const r = pickPrefixAware(v, [0, 5, 0], 8, opts, mulberry32(1));
+    const r = pickPrefixAware(v, [0, 5, 0], 8, opts, seededRandom(1));
     assert.equal(r.reason, "load-gate");
     assert.notEqual(r.pick, 1);
   });
@@ -167,7 +167,7 @@ describe("prefix-aware", () => {
         fc.integer(),
         (xs, match, seed) => {
           const v = toViews(xs);
-          const { pick, reason } = pickPrefixAware(v, match, 10, opts, mulberry32(seed));
+          const { pick, reason } = pickPrefixAware(v, match, 10, opts, seededRandom(seed));
           if (!v.some((r) => r.healthy)) return pick === -1;
           if (!v[pick]!.healthy) return false;
           if (reason === "affinity")
@@ -181,7 +181,7 @@ describe("prefix-aware", () => {
   });
   it("ignores weak matches (e.g. only a shared system prompt): routes by load", () => {
     const v = [view(0, 6), view(1, 0), view(2, 0)];
-    const r = pickPrefixAware(v, [3, 0, 0], 10, opts, mulberry32(1));
+    const r = pickPrefixAware(v, [3, 0, 0], 10, opts, seededRandom(1));
     assert.equal(r.reason, "no-affinity");
     assert.notEqual(r.pick, 0);
   });
@@ -244,10 +244,10 @@ describe("session (consistent hashing)", () => {
   it("keeps the owner under the gate, least-busy over it or without a key", () => {
     const opts = { loadGateThreshold: 4 };
     const v = [view(0, 1), view(1, 2), view(2, 1)];
-    assert.deepEqual(pickSession(v, 1, opts, mulberry32(1)), { pick: 1, reason: "affinity" });
+    assert.deepEqual(pickSession(v, 1, opts, seededRandom(1)), { pick: 1, reason: "affinity" });
     v[1]!.metrics!.running = 30;
-    assert.equal(pickSession(v, 1, opts, mulberry32(1)).reason, "load-gate");
-    assert.equal(pickSession(v, -1, opts, mulberry32(1)).reason, "no-affinity");
+    assert.equal(pickSession(v, 1, opts, seededRandom(1)).reason, "load-gate");
+    assert.equal(pickSession(v, -1, opts, seededRandom(1)).reason, "no-affinity");
   });
 });
 
@@ -257,11 +257,11 @@ describe("kv-aware", () => {
     const v = [view(0, 10), view(1, 2), view(2, 2)];
     v[1]!.metrics!.kvUsage = 0.9;
     v[2]!.metrics!.kvUsage = 0.1;
-    assert.equal(pickKvAware(v, [0, 0, 0], 4, w, mulberry32(1)), 2);
+    assert.equal(pickKvAware(v, [0, 0, 0], 4, w, seededRandom(1)), 2);
     // A full prefix match outweighs a moderate queue difference.
     v[0]!.metrics!.running = 3;
     v[0]!.metrics!.kvUsage = 0.1;
-    assert.equal(pickKvAware(v, [4, 0, 0], 4, w, mulberry32(1)), 0);
+    assert.equal(pickKvAware(v, [4, 0, 0], 4, w, seededRandom(1)), 0);
   });
   it("picks the healthy minimum score (property)", () => {
     fc.assert(
@@ -271,7 +271,7 @@ describe("kv-aware", () => {
         fc.integer(),
         (xs, match, seed) => {
           const v = toViews(xs);
-          const pick = pickKvAware(v, match, 4, w, mulberry32(seed));
+          const pick = pickKvAware(v, match, 4, w, seededRandom(seed));
           if (!v.some((r) => r.healthy)) return pick === -1;
           const s = kvAwareScores(v, match, 4, w);
           const min = Math.min(...v.filter((r) => r.healthy).map((r) => s[r.index]!));
