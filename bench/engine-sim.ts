@@ -16,7 +16,7 @@ import { createLogger } from "../lib/logger.ts";
 import { calibrate } from "../services/engine-sim/calibration.ts";
 import { type EngineSpec, startEngineHost } from "../services/engine-sim/host.ts";
 import { ENGINE_PROFILES } from "../services/engine-sim/profiles.ts";
-import { percentile } from "../services/engine-sim/simulate.ts";
+import { percentile } from "../lib/percentile.ts";
 
 interface LoadJob {
   ports: number[];
@@ -154,12 +154,14 @@ if (process.env.ENGINE_SIM_BENCH_CLIENT === "1") {
 function idleProcessTimer(seconds: number): Promise<{ p99: number }> {
   const script = `const l=[];let due=performance.now()+5;const end=due+${seconds * 1000};
 const fire=()=>{const t=performance.now();if(t<due-0.2){setImmediate(fire);return;}l.push(Math.max(0,t-due));due+=5;
-if(t<end)arm();else{l.sort((a,b)=>a-b);console.log(JSON.stringify({p99:l[Math.floor(l.length*0.99)]??0}));}};
+if(t<end)arm();else console.log(JSON.stringify(l));};
 const arm=()=>{const w=due-performance.now();if(w>=1)setTimeout(fire,Math.floor(w));else setImmediate(fire);};arm();`;
   return new Promise((resolve) => {
-    execFile(process.execPath, ["-e", script], { timeout: (seconds + 10) * 1000 }, (err, out) => {
+    const opts = { timeout: (seconds + 10) * 1000, maxBuffer: 64 << 20 };
+    execFile(process.execPath, ["-e", script], opts, (err, out) => {
       try {
-        resolve(err ? { p99: Number.NaN } : (JSON.parse(out) as { p99: number }));
+        // The child prints its samples; the p99 is taken here, with the one percentile definition.
+        resolve(err ? { p99: Number.NaN } : { p99: percentile(JSON.parse(out) as number[], 99) });
       } catch {
         resolve({ p99: Number.NaN });
       }

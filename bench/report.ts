@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { writeFileAtomic } from "../lib/atomic.ts";
-import { mulberry32 } from "../lib/rng.ts";
+import { seededRandom } from "../lib/random.ts";
 import {
   compareSides,
   type PointData,
@@ -49,7 +49,7 @@ const REPLICAS = ["engine-0", "engine-1", "engine-2"];
 
 /** One side's synthetic points; `speed` < 1 makes a side faster. */
 function makeSide(label: string, speed: number, skew: number, seed: number): SideData {
-  const rng = mulberry32(seed);
+  const rng = seededRandom(seed);
   const nPoints = MODELS.length * POINTS.length;
   const perSide = Math.floor(RECORDS / 2);
   const points: PointData[] = [];

@@ -27,7 +27,8 @@ import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { createLogger } from "../lib/logger.ts";
-import { mulberry32 } from "../lib/rng.ts";
+import { quantileSorted } from "../lib/percentile.ts";
+import { seededRandom } from "../lib/random.ts";
 import {
   blockHashes,
   DEFAULT_POLICY_OPTIONS,
@@ -60,14 +61,9 @@ function gamma(rng: () => number, shape: number, scale: number): number {
   }
 }
 
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const median = (xs: number[]) =>
-  quantile(
+  quantileSorted(
     [...xs].sort((a, b) => a - b),
     0.5,
   );
@@ -366,7 +362,7 @@ async function closedLoop(
   await Promise.all(Array.from({ length: concurrency }, () => streamOnce(agent, url, body)));
   // Streams start spread over one request's duration, as independent clients would; started in
   // lock step they would measure how fast each process drains a synchronized burst instead.
-  const rng = mulberry32(concurrency);
+  const rng = seededRandom(concurrency);
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       await sleep(rng() * spreadMs);
@@ -535,8 +531,8 @@ async function proxyOverhead(dir: string): Promise<void> {
       let d99 = Number.NaN;
       for (const t of targets) {
         const r = await closedLoop(t.url, concurrency, perStream, 480);
-        const p50 = quantile(r.ttfts, 0.5);
-        const p99 = quantile(r.ttfts, 0.99);
+        const p50 = quantileSorted(r.ttfts, 0.5);
+        const p99 = quantileSorted(r.ttfts, 0.99);
         if (t.name === "direct") {
           d50 = p50;
           d99 = p99;
@@ -703,7 +699,7 @@ async function burstyRun(
   n: number,
   ratePerSec: number,
 ): Promise<number[]> {
-  const rng = mulberry32(seed);
+  const rng = seededRandom(seed);
   const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
   const pending: Promise<StreamResult>[] = [];
   const t0 = performance.now();
@@ -727,7 +723,7 @@ async function burstyRun(
 
 /** Saturation throughput (req/s) of the mixed-length workload: `clients` closed-loop clients. */
 async function capacityRun(url: string, clients: number, n: number): Promise<number> {
-  const rng = mulberry32(99);
+  const rng = seededRandom(99);
   const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
   let next = 0;
   const t0 = performance.now();
@@ -747,9 +743,9 @@ async function conversationRun(
   users: number,
   rounds: number,
 ): Promise<number[]> {
-  const rng = mulberry32(seed);
+  const rng = seededRandom(seed);
   const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
-  const shared = `You are a helpful assistant. ${words(mulberry32(1), 200)}`; // shared system prompt
+  const shared = `You are a helpful assistant. ${words(seededRandom(1), 200)}`; // shared system prompt
   const ttfts: number[] = [];
   await Promise.all(
     Array.from({ length: users }, async (_, u) => {
@@ -807,10 +803,10 @@ async function routingQuality(): Promise<void> {
       );
       for (const [p, runs] of Object.entries(bursty))
         process.stdout.write(
-          `  ${p}: TTFT p50 ${ms(median(runs.map((t) => quantile(t, 0.5))))}, p99 ${ms(median(runs.map((t) => quantile(t, 0.99))))}, mean ${ms(median(runs.map(mean)))} (medians of rounds; p99 per round ${runs.map((t) => quantile(t, 0.99).toFixed(0)).join(" / ")} ms; ${runs.map((t) => t.length).join("/")} ok)\n`,
+          `  ${p}: TTFT p50 ${ms(median(runs.map((t) => quantileSorted(t, 0.5))))}, p99 ${ms(median(runs.map((t) => quantileSorted(t, 0.99))))}, mean ${ms(median(runs.map(mean)))} (medians of rounds; p99 per round ${runs.map((t) => quantileSorted(t, 0.99).toFixed(0)).join(" / ")} ms; ${runs.map((t) => t.length).join("/")} ok)\n`,
         );
       const ratios = bursty["least-busy"]!.map(
-        (t, i) => quantile(t, 0.99) / quantile(bursty["round-robin"]![i]!, 0.99),
+        (t, i) => quantileSorted(t, 0.99) / quantileSorted(bursty["round-robin"]![i]!, 0.99),
       );
       ratio = median(ratios);
       process.stdout.write(
@@ -836,7 +832,11 @@ async function routingQuality(): Promise<void> {
       const t = await withStack(policy, (u) =>
         conversationRun(u, 11 + rep, CONV.users, CONV.rounds),
       );
-      runs[policy]!.push({ mean: mean(t), p50: quantile(t, 0.5), p99: quantile(t, 0.99) });
+      runs[policy]!.push({
+        mean: mean(t),
+        p50: quantileSorted(t, 0.5),
+        p99: quantileSorted(t, 0.99),
+      });
     }
   process.stdout.write(
     `multi-turn conversations (${CONV.users} users × ${CONV.rounds} rounds, ${CONV.contextWords}-word private context + shared system prompt, whole history as prompt; ${CONV.repeats} interleaved runs):\n`,

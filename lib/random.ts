@@ -1,4 +1,10 @@
-/** Seeded randomness for workloads and schedules: deterministic for a given seed. */
+/**
+ * The repository's one seeded random generator: xoshiro128** (Blackman & Vigna), its state filled
+ * by splitmix32, 53-bit doubles from two 32-bit outputs. Everything that samples with a seed
+ * (workloads, schedules, engine-sim output lengths and faults, router tie-breaks, bootstrap CIs,
+ * benches) draws from it, so one seed means one stream everywhere. For non-reproducible picks,
+ * Math.random is fine.
+ */
 
 export interface Rng {
   /** Uniform in [0, 1). */
@@ -86,6 +92,11 @@ export function createRng(seed: number): Rng {
       return xs;
     },
   };
+}
+
+/** The generator's uniform [0, 1) stream alone, for code that takes a `() => number`. */
+export function seededRandom(seed: number): () => number {
+  return createRng(seed).next;
 }
 
 function rotl(x: number, k: number): number {

@@ -2,7 +2,7 @@
  * Validity gate: a load point where the generator fell behind its own schedule, or did not reach
  * its target rate, is invalid (ARCHITECTURE.md honesty rules).
  */
-import { percentile } from "../results/genai-perf/stats.ts";
+import { percentile } from "../lib/percentile.ts";
 
 export interface ValidityInput {
   /** Per-request schedule lag (actual send − eligible send), ns. */

@@ -11,19 +11,14 @@
  * - Several repeats: a Student-t interval over the per-repeat deltas (repeats, not requests, are
  *   then the independent units).
  */
-import { mulberry32 } from "../lib/rng.ts";
-import { mean, percentileSorted } from "./genai-perf/stats.ts";
+import { percentileSorted } from "../lib/percentile.ts";
+import { createRng, type Rng } from "../lib/random.ts";
+import { mean } from "./genai-perf/stats.ts";
 
 export const EXACT_LIMIT = 2000;
 export const RESAMPLES = 1000;
 
 export type Statistic = { kind: "mean" } | { kind: "quantile"; p: number };
-
-function normal(rng: () => number): number {
-  let u = 0;
-  while (u === 0) u = rng();
-  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng());
-}
 
 export function statisticOf(sorted: readonly number[], stat: Statistic): number {
   return stat.kind === "mean" ? mean(sorted) : percentileSorted(sorted, stat.p);
@@ -37,7 +32,7 @@ export function statisticOf(sorted: readonly number[], stat: Statistic): number 
 export function bootstrapReplicates(
   sorted: readonly number[],
   stats: readonly Statistic[],
-  rng: () => number,
+  rng: Rng,
   r = RESAMPLES,
 ): number[][] {
   const n = sorted.length;
@@ -59,7 +54,7 @@ export function bootstrapReplicates(
     const at = new Map<number, number>();
     for (let i = 0; i < r; i++) {
       counts.fill(0);
-      for (let j = 0; j < n; j++) counts[Math.floor(rng() * n)]!++;
+      for (let j = 0; j < n; j++) counts[rng.int(n)]!++;
       let sum = 0;
       let cum = 0;
       let w = 0;
@@ -90,7 +85,7 @@ export function bootstrapReplicates(
       let ss = 0;
       for (const x of sorted) ss += (x - m) ** 2;
       const se = Math.sqrt(ss / n) / Math.sqrt(n);
-      for (let i = 0; i < r; i++) row[i] = m + se * normal(rng);
+      for (let i = 0; i < r; i++) row[i] = rng.gauss(m, se);
       return;
     }
     // Bootstrap quantile: the rank fraction of a resample's p-quantile varies like a binomial
@@ -98,7 +93,7 @@ export function bootstrapReplicates(
     const p = st.p / 100;
     const sd = Math.sqrt((p * (1 - p)) / n);
     for (let i = 0; i < r; i++)
-      row[i] = percentileSorted(sorted, Math.min(1, Math.max(0, p + sd * normal(rng))) * 100);
+      row[i] = percentileSorted(sorted, Math.min(1, Math.max(0, rng.gauss(p, sd))) * 100);
   });
   return out;
 }
@@ -121,7 +116,7 @@ export function bootstrapDeltas(
 ): DeltaInterval[] {
   const a = Float64Array.from(aValues).sort() as unknown as number[];
   const b = Float64Array.from(bValues).sort() as unknown as number[];
-  const rng = mulberry32(seed);
+  const rng = createRng(seed);
   const ra = bootstrapReplicates(a, stats, rng);
   const rb = bootstrapReplicates(b, stats, rng);
   const exact = a.length <= EXACT_LIMIT && b.length <= EXACT_LIMIT;

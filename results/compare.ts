@@ -21,7 +21,8 @@ import type {
   SideSummary,
   Verdict,
 } from "./compare-types.ts";
-import { mean, percentileSorted } from "./genai-perf/stats.ts";
+import { percentileSorted } from "../lib/percentile.ts";
+import { mean } from "./genai-perf/stats.ts";
 
 /** One measured request as the comparison needs it (failed requests carry ok=false). */
 export interface RequestSample {

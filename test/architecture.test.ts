@@ -54,9 +54,6 @@ const SKIP_DIRS = new Set(["node_modules", "runs", "scratch", "tmp", "plan-out"]
  * elsewhere in the file does not break it.
  */
 const KNOWN_VIOLATIONS: readonly string[] = [
-  // The engine-sim container entry point reuses the CLI's `serve engine-sim` command. Fix: move
-  // the command's option parsing into services/engine-sim/ and have cli/ import it.
-  "services/engine-sim/main.ts -> cli/commands/serve-engine-sim.ts",
   // The local launcher spawns `bin/inferbench.js serve …`, so targets/ (rank 6) runs the CLI
   // (rank 8). Fix (lead's targets wiring): spawn the services' own entry points
   // (services/*/main.ts) instead.

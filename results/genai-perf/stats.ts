@@ -1,8 +1,9 @@
 /**
  * Statistics exactly as GenAI-Perf computes them with numpy: pairwise-summed mean, percentiles
- * with numpy's default linear interpolation (virtual index (n−1)·p/100, numpy's _lerp), population
- * standard deviation (ddof 0), Python's round-half-to-even.
+ * with numpy's default linear interpolation (lib/percentile.ts), population standard deviation
+ * (ddof 0), Python's round-half-to-even.
  */
+import { percentileSorted } from "../../lib/percentile.ts";
 
 /** numpy's pairwise summation (PW_BLOCKSIZE 128, 8 accumulators), so means match to the ulp. */
 export function pairwiseSum(a: readonly number[], start = 0, n = a.length): number {
@@ -29,28 +30,6 @@ export function pairwiseSum(a: readonly number[], start = 0, n = a.length): numb
 
 export function mean(a: readonly number[]): number {
   return pairwiseSum(a) / a.length;
-}
-
-/** numpy.percentile(a, p) with method="linear" (the default). `sorted` must be ascending. */
-export function percentileSorted(sorted: readonly number[], p: number): number {
-  const n = sorted.length;
-  if (n === 0) return Number.NaN;
-  const virtual = (n - 1) * (p / 100);
-  const prev = Math.max(0, Math.min(n - 1, Math.floor(virtual)));
-  const next = Math.min(n - 1, prev + 1);
-  const gamma = virtual - Math.floor(virtual);
-  const a = sorted[prev]!;
-  const b = sorted[next]!;
-  const diff = b - a;
-  // numpy _lerp: a + diff·t, but b − diff·(1−t) for t ≥ 0.5 (monotonic, exact at t=1).
-  return gamma >= 0.5 ? b - diff * (1 - gamma) : a + diff * gamma;
-}
-
-export function percentile(a: readonly number[], p: number): number {
-  return percentileSorted(
-    [...a].sort((x, y) => x - y),
-    p,
-  );
 }
 
 /** numpy.std with ddof=0: sqrt(mean(|x − mean|²)). */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import fc from "fast-check";
+import { percentile } from "../../lib/percentile.ts";
 import { getTokenizer } from "../../lib/tokenizer.ts";
 import {
   genaiPerfCsv,
@@ -9,7 +10,6 @@ import {
   metricOf,
   parseCsv,
   parseResponses,
-  percentile,
   populationStd,
   profileExportJson,
   pyFloatRepr,

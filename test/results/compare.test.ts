@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { mulberry32 } from "../../lib/rng.ts";
+import { seededRandom } from "../../lib/random.ts";
 import { bootstrapDelta, EXACT_LIMIT, repeatsDelta } from "../../results/bootstrap.ts";
 import {
   compareSides,
@@ -23,7 +23,7 @@ function samples(
   seed: number,
   opts: { errors?: number; repeat?: number } = {},
 ): RequestSample[] {
-  const rng = mulberry32(seed);
+  const rng = seededRandom(seed);
   return Array.from({ length: n }, (_, i) => {
     const ttft = lognormal(rng, ttftMedian, 0.4);
     const start = i * 100;
