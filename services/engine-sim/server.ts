@@ -4,13 +4,13 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { z } from "zod";
 import type { Logger } from "../../lib/logger.ts";
 import { seededRandom } from "../../lib/random.ts";
 import type { Tokenizer } from "../../lib/tokenizer.ts";
 import type { EngineCore, StepResult } from "./core.ts";
 import { StepLoop, stepDueWithin } from "./loop.ts";
 import { LagStats, renderMetrics } from "./metrics.ts";
+import { checkPromptLength, errorBody, HttpError, parseRequest } from "./request.ts";
 import { SlicedQueue } from "./sliced.ts";
 import { mixSeed, outputTokenAt, planOutput, type SafeVocab } from "./text.ts";
 
@@ -51,114 +51,6 @@ const MAX_BODY = 32 * 1024 * 1024;
  * and no job starts within 0.7 ms of a step boundary (a job takes ~0.5 ms).
  */
 const admissionQueue = new SlicedQueue(0.5, undefined, undefined, () => stepDueWithin(0.0007));
-
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly type = status === 404
-      ? "NotFoundError"
-      : status === 503
-        ? "ServiceUnavailableError"
-        : "BadRequestError",
-  ) {
-    super(message);
-  }
-}
-
-export function errorBody(status: number, message: string, type: string): string {
-  return JSON.stringify({ error: { message, type, param: null, code: status } });
-}
-
-const num = z.number().nullish();
-const common = {
-  model: z.string({ error: "model must be a string" }),
-  max_tokens: z.number().int().min(1).nullish(),
-  stream: z.boolean().nullish(),
-  stream_options: z
-    .looseObject({
-      include_usage: z.boolean().nullish(),
-      continuous_usage_stats: z.boolean().nullish(),
-    })
-    .nullish(),
-  ignore_eos: z.boolean().nullish(),
-  min_tokens: z.number().int().min(0).nullish(),
-  n: z.number().int().min(1).nullish(),
-  temperature: num,
-  top_p: num,
-  top_k: z.number().int().nullish(),
-  presence_penalty: num,
-  frequency_penalty: num,
-  seed: z.number().int().nullish(),
-  stop: z.union([z.string(), z.array(z.string())]).nullish(),
-  user: z.string().nullish(),
-};
-
-const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
-export const chatSchema = z.looseObject({
-  ...common,
-  messages: z
-    .array(
-      z.looseObject({
-        role: z.string(),
-        content: z.union([z.string(), z.array(contentPart), z.null()]).optional(),
-      }),
-    )
-    .min(1, "messages must not be empty"),
-  max_completion_tokens: z.number().int().min(1).nullish(),
-  logprobs: z.boolean().nullish(),
-});
-
-export const completionSchema = z.looseObject({
-  ...common,
-  prompt: z.union([
-    z.string(),
-    z.array(z.string()),
-    z.array(z.number().int().min(0)),
-    z.array(z.array(z.number().int().min(0))),
-  ]),
-  logprobs: z.number().int().nullish(),
-  echo: z.boolean().nullish(),
-});
-
-type ChatBody = z.infer<typeof chatSchema>;
-type CompletionBody = z.infer<typeof completionSchema>;
-
-function zodMessage(err: z.ZodError): string {
-  const i = err.issues[0];
-  if (!i) return "invalid request";
-  const path = i.path.join(".");
-  return path ? `${path}: ${i.message}` : i.message;
-}
-
-/** The prompt as token ids (chat: message contents joined by newlines; template not modelled). */
-export function promptTokensOf(
-  tokenizer: Tokenizer,
-  kind: "chat" | "completions",
-  body: ChatBody | CompletionBody,
-): number[] {
-  if (kind === "chat") {
-    const parts: string[] = [];
-    for (const m of (body as ChatBody).messages) {
-      const c = m.content;
-      if (typeof c === "string") parts.push(c);
-      else if (Array.isArray(c))
-        for (const p of c) if (typeof p.text === "string") parts.push(p.text);
-    }
-    return tokenizer.encode(parts.join("\n"));
-  }
-  const p = (body as CompletionBody).prompt;
-  if (typeof p === "string") return tokenizer.encode(p);
-  if (p.length === 0) throw new HttpError(400, "prompt must not be empty");
-  if (typeof p[0] === "number") return p as number[];
-  if (p.length !== 1)
-    throw new HttpError(
-      400,
-      "batched prompts (a list of several prompts) are not supported by engine-sim; send one prompt per request",
-    );
-  const one = p[0]!;
-  return typeof one === "string" ? tokenizer.encode(one) : one;
-}
 
 interface Active {
   id: string;
@@ -404,43 +296,17 @@ export class EngineServer {
       return;
     }
     if (!this.ready) throw new HttpError(503, "model is loading");
-    let json: unknown;
-    try {
-      json = JSON.parse(raw);
-    } catch {
-      throw new HttpError(400, "Invalid JSON body: could not parse the request body as JSON");
-    }
-    if (typeof json !== "object" || json === null || Array.isArray(json))
-      throw new HttpError(400, "request body must be a JSON object");
-    const parsed = (chat ? chatSchema : completionSchema).safeParse(json);
-    if (!parsed.success) throw new HttpError(400, zodMessage(parsed.error));
-    const body = parsed.data as ChatBody & CompletionBody;
-    if (body.model !== this.opts.model)
-      throw new HttpError(404, `The model \`${body.model}\` does not exist.`);
-    if ((body.n ?? 1) !== 1)
-      throw new HttpError(400, "n > 1 is not supported by engine-sim (n must be 1)");
+    const parsed = parseRequest(chat ? "chat" : "completions", raw, this.opts.model);
+    if (!parsed.ok) throw parsed.error;
+    const body = parsed.value;
     if (f) this.injectFaults(f);
 
-    const prompt = promptTokensOf(this.opts.tokenizer, chat ? "chat" : "completions", body);
-    const maxTokens =
-      (chat ? body.max_completion_tokens : undefined) ?? body.max_tokens ?? undefined;
+    const prompt =
+      "ids" in body.prompt ? body.prompt.ids : this.opts.tokenizer.encode(body.prompt.text);
+    const maxTokens = body.maxTokens;
     const maxLen = this.opts.maxModelLen;
-    if (prompt.length === 0) throw new HttpError(400, "the prompt is empty (0 tokens)");
-    if (maxTokens !== undefined && prompt.length + maxTokens > maxLen)
-      throw new HttpError(
-        400,
-        `This model's maximum context length is ${maxLen} tokens. However, you requested ${prompt.length + maxTokens} tokens (${prompt.length} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`,
-      );
-    if (prompt.length >= maxLen)
-      throw new HttpError(
-        400,
-        `This model's maximum context length is ${maxLen} tokens. However, your prompt has ${prompt.length} tokens, leaving no room for the completion.`,
-      );
-    if (body.min_tokens != null && maxTokens !== undefined && body.min_tokens > maxTokens)
-      throw new HttpError(
-        400,
-        `min_tokens (${body.min_tokens}) must be less than or equal to max_tokens (${maxTokens})`,
-      );
+    const invalid = checkPromptLength(body, prompt.length, maxLen);
+    if (invalid) throw invalid;
     if (this.opts.core.numWaiting >= this.opts.maxWaiting)
       throw new HttpError(503, `engine overloaded: ${this.opts.core.numWaiting} requests waiting`);
 
@@ -451,22 +317,22 @@ export class EngineServer {
         promptTokens: prompt.length,
         maxModelLen: maxLen,
         maxTokens,
-        minTokens: body.min_tokens ?? undefined,
-        ignoreEos: body.ignore_eos ?? false,
+        minTokens: body.minTokens,
+        ignoreEos: body.ignoreEos,
         natural: this.opts.natural,
       },
       seededRandom(seed),
     );
     const id = `${chat ? "chatcmpl" : "cmpl"}-${this.opts.name}-${n}`;
     const created = Math.floor(Date.now() / 1000);
-    const stream = body.stream === true;
+    const stream = body.stream;
     const model = JSON.stringify(this.opts.model);
     const a: Active = {
       id,
       res,
       stream,
       chat,
-      includeUsage: stream && body.stream_options?.include_usage === true,
+      includeUsage: body.includeUsage,
       promptLen: prompt.length,
       seed,
       outputLen: plan.len,
