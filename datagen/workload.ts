@@ -3,12 +3,14 @@
  * a DatasetPlan. Prompt text is synthesised from single-token words so lengths are exact under the
  * shipped tokenizers; long trace prompts are built lazily at send time.
  */
-import { readFileSync } from "node:fs";
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { InputFileError } from "../lib/errors.ts";
 import { createRng, type Rng } from "../lib/random.ts";
 import type { DatasetPlan } from "../stacks/plan-types.ts";
 import {
+  checkTraceTimes,
   type InputFileRow,
+  MAX_ROWS,
   type Pmf,
   parseAzureCsv,
   parseInputFileJsonl,
@@ -30,6 +32,8 @@ export interface WorkItem {
   maxTokens?: number;
   /** Trace arrival, ms after the first request (already time-scaled). */
   atMs?: number;
+  /** Line of the dataset file the item comes from (for messages). */
+  line?: number;
 }
 
 export interface SessionTurn {
@@ -62,7 +66,34 @@ export interface WorkloadOptions {
   seed: number;
   outputTokensMean?: number;
   outputTokensStddev: number;
+  /**
+   * What names the files and the time scale, for messages: config paths for a stack
+   * (`workload.dataset.path`), flags for `inferbench profile` (`--input-file`).
+   */
+  names?: DatasetNames;
 }
+
+export interface DatasetNames {
+  path: string;
+  datasetPath: string;
+  timeScale: string;
+}
+
+/** Stacks (cli/plan-stack.ts) and `profile` (its flag check) pass their own names. */
+const DEFAULT_NAMES: DatasetNames = {
+  path: "--input-file / workload.dataset.path",
+  datasetPath: "--servegen-dataset / workload.dataset.datasetPath",
+  timeScale: "--time-scale (workload.dataset.timeScale in a stack)",
+};
+
+export const STACK_DATASET_NAMES: DatasetNames = {
+  path: "workload.dataset.path",
+  datasetPath: "workload.dataset.datasetPath",
+  timeScale: "workload.dataset.timeScale",
+};
+
+/** Dataset files past this size are refused before reading (they are held in memory). */
+export const MAX_DATASET_FILE_BYTES = 256 * 1024 * 1024;
 
 function outputLength(rng: Rng, o: WorkloadOptions): number | undefined {
   if (o.outputTokensMean === undefined) return undefined;
@@ -71,15 +102,57 @@ function outputLength(rng: Rng, o: WorkloadOptions): number | undefined {
 
 const user = (content: string): ChatMessage[] => [{ role: "user", content }];
 
-function readText(path: string): string {
+/** Reads a dataset file; every failure names the file and what named it (config path or flag). */
+export function readDatasetText(path: string, namedBy: string): string {
+  const fail = (problem: string, hint: string) =>
+    new InputFileError(path, undefined, `${problem} (the file named by ${namedBy})`, hint);
+  checkDatasetFile(path, namedBy);
   try {
     return readFileSync(path, "utf8");
   } catch (err) {
-    throw new InputFileError(path, undefined, `cannot read (${(err as Error).message})`);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw fail(`cannot be read (${code ?? (err as Error).message})`, "check its permissions");
+  }
+}
+
+/** A dataset file exists, is a file, is readable and is not too large (no content read). */
+export function checkDatasetFile(path: string, namedBy: string): void {
+  const fail = (problem: string, hint: string) =>
+    new InputFileError(path, undefined, `${problem} (the file named by ${namedBy})`, hint);
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (st.isDirectory())
+      throw fail("is a directory, not a dataset file", "name the file inside it");
+    size = st.size;
+  } catch (err) {
+    if (err instanceof InputFileError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw fail(
+      code === "ENOENT" ? "does not exist" : `cannot be read (${code ?? (err as Error).message})`,
+      `paths are relative to the directory inferbench runs in (${process.cwd()})`,
+    );
+  }
+  if (size > MAX_DATASET_FILE_BYTES)
+    throw fail(
+      `is ${size.toLocaleString("en-US")} bytes; the most is ${MAX_DATASET_FILE_BYTES.toLocaleString("en-US")}`,
+      "cut the file",
+    );
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw fail(`cannot be read (${code ?? (err as Error).message})`, "check its permissions");
   }
 }
 
 export function buildWorkload(plan: DatasetPlan, o: WorkloadOptions): Workload {
+  const names = o.names ?? DEFAULT_NAMES;
+  const readText = (path: string) =>
+    readDatasetText(
+      path,
+      "datasetPath" in plan && path === plan.datasetPath ? names.datasetPath : names.path,
+    );
   const rng = createRng(o.seed);
   const pf = new PromptFactory(o.tokenizer);
   switch (plan.kind) {
@@ -94,7 +167,14 @@ export function buildWorkload(plan: DatasetPlan, o: WorkloadOptions): Workload {
     }
     case "input-file":
     case "mooncake":
-      return fromInputRows(plan, parseInputFileJsonl(readText(plan.path), plan.path), pf, rng, o);
+      return fromInputRows(
+        plan,
+        parseInputFileJsonl(readText(plan.path), plan.path),
+        pf,
+        rng,
+        o,
+        names.timeScale,
+      );
     case "sharegpt": {
       const convs = parseShareGpt(readText(plan.path), plan.path).slice(0, plan.maxConversations);
       // Conversation pieces: the history up to each assistant answer (Ray Serve prefix study).
@@ -176,6 +256,12 @@ export function buildWorkload(plan: DatasetPlan, o: WorkloadOptions): Workload {
     case "azure-trace": {
       let rows = parseAzureCsv(readText(plan.path), plan.path);
       if (plan.maxRequests !== undefined) rows = rows.slice(0, plan.maxRequests);
+      checkTraceTimes(
+        rows.map((r) => ({ line: r.line, ms: r.timeMs })),
+        plan.path,
+        plan.timeScale,
+        names.timeScale,
+      );
       const t0 = rows[0]!.timeMs;
       const items = rows.map((r) => {
         const seed = r.line;
@@ -184,12 +270,13 @@ export function buildWorkload(plan: DatasetPlan, o: WorkloadOptions): Workload {
           islTokens: r.contextTokens,
           maxTokens: Math.max(1, r.generatedTokens),
           atMs: (r.timeMs - t0) * plan.timeScale,
+          line: r.line,
         };
       });
       return { kind: plan.kind, items, trace: true, description: `azure trace ${items.length}` };
     }
     case "servegen":
-      return serveGen(plan, pf, rng, o);
+      return serveGen(plan, pf, rng, o, readText, names.timeScale);
   }
 }
 
@@ -199,6 +286,7 @@ function fromInputRows(
   pf: PromptFactory,
   rng: Rng,
   o: WorkloadOptions,
+  timeScaleName: string,
 ): Workload {
   const maxRequests = "maxRequests" in plan ? plan.maxRequests : undefined;
   const timeScale = "timeScale" in plan ? plan.timeScale : 1;
@@ -239,18 +327,26 @@ function fromInputRows(
     };
   }
   const trace = rows.every((r) => r.timestamp !== undefined);
-  const t0 = trace ? Math.min(...rows.map((r) => r.timestamp!)) : 0;
+  // Checked in file order: an out-of-order trace is the file's fault, not the generator's lag.
+  if (trace)
+    checkTraceTimes(
+      rows.map((r) => ({ line: r.line, ms: r.timestamp! })),
+      plan.path,
+      timeScale,
+      timeScaleName,
+    );
+  const t0 = trace ? rows[0]!.timestamp! : 0;
   const items = rows.map((r) => {
     const p = promptOf(r);
     const item: WorkItem = {
       messages: () => user(p.text()),
       islTokens: p.tokens,
       maxTokens: maxOf(r),
+      line: r.line,
     };
     if (trace) item.atMs = (r.timestamp! - t0) * timeScale;
     return item;
   });
-  if (trace) items.sort((a, b) => a.atMs! - b.atMs!);
   return { kind: plan.kind, items, trace, description: `${plan.path}: ${items.length} rows` };
 }
 
@@ -302,14 +398,29 @@ function serveGen(
   pf: PromptFactory,
   rng: Rng,
   o: WorkloadOptions,
+  readText: (path: string) => string,
+  timeScaleName: string,
 ): Workload {
   const windows = parseServeGenTrace(readText(plan.path), plan.path);
   const lengths = plan.datasetPath
     ? parseServeGenDataset(readText(plan.datasetPath), plan.datasetPath)
     : undefined;
   const windowLen = windows.length > 1 ? windows[1]!.startS - windows[0]!.startS : 600;
-  const arrivals: number[] = [];
   const cap = plan.maxRequests ?? Number.POSITIVE_INFINITY;
+  // Arrivals are generated up front: refuse a trace that would generate millions of them.
+  let expected = 0;
+  for (const w of windows) {
+    expected += w.rate * windowLen;
+    if (Math.min(expected, cap) > MAX_ROWS)
+      throw new InputFileError(
+        plan.path,
+        w.line,
+        `the windows up to here expect ≈${Math.round(expected).toLocaleString("en-US")} arrivals (rate × ${windowLen} s windows); the most is ${MAX_ROWS.toLocaleString("en-US")} (LIMITS.datasetEntries)`,
+        "cap them with maxRequests / --max-requests",
+      );
+  }
+  const arrivals: number[] = [];
+  const arrivalLine: number[] = [];
   for (const w of windows) {
     if (w.rate <= 0) continue;
     let t = w.startS;
@@ -317,10 +428,17 @@ function serveGen(
       t += serveGenGap(rng, w);
       if (t >= w.startS + windowLen || arrivals.length >= cap) break;
       arrivals.push(t);
+      arrivalLine.push(w.line);
     }
     if (arrivals.length >= cap) break;
   }
   if (arrivals.length === 0) throw new InputFileError(plan.path, undefined, "no active windows");
+  checkTraceTimes(
+    arrivals.map((t, i) => ({ line: arrivalLine[i]!, ms: t * 1000 })),
+    plan.path,
+    plan.timeScale,
+    timeScaleName,
+  );
   const t0 = arrivals[0]!;
   const pmfsAt = (t: number) => {
     if (!lengths) return undefined;

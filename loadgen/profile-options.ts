@@ -1,6 +1,11 @@
 /**
  * `inferbench profile` options: GenAI-Perf's flags (same names and defaults), validated with zod,
- * mapped onto RunLoadPointOptions. Pure: no I/O, so every rule is unit-tested.
+ * mapped onto RunLoadPointOptions. Pure: no I/O (input files are read, and refused, when the
+ * workload is built, before any request), so every rule is unit-tested. Counts are bounded as in the stack schema (stacks/schema.ts LIMITS), and a flag
+ * that the chosen load or workload would ignore is refused, naming both flags, rather than
+ * dropped: genai-perf refuses --concurrency with --request-rate, --request-count with
+ * --measurement-interval, and --output-tokens-stddev / -mean-deterministic without
+ * --output-tokens-mean (genai_perf/parser.py); the rest follow from what each workload reads.
  */
 import { basename } from "node:path";
 import { z } from "zod";
@@ -8,6 +13,8 @@ import { UserError } from "../lib/errors.ts";
 import type { GoodputKey, GoodputTargets } from "../results/genai-perf/metrics.ts";
 import { GOODPUT_KEYS } from "../results/genai-perf/metrics.ts";
 import type { DatasetPlan, LoadPoint, WorkloadPlan } from "../stacks/plan-types.ts";
+import { datasetTokensIssue, LIMITS } from "../stacks/schema.ts";
+import { normalizeUrl } from "./client.ts";
 import type { RunLoadPointOptions } from "./run-point.ts";
 
 export const ENDPOINT_TYPES = ["chat", "completions"] as const;
@@ -27,18 +34,25 @@ export const DISTRIBUTIONS = ["constant", "poisson", "gamma"] as const;
 export function parseExtraInput(kv: string): Record<string, unknown> {
   const t = kv.trim();
   if (t.startsWith("{")) {
+    let o: unknown;
     try {
-      const o = JSON.parse(t) as unknown;
+      o = JSON.parse(t) as unknown;
       if (!o || typeof o !== "object" || Array.isArray(o)) throw new Error("not an object");
-      return o as Record<string, unknown>;
     } catch (err) {
-      throw new UserError(`--extra-inputs: bad JSON object ${t} (${(err as Error).message})`);
+      throw new UserError(
+        `--extra-inputs: bad JSON object ${t.slice(0, 80)} (${(err as Error).message})`,
+      );
     }
+    for (const k of Object.keys(o as object)) refusePrototypeKey(k);
+    return o as Record<string, unknown>;
   }
   const i = t.indexOf(":");
   if (i <= 0)
-    throw new UserError(`--extra-inputs: expected key:value or a JSON object, got "${kv}"`);
+    throw new UserError(
+      `--extra-inputs: expected key:value or a JSON object, got "${kv.slice(0, 80)}"`,
+    );
   const key = t.slice(0, i);
+  refusePrototypeKey(key);
   const v = t.slice(i + 1);
   let value: unknown = v;
   if (v.toLowerCase() === "true") value = true;
@@ -53,10 +67,32 @@ export function parseExtraInput(kv: string): Record<string, unknown> {
   return { [key]: value };
 }
 
+function refusePrototypeKey(key: string): void {
+  if (["__proto__", "constructor", "prototype"].includes(key))
+    throw new UserError(
+      `--extra-inputs: "${key}" is not allowed as a body field (it would reach JavaScript object prototypes)`,
+    );
+}
+
+/** RFC 9110 field-name characters. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 export function parseHeader(kv: string): [string, string] {
   const i = kv.indexOf(":");
-  if (i <= 0) throw new UserError(`-H/--header: expected "Name:Value", got "${kv}"`);
-  return [kv.slice(0, i).trim(), kv.slice(i + 1).trim()];
+  // The value is never echoed: headers carry credentials (Authorization).
+  if (i <= 0)
+    throw new UserError(
+      '-H/--header: expected "Name:Value" (the argument has no name before a ":")',
+    );
+  const name = kv.slice(0, i).trim();
+  const value = kv.slice(i + 1).trim();
+  if (!HEADER_NAME.test(name))
+    throw new UserError(
+      `-H/--header: "${name.slice(0, 40)}" is not a valid header name (letters, digits and !#$%&'*+.^_\`|~- only)`,
+    );
+  if (/[\r\n\0]/.test(value))
+    throw new UserError(`-H/--header ${name}: the value holds a line break or NUL`);
+  return [name, value];
 }
 
 export function parseGoodput(items: readonly string[]): GoodputTargets {
@@ -124,9 +160,22 @@ export function parseSweep(spec: string): SweepSpec {
   return { kind, values };
 }
 
-const posInt = z.coerce.number().int().positive();
-const nonNegInt = z.coerce.number().int().nonnegative();
-const posNum = z.coerce.number().positive();
+/** An integer flag in [min, max]; the message names the bound (the LIMITS of stacks/schema.ts). */
+const intFlag = (min: number, max: number, what: string) =>
+  z.coerce
+    .number()
+    .int({ message: "must be an integer" })
+    .min(min, { message: `must be ≥ ${min}` })
+    .max(max, { message: `must be ≤ ${max.toLocaleString("en-US")} (${what})` });
+const numFlag = (min: number, max: number, what: string, exclusiveMin = true) =>
+  (exclusiveMin
+    ? z.coerce.number().gt(min, { message: `must be > ${min}` })
+    : z.coerce.number().min(min, { message: `must be ≥ ${min}` })
+  ).max(max, { message: `must be ≤ ${max.toLocaleString("en-US")} (${what})` });
+const TOKENS = "LIMITS.tokensPerRequest";
+const tokens = (min: number) => intFlag(min, LIMITS.tokensPerRequest, TOKENS);
+const entries = intFlag(1, LIMITS.datasetEntries, "LIMITS.datasetEntries");
+const conc = intFlag(1, LIMITS.concurrency, "LIMITS.concurrency");
 
 /** commander's parsed option object (camelCase keys). */
 export const profileSchema = z
@@ -138,22 +187,27 @@ export const profileSchema = z
     streaming: z.boolean().default(false),
     url: z.string().default("localhost:8000"),
     header: z.array(z.string()).default([]),
-    concurrency: posInt.optional(),
-    requestRate: posNum.optional(),
+    concurrency: conc.optional(),
+    requestRate: numFlag(0, LIMITS.requestRate, "LIMITS.requestRate").optional(),
     requestDistribution: z.enum(DISTRIBUTIONS).optional(),
-    burstiness: posNum.optional(),
-    maxConcurrency: posInt.optional(),
-    syntheticInputTokensMean: nonNegInt.default(550),
-    syntheticInputTokensStddev: z.coerce.number().nonnegative().default(0),
-    outputTokensMean: posInt.optional(),
-    outputTokensStddev: z.coerce.number().nonnegative().default(0),
+    burstiness: numFlag(
+      LIMITS.burstinessMin,
+      LIMITS.burstinessMax,
+      "LIMITS.burstinessMax",
+      false,
+    ).optional(),
+    maxConcurrency: conc.optional(),
+    syntheticInputTokensMean: tokens(0).default(550),
+    syntheticInputTokensStddev: numFlag(0, LIMITS.tokensPerRequest, TOKENS, false).default(0),
+    outputTokensMean: tokens(1).optional(),
+    outputTokensStddev: numFlag(0, LIMITS.tokensPerRequest, TOKENS, false).default(0),
     outputTokensMeanDeterministic: z.boolean().default(false),
-    numDatasetEntries: posInt.optional(),
-    numPrompts: posInt.optional(),
-    randomSeed: nonNegInt.default(0),
-    requestCount: posInt.optional(),
-    measurementInterval: posNum.optional(),
-    warmupRequestCount: nonNegInt.default(0),
+    numDatasetEntries: entries.optional(),
+    numPrompts: entries.optional(),
+    randomSeed: intFlag(0, LIMITS.seed, "seeds are 32-bit").default(0),
+    requestCount: intFlag(1, LIMITS.requestCount, "LIMITS.requestCount").optional(),
+    measurementInterval: numFlag(0, LIMITS.durationMs, "a day in ms").optional(),
+    warmupRequestCount: intFlag(0, LIMITS.warmupRequests, "LIMITS.warmupRequests").default(0),
     artifactDir: z.string().default("artifacts"),
     profileExportFile: z.string().default("profile_export.json"),
     tokenizer: z.string().optional(),
@@ -162,25 +216,30 @@ export const profileSchema = z
     goodput: z.array(z.string()).default([]),
     generatePlots: z.boolean().default(false),
     workload: z.enum(WORKLOADS).optional(),
-    sharegptMaxConversations: posInt.default(1000),
-    users: posInt.default(10),
-    rounds: posInt.default(5),
-    systemPromptTokens: nonNegInt.default(1000),
-    questionTokens: posInt.default(100),
-    answerTokens: posInt.default(100),
-    groups: posInt.default(8),
-    promptsPerGroup: posInt.default(16),
-    timeScale: posNum.default(1),
+    sharegptMaxConversations: entries.default(1000),
+    users: intFlag(1, LIMITS.users, "LIMITS.users").default(10),
+    rounds: intFlag(1, LIMITS.rounds, "LIMITS.rounds").default(5),
+    systemPromptTokens: tokens(0).default(1000),
+    questionTokens: tokens(1).default(100),
+    answerTokens: tokens(1).default(100),
+    groups: intFlag(1, LIMITS.users, "LIMITS.users").default(8),
+    promptsPerGroup: intFlag(1, LIMITS.users, "LIMITS.users").default(16),
+    timeScale: numFlag(
+      LIMITS.timeScaleMin,
+      LIMITS.timeScaleMax,
+      "LIMITS.timeScaleMax",
+      false,
+    ).default(1),
     fixedSchedule: z.boolean().default(false),
-    maxRequests: posInt.optional(),
+    maxRequests: entries.optional(),
     servegenDataset: z.string().optional(),
     ignoreEos: z.boolean().default(false),
-    minTokens: nonNegInt.optional(),
+    minTokens: tokens(0).optional(),
     maxErrorRate: z.coerce.number().min(0).max(1).optional(),
     sessionHeader: z.string().default("x-session-id"),
     sweep: z.string().optional(),
     serverUsage: z.boolean().default(true),
-    requestTimeout: posNum.default(600),
+    requestTimeout: numFlag(0, LIMITS.durationMs / 1000, "a day in s").default(600),
     emulated: z.boolean().default(false),
     progress: z.boolean().default(true),
     json: z.boolean().default(false),
@@ -198,6 +257,153 @@ export const profileSchema = z
   .loose();
 
 export type ProfileFlags = z.output<typeof profileSchema>;
+
+type WorkloadKind = (typeof WORKLOADS)[number];
+const TRACES: readonly WorkloadKind[] = ["azure-trace", "mooncake", "servegen"];
+
+/** Flags that only one family of workloads reads, with their defaults (a default is not "given"). */
+const WORKLOAD_FLAGS: readonly {
+  key: keyof ProfileFlags;
+  fallback: unknown;
+  kinds: readonly WorkloadKind[];
+}[] = [
+  { key: "syntheticInputTokensMean", fallback: 550, kinds: ["synthetic"] },
+  { key: "syntheticInputTokensStddev", fallback: 0, kinds: ["synthetic"] },
+  { key: "numDatasetEntries", fallback: undefined, kinds: ["synthetic", "sharegpt"] },
+  { key: "numPrompts", fallback: undefined, kinds: ["synthetic", "sharegpt"] },
+  { key: "sharegptMaxConversations", fallback: 1000, kinds: ["sharegpt"] },
+  { key: "users", fallback: 10, kinds: ["multi-round-qa"] },
+  { key: "rounds", fallback: 5, kinds: ["multi-round-qa"] },
+  { key: "answerTokens", fallback: 100, kinds: ["multi-round-qa"] },
+  { key: "systemPromptTokens", fallback: 1000, kinds: ["multi-round-qa", "shared-prefix"] },
+  { key: "questionTokens", fallback: 100, kinds: ["multi-round-qa", "shared-prefix"] },
+  { key: "groups", fallback: 8, kinds: ["shared-prefix"] },
+  { key: "promptsPerGroup", fallback: 16, kinds: ["shared-prefix"] },
+  { key: "timeScale", fallback: 1, kinds: TRACES },
+  { key: "maxRequests", fallback: undefined, kinds: TRACES },
+  { key: "servegenDataset", fallback: undefined, kinds: ["servegen"] },
+  {
+    key: "inputFile",
+    fallback: undefined,
+    kinds: ["input-file", "sharegpt", "azure-trace", "mooncake", "servegen"],
+  },
+];
+
+const flagOf = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/**
+ * A flag the chosen workload or load mode would not read is refused, naming both flags: a run
+ * that silently ignored `--time-scale 0.1` measures something else than was asked for.
+ */
+function refuseIgnoredFlags(
+  flags: ProfileFlags,
+  kind: WorkloadKind,
+  paDistribution: string | undefined,
+): void {
+  for (const f of WORKLOAD_FLAGS) {
+    const v = flags[f.key];
+    if (v === undefined || v === f.fallback || f.kinds.includes(kind)) continue;
+    throw flagError(
+      flagOf(f.key),
+      `only applies to --workload ${f.kinds.join(" | ")}; the workload is ${kind}${flags.workload ? " (--workload)" : " (the default)"}, which would ignore it`,
+    );
+  }
+  if (flags.measurementInterval !== undefined && flags.requestCount !== undefined)
+    throw flagError(
+      "--measurement-interval",
+      "cannot be combined with --request-count (measure for a time or for a count, as genai-perf)",
+    );
+  if (flags.outputTokensMean === undefined) {
+    if (flags.outputTokensStddev !== 0)
+      throw flagError(
+        "--output-tokens-stddev",
+        "needs --output-tokens-mean (without a mean no max_tokens is sent, as genai-perf)",
+      );
+    if (flags.outputTokensMeanDeterministic)
+      throw flagError(
+        "--output-tokens-mean-deterministic",
+        "needs --output-tokens-mean (as genai-perf)",
+      );
+    if (flags.ignoreEos && (kind === "synthetic" || kind === "shared-prefix"))
+      throw flagError(
+        "--ignore-eos",
+        `needs --output-tokens-mean for ${kind} prompts: without max_tokens every request would generate until the model's context is full`,
+      );
+  }
+  if (
+    flags.minTokens !== undefined &&
+    flags.outputTokensMean !== undefined &&
+    flags.minTokens > flags.outputTokensMean
+  )
+    throw flagError(
+      "--min-tokens",
+      `${flags.minTokens} is above --output-tokens-mean ${flags.outputTokensMean}: vLLM refuses min_tokens > max_tokens, so every request would fail`,
+    );
+  const sweepRate = flags.sweep?.startsWith("request-rate") || flags.sweep?.startsWith("auto");
+  const trace = TRACES.includes(kind);
+  const replay = flags.fixedSchedule || (trace && flags.concurrency === undefined);
+  if (trace && (flags.requestRate !== undefined || sweepRate))
+    throw flagError(
+      flags.requestRate !== undefined ? "--request-rate" : "--sweep",
+      `${kind} replays its recorded arrival times, so a request rate would be ignored; speed the replay up with --time-scale, or drive it closed loop with --concurrency`,
+    );
+  if (flags.fixedSchedule && flags.requestRate !== undefined)
+    throw flagError(
+      "--request-rate",
+      "cannot be combined with --fixed-schedule (the schedule is the file's timestamps)",
+    );
+  const openLoop = flags.requestRate !== undefined || sweepRate || replay;
+  if (flags.requestDistribution !== undefined && !openLoop)
+    throw flagError(
+      "--request-distribution",
+      `only applies with --request-rate (or --sweep request-rate:…/auto); the run is closed loop (${flags.concurrency !== undefined ? "--concurrency" : "--concurrency 1, the default"})`,
+    );
+  if (flags.requestDistribution !== undefined && replay)
+    throw flagError(
+      "--request-distribution",
+      `cannot be combined with ${flags.fixedSchedule ? "--fixed-schedule" : `--workload ${kind}`} (arrivals are the recorded timestamps)`,
+    );
+  if (paDistribution !== undefined && replay)
+    throw flagError(
+      "perf_analyzer --request-distribution",
+      `cannot be combined with ${flags.fixedSchedule ? "--fixed-schedule" : `--workload ${kind}`} (arrivals are the recorded timestamps)`,
+    );
+  const streamingOnly = [
+    "time_to_first_token",
+    "time_to_second_token",
+    "inter_token_latency",
+    "output_token_throughput_per_user",
+  ];
+  if (!flags.streaming) {
+    const needs = flags.goodput
+      .flatMap((g) => g.split(/\s+/))
+      .map((g) => g.split(":")[0]!)
+      .find((k) => streamingOnly.includes(k));
+    if (needs)
+      throw flagError(
+        "--goodput",
+        `${needs} is measured on streamed tokens only; add --streaming (without it the metric does not exist, as in genai-perf)`,
+      );
+  }
+}
+
+/** Body fields that a dedicated flag also sets: the later one would silently win. */
+function refuseBodyConflicts(flags: ProfileFlags, extra: Record<string, unknown>): void {
+  const pairs: [string, boolean, string][] = [
+    ["model", true, "-m/--model"],
+    ["messages", true, "the workload"],
+    ["prompt", true, "the workload"],
+    ["stream", true, "--streaming"],
+    ["stream_options", flags.serverUsage && flags.streaming, "--server-usage (on by default)"],
+    ["max_tokens", flags.outputTokensMean !== undefined, "--output-tokens-mean"],
+    ["max_completion_tokens", flags.outputTokensMean !== undefined, "--output-tokens-mean"],
+    ["ignore_eos", flags.ignoreEos || flags.outputTokensMeanDeterministic, "--ignore-eos"],
+    ["min_tokens", flags.minTokens !== undefined, "--min-tokens"],
+  ];
+  for (const [field, set, flag] of pairs)
+    if (set && Object.hasOwn(extra, field))
+      throw flagError("--extra-inputs", `"${field}" conflicts with ${flag}, which sets it`);
+}
 
 export interface ProfilePlan {
   base: Omit<RunLoadPointOptions, "loadPoint">;
@@ -223,6 +429,18 @@ export function planProfile(
       `valid choices: ${ENDPOINT_TYPES.join(", ")}`,
     );
   const endpointType = flags.endpointType as "chat" | "completions";
+  let origin: string;
+  try {
+    origin = normalizeUrl(flags.url);
+  } catch {
+    origin = "null";
+  }
+  if (origin === "null" || !/^https?:\/\//.test(origin))
+    throw flagError(
+      "-u/--url",
+      `"${flags.url.slice(0, 80)}" is not an http(s) server address`,
+      "give host:port (e.g. localhost:8000) or http://host:port",
+    );
   if (flags.concurrency !== undefined && flags.requestRate !== undefined)
     throw flagError(
       "--concurrency",
@@ -290,6 +508,7 @@ export function planProfile(
   const needsFile = ["input-file", "sharegpt", "azure-trace", "mooncake", "servegen"];
   if (needsFile.includes(workloadKind) && !flags.inputFile)
     throw flagError("--workload", `${workloadKind} needs --input-file <path>`);
+  refuseIgnoredFlags(flags, workloadKind, pa.requestDistribution);
   const path = flags.inputFile ?? "";
   const dataset: DatasetPlan = (() => {
     switch (workloadKind) {
@@ -350,10 +569,24 @@ export function planProfile(
         };
     }
   })();
-  if (flags.inputFile && workloadKind === "input-file" && flags.maxRequests !== undefined)
-    notes.push("--max-requests applies to trace workloads only");
+  const tokensIssue = datasetTokensIssue(dataset as Parameters<typeof datasetTokensIssue>[0]);
+  if (tokensIssue) {
+    const flag = {
+      numDatasetEntries: "--num-dataset-entries",
+      groups: "--groups",
+      users: "--users",
+    }[tokensIssue.path[2] as "numDatasetEntries" | "groups" | "users"];
+    throw flagError(flag, tokensIssue.message.replace(/\(LIMITS/, "(LIMITS"));
+  }
   const extraInputs: Record<string, unknown> = {};
-  for (const e of flags.extraInputs) Object.assign(extraInputs, parseExtraInput(e));
+  for (const e of flags.extraInputs) {
+    for (const [k, v] of Object.entries(parseExtraInput(e))) {
+      // genai-perf refuses a repeated name too ("Input name already exists").
+      if (Object.hasOwn(extraInputs, k)) throw flagError("--extra-inputs", `"${k}" is given twice`);
+      extraInputs[k] = v;
+    }
+  }
+  refuseBodyConflicts(flags, extraInputs);
   const headers: Record<string, string> = {};
   for (const h of flags.header) {
     const [k, v] = parseHeader(h);
@@ -417,7 +650,10 @@ export function planProfile(
       flags.requestRate === undefined &&
       !flags.sweep);
   if (flags.fixedSchedule && (flags.concurrency !== undefined || flags.sweep))
-    throw flagError("--fixed-schedule", "replays recorded timestamps; drop --concurrency/--sweep");
+    throw flagError(
+      "--fixed-schedule",
+      `replays recorded timestamps; it cannot be combined with ${flags.sweep ? "--sweep" : "--concurrency"}`,
+    );
   base.fixedSchedule = replay;
   let points: ProfilePlan["points"];
   if (replay) points = [rateLp(flags.requestRate ?? 1)];

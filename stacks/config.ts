@@ -4,35 +4,54 @@
  * Every failure is a StackConfigError naming the file, line, config path, what was expected and
  * what was found.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   type Document,
   isMap,
+  isPair,
   isScalar,
   isSeq,
   LineCounter,
   parseDocument,
   parse as parseYamlValue,
+  visit,
 } from "yaml";
 import type { z } from "zod";
 import { UserError } from "../lib/errors.ts";
-import { type StackConfig, stackConfigSchema } from "./schema.ts";
+import { isSecretPath, type StackConfig, stackConfigSchema } from "./schema.ts";
 
 export const PROJECT = "inferbench";
 export const STACKS_DIR = dirname(fileURLToPath(import.meta.url));
 
+/** A stack file past this size is not a stack file (they are a few KB). */
+export const MAX_STACK_FILE_BYTES = 1_048_576;
+/** YAML alias expansions allowed in a stack file (more is an alias bomb). */
+export const MAX_ALIAS_COUNT = 100;
+/** Keys that would reach an object's prototype when assigned. */
+export const PROTOTYPE_KEYS: readonly string[] = ["__proto__", "constructor", "prototype"];
+
 export type ConfigPath = (string | number)[];
+
+/** 1-based line and column in the stack file. */
+export interface SourcePos {
+  line: number;
+  col: number;
+}
 
 export interface ConfigProblem {
   /** Dotted config path, e.g. `models[0].replicas`. */
   path: string;
   message: string;
   line?: number | undefined;
+  column?: number | undefined;
   /** The value came from a `--set` override, not the file. */
   fromSet?: boolean;
 }
+
+const at = (p: SourcePos | undefined) =>
+  p ? { line: p.line, column: p.col } : { line: undefined, column: undefined };
 
 export class StackConfigError extends UserError {
   constructor(
@@ -43,7 +62,7 @@ export class StackConfigError extends UserError {
       `invalid stack config ${file}:\n${problems
         .map(
           (p) =>
-            `  ${p.fromSet ? "--set " : `${file}${p.line ? `:${p.line}` : ""}: `}${p.path || "(root)"}: ${p.message}`,
+            `  ${p.fromSet ? "--set " : `${file}${p.line ? `:${p.line}${p.column ? `:${p.column}` : ""}` : ""}: `}${p.path || "(root)"}: ${p.message}`,
         )
         .join("\n")}`,
       {
@@ -69,7 +88,13 @@ export function stackFilePath(stack: string, dir = STACKS_DIR): string {
 }
 
 export function listStacks(dir = STACKS_DIR): string[] {
-  return readdirSync(dir)
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names
     .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
     .filter((s): s is string => s !== undefined)
     .sort();
@@ -80,30 +105,59 @@ interface RawStack {
   values: Record<string, unknown>;
   /** Provider keys such as `gcp:project`, kept for the Pulumi program. */
   providerConfig: Record<string, unknown>;
-  /** Line of a config path in the file, when it came from the file. */
-  lineOf(path: ConfigPath): number | undefined;
+  /**
+   * Position of a config path in the file: the key itself, else the nearest enclosing key that
+   * is in the file (a default or missing key points at its parent), else the `config:` key.
+   */
+  posOf(path: ConfigPath): SourcePos;
+  /** Position of the path itself, when the file has it. */
+  exactPosOf(path: ConfigPath): SourcePos | undefined;
 }
 
 /** Parses a Pulumi stack file's `config:` block. */
 export function parseStackYaml(text: string, file: string): RawStack {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const posAt = (offset: number | undefined): SourcePos =>
+    offset === undefined ? { line: 1, col: 1 } : lineCounter.linePos(offset);
   if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    const line = e.linePos?.[0]?.line;
+    throw new StackConfigError(
+      file,
+      doc.errors.slice(0, 5).map((e) => ({
+        path: pathAtOffset(doc, e.pos[0]),
+        ...at(posAt(e.pos[0])),
+        message: `YAML syntax error: ${yamlMessage(e.code, e.message)}`,
+      })),
+    );
+  }
+  refusePrototypeKeys(doc, file, posAt);
+  let root: unknown;
+  try {
+    root = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (err) {
+    // Unresolved aliases and alias bombs throw here (ReferenceError), before any value exists.
     throw new StackConfigError(file, [
-      { path: "", line, message: `YAML syntax error: ${e.message.split("\n")[0]}` },
+      {
+        path: pathAtOffset(doc, firstAliasOffset(doc)),
+        ...at(posAt(firstAliasOffset(doc))),
+        message: /Excessive alias count/.test(errorText(err))
+          ? `YAML aliases expand more than ${MAX_ALIAS_COUNT} times (an alias bomb?); write the values out`
+          : `YAML alias error: ${errorText(err).split("\n")[0]}`,
+      },
     ]);
   }
-  const root = doc.toJS() as unknown;
   if (root === null || root === undefined) {
     throw new StackConfigError(file, [
-      { path: "", message: "file is empty; expected a `config:` mapping" },
+      { path: "", line: 1, column: 1, message: "file is empty; expected a `config:` mapping" },
     ]);
   }
   if (typeof root !== "object" || Array.isArray(root)) {
     throw new StackConfigError(file, [
-      { path: "", line: 1, message: "expected a mapping with a `config:` key" },
+      {
+        path: "",
+        ...at(posAt(nodeOffset(doc.contents))),
+        message: "expected a mapping with a `config:` key",
+      },
     ]);
   }
   const top = root as Record<string, unknown>;
@@ -115,65 +169,183 @@ export function parseStackYaml(text: string, file: string): RawStack {
       file,
       extraTop.map((k) => ({
         path: k,
-        line: lineOfNode(doc, lineCounter, [k]),
-        message: `unknown top-level key; a Pulumi stack file holds \`config:\` (and encryption settings)`,
+        ...at(keyPos(doc, lineCounter, [k])),
+        message: `unknown top-level key; a Pulumi stack file holds \`config:\` (and encryption settings)${suggestion(k, ["config"])}`,
       })),
     );
   }
+  const configPos = keyPos(doc, lineCounter, ["config"]) ?? { line: 1, col: 1 };
   const config = top.config ?? {};
   if (typeof config !== "object" || Array.isArray(config) || config === null) {
     throw new StackConfigError(file, [
-      {
-        path: "config",
-        line: lineOfNode(doc, lineCounter, ["config"]),
-        message: "expected a mapping",
-      },
+      { path: "config", ...at(configPos), message: "expected a mapping" },
     ]);
   }
   const values: Record<string, unknown> = {};
   const providerConfig: Record<string, unknown> = {};
   const keyInFile = new Map<string, string>();
+  const problems: ConfigProblem[] = [];
   for (const [key, value] of Object.entries(config as Record<string, unknown>)) {
     const ns = key.indexOf(":");
-    if (ns === -1 || key.slice(0, ns) === PROJECT) {
+    const namespace = ns === -1 ? PROJECT : key.slice(0, ns);
+    if (namespace === PROJECT) {
       const bare = ns === -1 ? key : key.slice(ns + 1);
+      const earlier = keyInFile.get(bare);
+      if (earlier !== undefined) {
+        // `target` and `inferbench:target` are one key: the second would silently win.
+        const p = keyPos(doc, lineCounter, ["config", key]);
+        problems.push({
+          path: bare,
+          ...at(p),
+          message: `set twice, as "${earlier}" (line ${keyPos(doc, lineCounter, ["config", earlier])?.line}) and as "${key}"; both mean ${PROJECT}:${bare}, keep one`,
+        });
+      }
       values[bare] = value;
       keyInFile.set(bare, key);
+    } else if (namespace !== PROJECT && suggestion(namespace, [PROJECT]) !== "") {
+      problems.push({
+        path: key,
+        ...at(keyPos(doc, lineCounter, ["config", key])),
+        message: `unknown namespace "${namespace}" (did you mean "${PROJECT}:${key.slice(ns + 1)}"?); keys of other namespaces are passed to Pulumi providers unread`,
+      });
     } else {
       providerConfig[key] = value;
     }
   }
+  if (problems.length > 0) throw new StackConfigError(file, problems);
+  const exactPosOf = (path: ConfigPath): SourcePos | undefined => {
+    const [first, ...rest] = path;
+    if (typeof first !== "string") return undefined;
+    const fileKey = keyInFile.get(first);
+    if (fileKey === undefined) return undefined;
+    return keyPos(doc, lineCounter, ["config", fileKey, ...rest]);
+  };
   return {
     values,
     providerConfig,
-    lineOf: (path) => {
-      const [first, ...rest] = path;
-      if (typeof first !== "string") return undefined;
-      const fileKey = keyInFile.get(first);
-      if (fileKey === undefined) return undefined;
+    exactPosOf,
+    posOf: (path) => {
       // Walk as deep as the file goes: an unknown or missing key points at its parent.
-      for (let depth = rest.length; depth >= 0; depth--) {
-        const line = lineOfNode(doc, lineCounter, ["config", fileKey, ...rest.slice(0, depth)]);
-        if (line !== undefined) return line;
+      for (let depth = path.length; depth >= 1; depth--) {
+        const pos = exactPosOf(path.slice(0, depth));
+        if (pos) return pos;
       }
-      return undefined;
+      return configPos;
     },
   };
 }
 
-function lineOfNode(doc: Document, lc: LineCounter, path: ConfigPath): number | undefined {
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The yaml library's message, first line only (never source text: it may hold a secret). */
+function yamlMessage(code: string, message: string): string {
+  const first = message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+  return code === "DUPLICATE_KEY" ? `${first} (a key appears twice in one mapping)` : first;
+}
+
+function nodeOffset(node: unknown): number | undefined {
+  return (node as { range?: [number, number, number] } | null)?.range?.[0];
+}
+
+function firstAliasOffset(doc: Document): number | undefined {
+  let offset: number | undefined;
+  visit(doc, {
+    Alias(_key, node) {
+      offset ??= nodeOffset(node);
+      return visit.BREAK;
+    },
+  });
+  return offset;
+}
+
+/** `__proto__`, `constructor` and `prototype` keys anywhere in the file are refused. */
+function refusePrototypeKeys(
+  doc: Document,
+  file: string,
+  posAt: (offset: number | undefined) => SourcePos,
+): void {
+  const problems: ConfigProblem[] = [];
+  visit(doc, {
+    Pair(_key, pair, path) {
+      if (!isScalar(pair.key) || !PROTOTYPE_KEYS.includes(String(pair.key.value))) return;
+      const keys = configPathOf([...path, pair]);
+      problems.push({
+        path: formatPath(keys),
+        ...at(posAt(nodeOffset(pair.key))),
+        message: `key "${String(pair.key.value)}" is not allowed (${PROTOTYPE_KEYS.join(", ")} would reach JavaScript object prototypes); rename or remove it`,
+      });
+    },
+  });
+  if (problems.length > 0) throw new StackConfigError(file, problems);
+}
+
+/**
+ * The config path of a node from its ancestors (`config` and the `inferbench:` namespace
+ * dropped): what the error names next to the position.
+ */
+function configPathOf(ancestors: readonly unknown[]): ConfigPath {
+  const keys: ConfigPath = [];
+  ancestors.forEach((node, i) => {
+    if (isPair(node) && isScalar(node.key)) keys.push(String(node.key.value));
+    else if (isSeq(node)) {
+      const idx = node.items.indexOf(ancestors[i + 1] as never);
+      if (idx >= 0) keys.push(idx);
+    }
+  });
+  if (keys[0] === "config") {
+    keys.shift();
+    if (typeof keys[0] === "string" && keys[0].startsWith(`${PROJECT}:`))
+      keys[0] = keys[0].slice(PROJECT.length + 1);
+  }
+  return keys;
+}
+
+/** The config path of the innermost key whose entry holds a source offset (for syntax errors). */
+function pathAtOffset(doc: Document, offset: number | undefined): string {
+  if (offset === undefined) return "";
+  let best: unknown[] = [];
+  visit(doc, {
+    Pair(_key, pair, path) {
+      const start = nodeOffset(pair.key);
+      const end = (pair.value as { range?: [number, number, number] } | null)?.range?.[2];
+      if (start !== undefined && start <= offset && (end === undefined || offset <= end))
+        best = [...path, pair];
+    },
+  });
+  return formatPath(configPathOf(best));
+}
+
+/** The first prototype key inside a plain value (a `--set` value read as YAML), if any. */
+export function prototypeKeyIn(value: unknown, depth = 0): string | undefined {
+  if (value === null || typeof value !== "object" || depth > 64) return undefined;
+  for (const k of Object.keys(value)) {
+    if (PROTOTYPE_KEYS.includes(k)) return k;
+    const inner = prototypeKeyIn((value as Record<string, unknown>)[k], depth + 1);
+    if (inner) return inner;
+  }
+  return undefined;
+}
+
+function keyPos(doc: Document, lc: LineCounter, path: ConfigPath): SourcePos | undefined {
   // Point at the key for mapping entries (that is where a person looks), else at the node.
   const parentPath = path.slice(0, -1);
   const last = path[path.length - 1];
-  const parent = parentPath.length === 0 ? doc.contents : doc.getIn(parentPath, true);
+  let parent: unknown;
+  try {
+    parent = parentPath.length === 0 ? doc.contents : doc.getIn(parentPath, true);
+  } catch {
+    return undefined;
+  }
   if (isMap(parent) && last !== undefined) {
     const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === last);
-    const range = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
-    if (range) return lc.linePos(range[0]).line;
+    const offset = nodeOffset(pair?.key);
+    if (offset !== undefined) return lc.linePos(offset);
   }
   if (isSeq(parent) && typeof last === "number") {
-    const item = parent.items[last] as { range?: [number, number, number] } | undefined;
-    if (item?.range) return lc.linePos(item.range[0]).line;
+    const offset = nodeOffset(parent.items[last]);
+    if (offset !== undefined) return lc.linePos(offset);
   }
   return undefined;
 }
@@ -183,18 +355,27 @@ export interface SetOverride {
   raw: string;
 }
 
-/** Parses `a.b[0].c=value` / `a.b.0.c=value`. The value is read as YAML (numbers, booleans, lists). */
+/**
+ * Parses `a.b[0].c=value` / `a.b.0.c=value`. The value is read as YAML (numbers, booleans,
+ * lists). Messages quote the path, never the value (it may be a secret).
+ */
 export function parseSetOverride(arg: string): SetOverride {
   const eq = arg.indexOf("=");
   if (eq <= 0) {
-    throw new UserError(`--set "${arg}": expected path=value, e.g. --set models[0].replicas=3`);
+    throw new UserError(
+      "--set: expected path=value, e.g. --set models[0].replicas=3 (the argument has no path before an '='; it is not shown, as it may be a secret)",
+    );
   }
   const pathText = arg.slice(0, eq).trim();
   const raw = arg.slice(eq + 1);
   const path: ConfigPath = [];
   for (const part of pathText.replace(/\[(\d+)\]/g, ".$1").split(".")) {
-    if (part === "") throw new UserError(`--set "${arg}": empty segment in path "${pathText}"`);
+    if (part === "") throw new UserError(`--set ${pathText}: empty segment in the path`);
     const stripped = part.startsWith(`${PROJECT}:`) ? part.slice(PROJECT.length + 1) : part;
+    if (PROTOTYPE_KEYS.includes(stripped))
+      throw new UserError(
+        `--set ${pathText}: "${stripped}" is not a config key (${PROTOTYPE_KEYS.join(", ")} would reach JavaScript object prototypes)`,
+      );
     path.push(/^\d+$/.test(stripped) ? Number(stripped) : stripped);
   }
   return { path, raw };
@@ -203,10 +384,15 @@ export function parseSetOverride(arg: string): SetOverride {
 export function applyOverride(values: Record<string, unknown>, o: SetOverride): void {
   let value: unknown;
   try {
-    value = parseYamlValue(o.raw);
+    value = parseYamlValue(o.raw, { maxAliasCount: MAX_ALIAS_COUNT });
   } catch {
     value = o.raw;
   }
+  const protoKey = prototypeKeyIn(value);
+  if (protoKey)
+    throw new UserError(
+      `--set ${formatPath(o.path)}: the value holds the key "${protoKey}", which is not allowed (${PROTOTYPE_KEYS.join(", ")} would reach JavaScript object prototypes)`,
+    );
   let node: unknown = values;
   for (let i = 0; i < o.path.length; i++) {
     const key = o.path[i]!;
@@ -232,7 +418,7 @@ export function applyOverride(values: Record<string, unknown>, o: SetOverride): 
     if (last) {
       container[key] = value;
     } else {
-      if (container[key] === undefined)
+      if (!Object.hasOwn(container, key) || container[key] === undefined)
         container[key] = typeof o.path[i + 1] === "number" ? [] : {};
       node = container[key];
       if (node === null || typeof node !== "object") {
@@ -249,6 +435,11 @@ export interface LoadedStack {
   file: string;
   config: StackConfig;
   providerConfig: Record<string, unknown>;
+  /**
+   * Where a config path came from, for messages: `file:line:col` (the key, or the nearest
+   * enclosing key in the file), or `--set` when an override set it.
+   */
+  locate(path: ConfigPath): string;
 }
 
 export interface LoadOptions {
@@ -261,16 +452,48 @@ export interface LoadOptions {
 /** Reads, overrides and validates a stack by name. */
 export function loadStack(name: string, opts: LoadOptions = {}): LoadedStack {
   const dir = opts.dir ?? STACKS_DIR;
+  if (!/^[A-Za-z0-9_.-]+$/.test(name) || name.startsWith("."))
+    throw new UserError(
+      `stack name "${name.slice(0, 64)}" has characters Pulumi does not allow (letters, digits, _ . - only)`,
+    );
   const file = stackFilePath(name, dir);
-  if (!/^[A-Za-z0-9_.-]+$/.test(name))
-    throw new UserError(`stack name "${name}" has characters Pulumi does not allow`);
-  if (!existsSync(file)) {
-    const known = existsSync(dir) ? listStacks(dir) : [];
-    throw new UserError(`no stack "${name}": ${file} does not exist`, {
+  const shown = displayPath(file);
+  let size: number;
+  try {
+    const st = statSync(file);
+    if (st.isDirectory())
+      throw new UserError(`stack "${name}": ${shown} is a directory, not a stack file`, {
+        hint: `a stack is one YAML file, stacks/Pulumi.<name>.yaml; move the directory away`,
+      });
+    if (!st.isFile())
+      throw new UserError(`stack "${name}": ${shown} is not a regular file`, {
+        hint: "a stack is one YAML file, stacks/Pulumi.<name>.yaml",
+      });
+    size = st.size;
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    const known = listStacks(dir);
+    throw new UserError(`no stack "${name}": ${shown} does not exist`, {
       hint: known.length ? `stacks here: ${known.join(", ")}${suggestion(name, known)}` : undefined,
     });
   }
-  return loadStackText(readFileSync(file, "utf8"), displayPath(file), name, opts);
+  if (size > MAX_STACK_FILE_BYTES)
+    throw new UserError(
+      `stack "${name}": ${shown} is ${size.toLocaleString("en-US")} bytes; a stack file may be at most ${MAX_STACK_FILE_BYTES.toLocaleString("en-US")} bytes`,
+      { hint: "is this the right file? stack files are a few KB of YAML" },
+    );
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new UserError(
+      `stack "${name}": cannot read ${shown} (${(err as NodeJS.ErrnoException).code ?? errorText(err)})`,
+      {
+        hint: "check the file's permissions",
+      },
+    );
+  }
+  return loadStackText(text, shown, name, opts);
 }
 
 export function loadStackText(
@@ -286,15 +509,21 @@ export function loadStackText(
   if (raw.values.hfToken === undefined && env.HF_TOKEN) raw.values.hfToken = env.HF_TOKEN;
   const fromSet = (path: ConfigPath) =>
     overrides.some((o) => o.path.length <= path.length && o.path.every((p, i) => p === path[i]));
+  const locate = (path: ConfigPath): string => {
+    if (fromSet(path)) return "--set";
+    const p = raw.posOf(path);
+    return `${file}:${p.line}:${p.col}`;
+  };
+  const pos = (path: ConfigPath) => raw.posOf(path);
   try {
-    const config = validateConfig(raw.values, file, raw.lineOf);
-    return { name, file, config, providerConfig: raw.providerConfig };
+    const config = validateConfig(raw.values, file, pos);
+    return { name, file, config, providerConfig: raw.providerConfig, locate };
   } catch (err) {
     if (!(err instanceof StackConfigError) || overrides.length === 0) throw err;
     const problems = err.problems.map((p) => {
       if (p.path === "") return p;
       const path = parseSetOverride(`${p.path}=`).path;
-      return fromSet(path) ? { ...p, line: undefined, fromSet: true } : p;
+      return fromSet(path) ? { ...p, line: undefined, column: undefined, fromSet: true } : p;
     });
     throw new StackConfigError(file, problems);
   }
@@ -304,17 +533,17 @@ export function loadStackText(
 export function validateConfig(
   values: Record<string, unknown>,
   file: string,
-  lineOf: (path: ConfigPath) => number | undefined = () => undefined,
+  posOf: (path: ConfigPath) => SourcePos | undefined = () => undefined,
 ): StackConfig {
   const result = stackConfigSchema.safeParse(values);
   if (result.success) return result.data;
-  throw new StackConfigError(file, describeIssues(result.error.issues, values, lineOf));
+  throw new StackConfigError(file, describeIssues(result.error.issues, values, posOf));
 }
 
 export function describeIssues(
   issues: readonly z.core.$ZodIssue[],
   values: unknown,
-  lineOf: (path: ConfigPath) => number | undefined,
+  posOf: (path: ConfigPath) => SourcePos | undefined,
 ): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   for (const issue of issues) {
@@ -325,18 +554,28 @@ export function describeIssues(
         const full = [...path, key];
         problems.push({
           path: formatPath(full),
-          line: lineOf(full),
+          ...at(posOf(full)),
           message: `unknown key "${key}"${suggestion(key, known)}; expected one of: ${known.join(", ")}`,
         });
       }
       continue;
     }
     const found = valueAt(values, path);
-    const foundText = found === undefined ? "nothing (missing)" : `${JSON.stringify(found)}`;
+    // A secret's value is never shown, well-formed or not: only what kind of value it is.
+    const foundText =
+      found === undefined
+        ? "nothing (missing)"
+        : isSecretPath(path)
+          ? `${kindOf(found)} (the value is not shown: it is a secret)`
+          : truncate(JSON.stringify(found) ?? String(found));
     let message = issue.message;
     if (issue.code === "invalid_type") message = `expected ${issue.expected}`;
     if (issue.code === "invalid_value") {
       message = `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    }
+    if (issue.code === "invalid_union" && isSecretPath(path)) {
+      message =
+        "expected a non-empty string, or {secure: <ciphertext>} as `pulumi config set --secret` writes it";
     }
     if (
       issue.code === "invalid_union" &&
@@ -348,15 +587,28 @@ export function describeIssues(
     }
     problems.push({
       path: formatPath(path),
-      line: lineOf(path),
-      message: `${message}; found ${truncate(foundText)}`,
+      ...at(posOf(path)),
+      message: `${message}; found ${foundText}`,
     });
   }
   return problems;
 }
 
+/** What kind of value a secret holds, without any of its content. */
+function kindOf(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "object")
+    return `a mapping with keys ${Object.keys(v as object).join(", ") || "(none)"}`;
+  if (typeof v === "string") return v === "" ? "an empty string" : "a string";
+  return `a ${typeof v}`;
+}
+
 function truncate(s: string): string {
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  // Code points, not UTF-16 units: never cut a character in half.
+  const chars = [...s];
+  if (chars.length > 80) return `${chars.slice(0, 77).join("")}...`;
+  return s;
 }
 
 function valueAt(values: unknown, path: ConfigPath): unknown {

@@ -11,7 +11,7 @@ import {
   hourlyPrice,
   PRICE_SOURCE,
 } from "./catalog.ts";
-import { suggestion } from "./config.ts";
+import { type ConfigPath, formatPath, suggestion } from "./config.ts";
 import {
   type CostEstimate,
   type EnginePlan,
@@ -23,43 +23,66 @@ import {
   type StackPlan,
 } from "./plan-types.ts";
 import { isDigestPinned, type ModelConfig, type StackConfig } from "./schema.ts";
+import { checkExtraArgs } from "./vllm-args.ts";
+
+/** One reason a plan is impossible, at the config key it is about. */
+export interface PlanProblem {
+  path: ConfigPath;
+  message: string;
+}
+
+/** Where a config path is in its source: `file:line:col`, or `--set` when an override set it. */
+export type Locate = (path: ConfigPath) => string | undefined;
 
 export class PlanError extends UserError {
+  /** The messages with their config paths (`models[0].profile: ...`). */
+  readonly reasons: string[];
   constructor(
     readonly stackName: string,
-    readonly reasons: string[],
+    readonly problems: PlanProblem[],
+    locate?: Locate,
   ) {
-    super(`stack "${stackName}" cannot be planned:\n${reasons.map((r) => `  - ${r}`).join("\n")}`, {
-      exitCode: 2,
+    const lines = problems.map((p) => {
+      const where = locate?.(p.path);
+      return `${where ? `${where}: ` : ""}${formatPath(p.path)}: ${p.message}`;
     });
+    super(`stack "${stackName}" cannot be planned:\n${lines.map((r) => `  ${r}`).join("\n")}`, {
+      exitCode: 2,
+      hint: "Fix the stack file (or the --set value) at the position shown and run again.",
+    });
+    this.reasons = lines;
     this.name = "PlanError";
   }
+
+  /** The same problems with their source positions. */
+  located(locate: Locate): PlanError {
+    return new PlanError(this.stackName, this.problems, locate);
+  }
+}
+
+/** The longest request a workload sends (prompt tokens + the max_tokens it asks for). */
+export interface RequestExtent {
+  promptTokens: number;
+  /** max_tokens of that request; undefined when the workload sends none (the engine decides). */
+  outputTokens?: number | undefined;
+  /** Where the numbers come from, e.g. `workload.dataset.inputTokensMean 550` or `data.jsonl:17`. */
+  source: string;
 }
 
 export interface PlanOptions {
   /** engine-sim profile names; when given, unknown profiles are refused. */
   knownProfiles?: readonly string[];
+  /**
+   * The workload's longest request, measured from its files or its generator (cli/plan-stack.ts);
+   * without it, plan() derives it from the config where that is exact.
+   */
+  workloadExtent?: RequestExtent;
 }
 
 /** KV headroom every engine needs beyond its weights (activations, CUDA graphs, a minimum of KV). */
 export const MIN_KV_HEADROOM_GIB = 2;
 /** KVCached engines may map up to this fraction of a GPU (no fixed slice). */
 export const KVCACHED_MAX_GPU_FRACTION = 0.95;
-/** vLLM flags the plan owns; users may not override them through extraArgs. */
-const PLAN_OWNED_FLAGS = [
-  "--port",
-  "--host",
-  "--served-model-name",
-  "--model",
-  "--tensor-parallel-size",
-  "--max-model-len",
-  "--max-num-seqs",
-  "--max-num-batched-tokens",
-  "--quantization",
-  "--gpu-memory-utilization",
-  "--enable-prefix-caching",
-  "--no-enable-prefix-caching",
-];
 
 /** DNS-1035 label from a served model name: engines become compose services and k8s Services. */
 export function engineName(model: string, replica: number): string {
@@ -85,7 +108,7 @@ interface HostShape {
   capacity: number;
 }
 
-export function hostShape(config: StackConfig, reasons: string[]): HostShape {
+export function hostShape(config: StackConfig, reasons: PlanProblem[]): HostShape {
   const gpuType = config.gpus.type;
   let capacity = config.gpus.count;
   let name = "local";
@@ -95,15 +118,17 @@ export function hostShape(config: StackConfig, reasons: string[]): HostShape {
     const machine = GCP_MACHINES[machineType];
     name = config.target === "gcp-vm" ? "vm" : "gke-node";
     if (!machine) {
-      reasons.push(
-        `${config.target === "gcp-vm" ? "gcp" : "gke"}.machineType "${machineType}" is not a known GPU machine type${suggestion(machineType, Object.keys(GCP_MACHINES))}; known: ${Object.keys(GCP_MACHINES).join(", ")}`,
-      );
+      reasons.push({
+        path: [config.target === "gcp-vm" ? "gcp" : "gke", "machineType"],
+        message: `"${machineType}" is not a known GPU machine type${suggestion(machineType, Object.keys(GCP_MACHINES))}; known: ${Object.keys(GCP_MACHINES).join(", ")}`,
+      });
     } else {
       capacity = machine.gpus;
       if (machine.gpuType !== gpuType) {
-        reasons.push(
-          `gpus.type is ${gpuType} but ${machineType} carries ${machine.gpuType}; set gpus.type: ${machine.gpuType}`,
-        );
+        reasons.push({
+          path: ["gpus", "type"],
+          message: `is ${gpuType} but ${machineType} carries ${machine.gpuType}; set gpus.type: ${machine.gpuType}`,
+        });
       }
     }
   } else if (config.target === "kubeconfig") {
@@ -112,19 +137,24 @@ export function hostShape(config: StackConfig, reasons: string[]): HostShape {
   }
   const gpuIds = config.gpus.ids ?? Array.from({ length: config.gpus.count }, (_, i) => i);
   if (config.gpus.ids && config.gpus.ids.length !== config.gpus.count) {
-    reasons.push(
-      `gpus.ids lists ${config.gpus.ids.length} GPUs but gpus.count is ${config.gpus.count}`,
-    );
+    reasons.push({
+      path: ["gpus", "ids"],
+      message: `lists ${config.gpus.ids.length} GPUs but gpus.count is ${config.gpus.count}`,
+    });
   }
   if (new Set(gpuIds).size !== gpuIds.length)
-    reasons.push(`gpus.ids has duplicates: ${gpuIds.join(",")}`);
+    reasons.push({ path: ["gpus", "ids"], message: `has duplicates: ${gpuIds.join(",")}` });
   const outOfRange = gpuIds.filter((id) => id >= capacity);
   if (gpuIds.length > capacity) {
-    reasons.push(`the plan uses ${gpuIds.length} GPUs but the host has ${capacity}`);
+    reasons.push({
+      path: ["gpus", "count"],
+      message: `the plan uses ${gpuIds.length} GPUs but the host has ${capacity}`,
+    });
   } else if (outOfRange.length > 0) {
-    reasons.push(
-      `GPU ids ${outOfRange.join(",")} do not exist on a host with ${capacity} GPUs (ids 0-${capacity - 1})`,
-    );
+    reasons.push({
+      path: ["gpus", "ids"],
+      message: `GPU ids ${outOfRange.join(",")} do not exist on a host with ${capacity} GPUs (ids 0-${capacity - 1})`,
+    });
   }
   return { host: { name, gpuType, gpuMemoryGiB: GPU_SPECS[gpuType].memoryGiB, gpuIds }, capacity };
 }
@@ -162,14 +192,15 @@ export interface Placement {
 export function placeEngines(
   config: StackConfig,
   gpuIds: readonly number[],
-  reasons: string[],
+  reasons: PlanProblem[],
 ): Placement[] {
   if (config.placement === "dedicated") {
     const needed = config.models.reduce((n, m) => n + m.replicas * m.gpusPerReplica, 0);
     if (needed > gpuIds.length) {
-      reasons.push(
-        `dedicated placement needs ${needed} GPUs (${config.models.map((m) => `${m.name}: ${m.replicas}×${m.gpusPerReplica}`).join(", ")}) but the plan has ${gpuIds.length} (gpus.count); add GPUs, lower replicas, or use placement: packed`,
-      );
+      reasons.push({
+        path: ["gpus", "count"],
+        message: `dedicated placement needs ${needed} GPUs (${config.models.map((m) => `${m.name}: ${m.replicas}×${m.gpusPerReplica}`).join(", ")}) but the plan has ${gpuIds.length} (gpus.count); add GPUs, lower replicas, or use placement: packed`,
+      });
       return [];
     }
     let next = 0;
@@ -184,9 +215,10 @@ export function placeEngines(
   for (const slot of slots(config.models)) {
     const tp = slot.model.gpusPerReplica;
     if (tp > gpuIds.length) {
-      reasons.push(
-        `${slot.model.name} needs ${tp} GPUs per replica but the plan has ${gpuIds.length}`,
-      );
+      reasons.push({
+        path: ["models", config.models.indexOf(slot.model), "gpusPerReplica"],
+        message: `${slot.model.name} needs ${tp} GPUs per replica but the plan has ${gpuIds.length}`,
+      });
       continue;
     }
     let best: number[] | undefined;
@@ -208,17 +240,19 @@ export function placeEngines(
 }
 
 export function plan(stack: string, config: StackConfig, opts: PlanOptions = {}): StackPlan {
-  const reasons: string[] = [];
+  const reasons: PlanProblem[] = [];
   const warnings: string[] = [];
   const { host } = hostShape(config, reasons);
   const kvcached = config.engine.kvcached.enabled ?? config.mode === "managed";
   const placements = placeEngines(config, host.gpuIds, reasons);
 
-  for (const m of config.models) {
+  const extraWords = new Map<ModelConfig, string[]>();
+  for (const [i, m] of config.models.entries()) {
     if (opts.knownProfiles && !opts.knownProfiles.includes(m.profile)) {
-      reasons.push(
-        `models[${config.models.indexOf(m)}].profile "${m.profile}" is not an engine-sim profile${suggestion(m.profile, opts.knownProfiles)}; known: ${opts.knownProfiles.join(", ")}`,
-      );
+      reasons.push({
+        path: ["models", i, "profile"],
+        message: `"${m.profile}" is not an engine-sim profile${suggestion(m.profile, opts.knownProfiles)}; known: ${opts.knownProfiles.join(", ")}`,
+      });
     }
     const gpuSuffix = GPU_SPECS[config.gpus.type].profileSuffix;
     if (!m.profile.endsWith(`@${gpuSuffix}`)) {
@@ -226,14 +260,10 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
         `${m.name}: emulator profile ${m.profile} models a different GPU than gpus.type ${config.gpus.type}`,
       );
     }
-    for (const flag of m.extraArgs) {
-      const name = flag.split("=")[0]!;
-      if (PLAN_OWNED_FLAGS.includes(name)) {
-        reasons.push(
-          `models[${config.models.indexOf(m)}].extraArgs sets ${name}, which the plan controls; use the matching config key instead`,
-        );
-      }
-    }
+    const extra = checkExtraArgs(m.extraArgs);
+    extraWords.set(m, extra.words);
+    for (const p of extra.problems)
+      reasons.push({ path: ["models", i, "extraArgs", p.index], message: p.message });
     if (estimateWeightsGiB(m) === undefined) {
       warnings.push(
         `${m.name}: cannot estimate weight memory from "${m.hfPath}"; set models[].weightsGiB to check that it fits`,
@@ -268,9 +298,10 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
         Math.floor((config.engine.gpuMemoryUtilization / sharing) * 1000) / 1000;
       const slice = host.gpuMemoryGiB * gpuMemoryUtilization;
       if (weightsGiB !== undefined && weightsGiB / p.gpus.length + MIN_KV_HEADROOM_GIB > slice) {
-        reasons.push(
-          `${name} (${model.hfPath}${model.quantization ? `, ${model.quantization}` : ""}) needs ≈${(weightsGiB / p.gpus.length).toFixed(1)} GiB of weights per GPU + ${MIN_KV_HEADROOM_GIB} GiB KV headroom, but its slice is ${slice.toFixed(1)} GiB (${host.gpuMemoryGiB} GiB × ${gpuMemoryUtilization}); raise gpusPerReplica, quantize, or place fewer engines per GPU`,
-        );
+        reasons.push({
+          path: ["models", config.models.indexOf(model)],
+          message: `${name} (${model.hfPath}${model.quantization ? `, ${model.quantization}` : ""}) needs ≈${(weightsGiB / p.gpus.length).toFixed(1)} GiB of weights per GPU + ${MIN_KV_HEADROOM_GIB} GiB KV headroom, but its slice is ${slice.toFixed(1)} GiB (${host.gpuMemoryGiB} GiB × ${gpuMemoryUtilization}); raise gpusPerReplica, quantize, or place fewer engines per GPU`,
+        });
       }
     }
     const prefixCaching =
@@ -295,7 +326,7 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
         ? ["--gpu-memory-utilization", String(gpuMemoryUtilization)]
         : []),
       prefixCaching ? "--enable-prefix-caching" : "--no-enable-prefix-caching",
-      ...model.extraArgs,
+      ...(extraWords.get(model) ?? []),
     ];
     const env: Record<string, string> = { ...config.engine.env };
     if (kvcached) {
@@ -339,9 +370,10 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
       const usable = host.gpuMemoryGiB * KVCACHED_MAX_GPU_FRACTION;
       const count = enginesPerGpu.get(gpu) ?? 1;
       if (weights + MIN_KV_HEADROOM_GIB * count > usable) {
-        reasons.push(
-          `GPU ${gpu}: the weights of its ${count} engine(s) (≈${weights.toFixed(1)} GiB) plus KV headroom exceed ${usable.toFixed(1)} GiB; spread them over more GPUs`,
-        );
+        reasons.push({
+          path: ["placement"],
+          message: `GPU ${gpu}: the weights of its ${count} engine(s) (≈${weights.toFixed(1)} GiB) plus KV headroom exceed ${usable.toFixed(1)} GiB; spread them over more GPUs`,
+        });
       }
     }
   }
@@ -364,15 +396,18 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
   const usedPorts = new Map<number, string>();
   for (const e of engines) usedPorts.set(e.port, e.name);
   if (usedPorts.has(routerPort)) {
-    reasons.push(
-      `router.port ${routerPort} is also the port of engine ${usedPorts.get(routerPort)}; change router.port or engine.basePort`,
-    );
+    reasons.push({
+      path: ["router", "port"],
+      message: `${routerPort} is also the port of engine ${usedPorts.get(routerPort)}; change router.port or engine.basePort`,
+    });
   }
   const lastPort = config.engine.basePort + engines.length - 1;
   if (lastPort > 65535)
-    reasons.push(
-      `engine ports ${config.engine.basePort}-${lastPort} run past 65535; lower engine.basePort`,
-    );
+    reasons.push({
+      path: ["engine", "basePort"],
+      message: `engine ports ${config.engine.basePort}-${lastPort} run past 65535; lower engine.basePort`,
+    });
+  reasons.push(...contextProblems(config, opts.workloadExtent ?? configWorkloadExtent(config)));
 
   if (reasons.length > 0) throw new PlanError(stack, reasons);
 
@@ -415,6 +450,63 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
   const cost = costEstimate(config);
   if (cost) result.cost = cost;
   return result;
+}
+
+/**
+ * The longest request of a workload generated from the config alone, when that is exact: fixed
+ * synthetic lengths, shared prefixes, and multi-round QA (the last round carries the system
+ * prompt, every question and every earlier answer). Undefined for files and random lengths
+ * (cli/plan-stack.ts measures those).
+ */
+export function configWorkloadExtent(config: StackConfig): RequestExtent | undefined {
+  const w = config.workload;
+  const d = w.dataset;
+  const fixedOutput = w.outputTokensStddev === 0;
+  const out = w.outputTokensMean;
+  const outText = out === undefined ? "" : ` + workload.outputTokensMean ${out}`;
+  if (d.kind === "synthetic" && d.inputTokensStddev === 0 && fixedOutput)
+    return {
+      promptTokens: d.inputTokensMean,
+      outputTokens: out,
+      source: `workload.dataset.inputTokensMean ${d.inputTokensMean}${outText}`,
+    };
+  if (d.kind === "shared-prefix" && fixedOutput)
+    return {
+      promptTokens: d.systemPromptTokens + d.questionTokens,
+      outputTokens: out,
+      source: `workload.dataset.systemPromptTokens ${d.systemPromptTokens} + questionTokens ${d.questionTokens}${outText}`,
+    };
+  if (d.kind === "multi-round-qa")
+    return {
+      promptTokens:
+        d.systemPromptTokens + d.rounds * d.questionTokens + (d.rounds - 1) * d.answerTokens,
+      outputTokens: d.answerTokens,
+      source: `the last of workload.dataset.rounds ${d.rounds}: systemPromptTokens ${d.systemPromptTokens} + ${d.rounds} × questionTokens ${d.questionTokens} + ${d.rounds - 1} earlier answers × answerTokens ${d.answerTokens}, answering answerTokens ${d.answerTokens}`,
+    };
+  return undefined;
+}
+
+/** vLLM refuses a request whose prompt + max_tokens exceeds max_model_len (HTTP 400). */
+export function contextProblems(
+  config: StackConfig,
+  extent: RequestExtent | undefined,
+): PlanProblem[] {
+  if (!extent) return [];
+  const driven = new Set(config.workload.models ?? config.models.map((m) => m.name));
+  const out: PlanProblem[] = [];
+  const output = extent.outputTokens;
+  const need = extent.promptTokens + (output ?? 1);
+  for (const [i, m] of config.models.entries()) {
+    if (!driven.has(m.name) || need <= m.maxModelLen) continue;
+    out.push({
+      path: ["models", i, "maxModelLen"],
+      message:
+        output === undefined
+          ? `${m.maxModelLen} is too small for the workload's longest prompt, ${extent.promptTokens} tokens (${extent.source}): vLLM needs prompt + at least 1 output token ≤ maxModelLen, so such requests would fail; raise maxModelLen to at least ${need} or shorten the prompts`
+          : `${m.maxModelLen} is below the workload's longest request: ${extent.promptTokens} prompt tokens + ${output} output tokens = ${need} (${extent.source}); vLLM refuses prompt + max_tokens > maxModelLen, so such requests would fail; raise maxModelLen to at least ${need} or shorten the workload`,
+    });
+  }
+  return out;
 }
 
 /**

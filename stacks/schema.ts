@@ -5,13 +5,119 @@
  */
 import { z } from "zod";
 
+/**
+ * Upper bounds of every count a user may configure. A value past one is a typo or a unit mix-up
+ * (1e12 tokens, ms given as µs) that would exhaust memory or never finish, so the schema refuses
+ * it and names the bound. stacks/LIMITS.md lists them with the reasons; `inferbench profile`
+ * applies the same ones to its flags.
+ */
+export const LIMITS = {
+  /** Tokens in one prompt or one answer (1 Mi); maxModelLen may be larger (long-context models). */
+  tokensPerRequest: 1_048_576,
+  /** Engine context length: 16 Mi tokens. */
+  maxModelLen: 16_777_216,
+  /** Tokens of prompt text a synthetic workload may generate in total (they are held in memory). */
+  datasetTokens: 50_000_000,
+  /** Distinct payloads / prompts / conversations / trace rows (each is kept in memory). */
+  datasetEntries: 1_000_000,
+  /** Requests measured per load point (each request's record is kept until the point ends). */
+  requestCount: 1_000_000,
+  /** Requests in flight (each holds a socket; past this the client, not the server, is measured). */
+  concurrency: 50_000,
+  /** Requests per second (the load generator keeps ~1,500 req/s on time on 2 cores). */
+  requestRate: 100_000,
+  /** Load points per stack. */
+  loadPoints: 100,
+  /** Repeats of the whole sweep. */
+  repeats: 100,
+  /** Warm-up requests per arm. */
+  warmupRequests: 100_000,
+  /** multi-round-qa users / shared-prefix groups and prompts per group. */
+  users: 100_000,
+  /** multi-round-qa rounds per user. */
+  rounds: 10_000,
+  /** Gamma shape for bursty arrivals: below 0.01 the gaps degenerate to 0 or hours. */
+  burstinessMin: 0.01,
+  burstinessMax: 100,
+  /** Trace time scale (multiplies recorded gaps). */
+  timeScaleMin: 1e-6,
+  timeScaleMax: 1_000,
+  /** Engines: models, replicas per model, GPUs per replica, GPUs per host. */
+  models: 64,
+  replicas: 1_024,
+  gpusPerReplica: 64,
+  gpus: 4_096,
+  /** vLLM scheduler limits. */
+  maxNumSeqs: 65_536,
+  maxNumBatchedTokens: 16_777_216,
+  /** Milliseconds: a day (also below Node's 2^31-1 ms timer limit). */
+  durationMs: 86_400_000,
+  /** Seconds of emulated start-up. */
+  startupDelaySec: 3_600,
+  /** Extra vLLM flags per model. */
+  extraArgs: 256,
+  /** GCP disk (GB) and GKE nodes. */
+  diskSizeGb: 65_536,
+  nodeCount: 1_000,
+  /** Seeds are 32-bit. */
+  seed: 4_294_967_295,
+} as const;
+
+/** Integer in [min, max]; the message names the bound and what it protects. */
+export function boundedInt(min: number, max: number, what: string) {
+  return z
+    .number()
+    .int()
+    .min(min, { message: `must be ≥ ${min}` })
+    .max(max, { message: `must be ≤ ${max.toLocaleString("en-US")} (${what})` });
+}
+
+/** Number in (0 or min, max]. */
+export function boundedNumber(
+  min: number,
+  max: number,
+  what: string,
+  opts: { exclusiveMin?: boolean } = {},
+) {
+  const base = opts.exclusiveMin
+    ? z.number().gt(min, { message: `must be > ${min}` })
+    : z.number().min(min, { message: `must be ≥ ${min}` });
+  return base.max(max, { message: `must be ≤ ${max.toLocaleString("en-US")} (${what})` });
+}
+
+const TOKENS = `the most tokens in one request, LIMITS.tokensPerRequest`;
+const tokens = (min: number) => boundedInt(min, LIMITS.tokensPerRequest, TOKENS);
+const tokenSd = boundedNumber(0, LIMITS.tokensPerRequest, TOKENS);
+const entries = boundedInt(
+  1,
+  LIMITS.datasetEntries,
+  "LIMITS.datasetEntries: each entry is held in memory",
+);
+const ms = (min: number) => boundedInt(min, LIMITS.durationMs, "a day, LIMITS.durationMs");
+const msNumber = boundedNumber(0, LIMITS.durationMs, "a day, LIMITS.durationMs", {
+  exclusiveMin: true,
+});
+const concurrencyInt = boundedInt(1, LIMITS.concurrency, "LIMITS.concurrency: requests in flight");
+const timeScale = boundedNumber(LIMITS.timeScaleMin, LIMITS.timeScaleMax, "LIMITS.timeScaleMax");
+
 /** Kubernetes/compose/DNS-safe name: served model names become engine and service names. */
 const dnsName = z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,46}[a-z0-9])?$/, {
   message: "must be lowercase letters, digits, '.' or '-', start and end alphanumeric, ≤ 48 chars",
 });
 
 const port = z.number().int().min(1).max(65535);
-const positiveInt = z.number().int().min(1);
+/**
+ * Config keys whose values are secrets: their values never appear in a message, even when they
+ * are malformed (a wrong type is as secret as a right one).
+ */
+export const SECRET_KEY =
+  /(token|secret|password|passwd|apikey|api[-_]key|private[-_]?key|credentials?)$/i;
+
+export function isSecretPath(path: readonly PropertyKey[]): boolean {
+  if (path[0] === "hfToken") return true;
+  if (path[0] === "kubeconfig" && path[1] === "content") return true;
+  return path.some((p) => typeof p === "string" && SECRET_KEY.test(p));
+}
 
 /** A config secret: a plain string (CLI/env), or Pulumi's encrypted `{secure: ...}` form. */
 export const secretValue = z.union([
@@ -26,19 +132,25 @@ export const modelSchema = z.strictObject({
   hfPath: z
     .string()
     .regex(/^[\w.-]+\/[\w.-]+$/, { message: "must be a Hugging Face id like org/name" }),
-  replicas: positiveInt.default(1),
+  replicas: boundedInt(1, LIMITS.replicas, "LIMITS.replicas").default(1),
   /** GPUs per replica = tensor parallel size. */
-  gpusPerReplica: positiveInt.default(1),
+  gpusPerReplica: boundedInt(1, LIMITS.gpusPerReplica, "LIMITS.gpusPerReplica").default(1),
   quantization: z
     .enum(["awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "bitsandbytes"])
     .optional(),
-  maxModelLen: positiveInt.default(8192),
-  /** Extra `vllm serve` flags appended after the generated ones. */
-  extraArgs: z.array(z.string()).default([]),
+  maxModelLen: boundedInt(1, LIMITS.maxModelLen, "LIMITS.maxModelLen").default(8192),
+  /**
+   * Extra `vllm serve` flags appended after the generated ones. An element may hold several
+   * shell words ("--seed 1"); flags the plan sets itself are refused (stacks/vllm-args.ts).
+   */
+  extraArgs: z
+    .array(z.string().max(4096))
+    .max(LIMITS.extraArgs, { message: `at most ${LIMITS.extraArgs} entries` })
+    .default([]),
   /** engine-sim profile used when emulated, e.g. `llama-3.1-8b@h100`. */
   profile: z.string().min(1),
   /** Weight memory in GiB; estimated from the parameter count in hfPath when omitted. */
-  weightsGiB: z.number().positive().optional(),
+  weightsGiB: boundedNumber(0, 1_000_000, "1 PiB", { exclusiveMin: true }).optional(),
 });
 
 export const gpuTypes = ["h100-80gb", "h200-141gb", "a100-80gb", "a100-40gb", "l4-24gb"] as const;
@@ -46,8 +158,11 @@ export const gpuTypes = ["h100-80gb", "h200-141gb", "a100-80gb", "a100-40gb", "l
 export const gpusSchema = z.strictObject({
   type: z.enum(gpuTypes).default("h100-80gb"),
   /** GPUs of the host the plan may use (ids 0..count-1 unless `ids` given). */
-  count: positiveInt.default(6),
-  ids: z.array(z.number().int().min(0)).optional(),
+  count: boundedInt(1, LIMITS.gpus, "LIMITS.gpus").default(6),
+  ids: z
+    .array(boundedInt(0, LIMITS.gpus - 1, "LIMITS.gpus"))
+    .max(LIMITS.gpus)
+    .optional(),
 });
 
 /**
@@ -71,14 +186,25 @@ export const engineSchema = z.strictObject({
     })
     .prefault({}),
   prefixCaching: z.boolean().default(true),
-  maxNumSeqs: positiveInt.default(256),
-  maxNumBatchedTokens: positiveInt.default(8192),
+  maxNumSeqs: boundedInt(1, LIMITS.maxNumSeqs, "LIMITS.maxNumSeqs").default(256),
+  maxNumBatchedTokens: boundedInt(
+    1,
+    LIMITS.maxNumBatchedTokens,
+    "LIMITS.maxNumBatchedTokens",
+  ).default(8192),
   /** Baseline only: KVCached engines drop `--gpu-memory-utilization` (pages are mapped on demand). */
   gpuMemoryUtilization: z.number().gt(0).max(1).default(0.9),
   /** First engine port; engines take consecutive ports. */
   basePort: port.default(8001),
   /** Extra environment for every engine (never secrets: use hfToken). */
-  env: z.record(z.string(), z.string()).default({}),
+  env: z
+    .record(
+      z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: "must be an environment variable name" }),
+      z.string().max(65_536),
+    )
+    .default({}),
   kvcached: z
     .strictObject({
       /** Defaults to true on the managed arm, false on baseline. */
@@ -88,11 +214,11 @@ export const engineSchema = z.strictObject({
         .regex(/^[A-Za-z0-9_-]+$/)
         .default("kvcached"),
       /** Prefix-cache cap on KVCached engines (KVCACHED_MAX_CACHED_TOKENS); 0 turns caching off. */
-      maxCachedTokens: z.number().int().min(0).default(16000),
+      maxCachedTokens: boundedInt(0, 1_073_741_824, "2^30 tokens").default(16000),
     })
     .prefault({}),
   /** engine-sim start-up delay (emulated weight loading), seconds. */
-  emulatorStartupDelaySec: z.number().min(0).default(1),
+  emulatorStartupDelaySec: boundedNumber(0, LIMITS.startupDelaySec, "an hour").default(1),
 });
 
 export const routerPolicy = z.enum([
@@ -116,79 +242,88 @@ export const routerSchema = z.strictObject({
     .optional(),
   port: port.default(8000),
   pollIntervalMs: z.number().int().min(50).max(60000).default(1000),
-  requestTimeoutMs: z.number().int().min(1000).default(600000),
+  requestTimeoutMs: ms(1000).default(600000),
   image: z.string().min(1).default("inferbench/router:0.1.0"),
   options: z
     .strictObject({
-      prefixBlockChars: positiveInt.default(64),
-      loadGateThreshold: z.number().min(0).default(4),
+      prefixBlockChars: boundedInt(1, 1_048_576, "1 MiB").default(64),
+      loadGateThreshold: boundedNumber(0, 1_000_000, "1e6").default(4),
       sessionHeader: z.string().min(1).default("x-session-id"),
       /** Measured with bench:router: 2/2/3 beat least-busy on multi-turn load, 1/1/1 did not. */
       kvAwareWeights: z
         .strictObject({
-          queue: z.number().min(0).default(2),
-          kvUsage: z.number().min(0).default(2),
-          prefix: z.number().min(0).default(3),
+          queue: boundedNumber(0, 1000, "1000").default(2),
+          kvUsage: boundedNumber(0, 1000, "1000").default(2),
+          prefix: boundedNumber(0, 1000, "1000").default(3),
         })
         .prefault({}),
-      metricsStaleMs: positiveInt.optional(),
+      metricsStaleMs: ms(1).optional(),
     })
     .prefault({}),
 });
 
+/** A dataset file path (relative to the directory inferbench runs in). */
+const filePath = z.string().min(1).max(4096);
+
 const datasetSchema = z.discriminatedUnion("kind", [
   z.strictObject({
     kind: z.literal("synthetic"),
-    inputTokensMean: positiveInt.default(550),
-    inputTokensStddev: z.number().min(0).default(0),
-    numDatasetEntries: positiveInt.default(100),
+    inputTokensMean: tokens(1).default(550),
+    inputTokensStddev: tokenSd.default(0),
+    numDatasetEntries: entries.default(100),
   }),
-  z.strictObject({ kind: z.literal("input-file"), path: z.string().min(1) }),
+  z.strictObject({ kind: z.literal("input-file"), path: filePath }),
   z.strictObject({
     kind: z.literal("sharegpt"),
-    path: z.string().min(1),
-    maxConversations: positiveInt.default(1000),
-    numPrompts: positiveInt.default(1000),
+    path: filePath,
+    maxConversations: entries.default(1000),
+    numPrompts: entries.default(1000),
   }),
   z.strictObject({
     kind: z.literal("multi-round-qa"),
-    users: positiveInt.default(10),
-    rounds: positiveInt.default(5),
-    systemPromptTokens: z.number().int().min(0).default(1000),
-    questionTokens: positiveInt.default(100),
-    answerTokens: positiveInt.default(100),
+    users: boundedInt(1, LIMITS.users, "LIMITS.users").default(10),
+    rounds: boundedInt(1, LIMITS.rounds, "LIMITS.rounds").default(5),
+    systemPromptTokens: tokens(0).default(1000),
+    questionTokens: tokens(1).default(100),
+    answerTokens: tokens(1).default(100),
   }),
   z.strictObject({
     kind: z.literal("shared-prefix"),
-    groups: positiveInt.default(8),
-    promptsPerGroup: positiveInt.default(16),
-    systemPromptTokens: z.number().int().min(0).default(2000),
-    questionTokens: positiveInt.default(100),
+    groups: boundedInt(1, LIMITS.users, "LIMITS.users").default(8),
+    promptsPerGroup: boundedInt(1, LIMITS.users, "LIMITS.users").default(16),
+    systemPromptTokens: tokens(0).default(2000),
+    questionTokens: tokens(1).default(100),
   }),
   ...(["azure-trace", "mooncake"] as const).map((kind) =>
     z.strictObject({
       kind: z.literal(kind),
-      path: z.string().min(1),
-      timeScale: z.number().positive().default(1),
-      maxRequests: positiveInt.optional(),
+      path: filePath,
+      timeScale: timeScale.default(1),
+      maxRequests: entries.optional(),
     }),
   ),
   z.strictObject({
     kind: z.literal("servegen"),
-    path: z.string().min(1),
-    datasetPath: z.string().min(1).optional(),
-    timeScale: z.number().positive().default(1),
-    maxRequests: positiveInt.optional(),
+    path: filePath,
+    datasetPath: filePath.optional(),
+    timeScale: timeScale.default(1),
+    maxRequests: entries.optional(),
   }),
 ]);
 
 const loadPointSchema = z.union([
-  z.strictObject({ concurrency: positiveInt }),
+  z.strictObject({ concurrency: concurrencyInt }),
   z.strictObject({
-    requestRate: z.number().positive(),
+    requestRate: boundedNumber(0, LIMITS.requestRate, "LIMITS.requestRate", {
+      exclusiveMin: true,
+    }),
     distribution: z.enum(["constant", "poisson", "gamma"]).default("poisson"),
-    burstiness: z.number().positive().optional(),
-    maxConcurrency: positiveInt.optional(),
+    burstiness: boundedNumber(
+      LIMITS.burstinessMin,
+      LIMITS.burstinessMax,
+      "LIMITS.burstinessMax",
+    ).optional(),
+    maxConcurrency: concurrencyInt.optional(),
   }),
 ]);
 
@@ -201,23 +336,30 @@ export const workloadSchema = z.strictObject({
   }),
   endpointType: z.enum(["chat", "completions"]).default("chat"),
   streaming: z.boolean().default(true),
-  requestCount: positiveInt.optional(),
-  outputTokensMean: positiveInt.optional(),
-  outputTokensStddev: z.number().min(0).default(0),
+  requestCount: boundedInt(
+    1,
+    LIMITS.requestCount,
+    "LIMITS.requestCount: records are kept in memory",
+  ).optional(),
+  outputTokensMean: tokens(1).optional(),
+  outputTokensStddev: tokenSd.default(0),
   ignoreEos: z.boolean().default(false),
-  minTokens: z.number().int().min(0).optional(),
+  minTokens: tokens(0).optional(),
   /** Models to drive; every model of the stack when omitted. */
-  models: z.array(z.string()).optional(),
+  models: z.array(z.string()).max(LIMITS.models).optional(),
   loadPoints: z
     .array(loadPointSchema)
     .min(1)
+    .max(LIMITS.loadPoints, {
+      message: `at most ${LIMITS.loadPoints} load points (LIMITS.loadPoints)`,
+    })
     .default([{ concurrency: 1 }]),
 });
 
 export const sloSchema = z.strictObject({
-  ttftMs: z.number().positive().optional(),
-  itlMs: z.number().positive().optional(),
-  e2eMs: z.number().positive().optional(),
+  ttftMs: msNumber.optional(),
+  itlMs: msNumber.optional(),
+  e2eMs: msNumber.optional(),
 });
 
 const cidr = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, {
@@ -232,7 +374,7 @@ export const gcpSchema = z.strictObject({
   zones: z.array(z.string().min(1)).min(1).default(["us-central1-a"]),
   machineType: z.string().min(1).default("a3-highgpu-8g"),
   provisioningModel: provisioningModel.default("STANDARD"),
-  diskSizeGb: z.number().int().min(100).default(1000),
+  diskSizeGb: boundedInt(100, LIMITS.diskSizeGb, "GCP's 64 TB disk limit").default(1000),
   imageProject: z.string().min(1).default("deeplearning-platform-release"),
   imageFamily: z.string().min(1).default("common-cu124-ubuntu-2204-nvidia-550"),
   /** Dead-man switch: the VM deletes itself after this many hours. */
@@ -253,7 +395,7 @@ export const gkeSchema = z.strictObject({
   location: z.string().min(1).default("us-central1-a"),
   clusterName: dnsName.default("inferbench"),
   machineType: z.string().min(1).default("a3-highgpu-8g"),
-  nodeCount: positiveInt.default(1),
+  nodeCount: boundedInt(1, LIMITS.nodeCount, "LIMITS.nodeCount").default(1),
   provisioningModel: provisioningModel.default("STANDARD"),
   gpuDriverVersion: z.enum(["LATEST", "DEFAULT", "INSTALLATION_DISABLED"]).default("LATEST"),
   maxRunHours: z.number().positive().max(168).default(4),
@@ -277,7 +419,7 @@ export const kubeconfigSchema = z.strictObject({
   nodeSelector: z.record(z.string(), z.string()).default({}),
   tolerations: z.array(toleration).default([]),
   /** GPUs per node (engines are placed as pods; this bounds a plan). */
-  gpusPerNode: positiveInt.default(8),
+  gpusPerNode: boundedInt(1, LIMITS.gpusPerReplica, "LIMITS.gpusPerReplica").default(8),
   /** Extended resource name of the GPU device plugin. */
   gpuResource: z.string().min(1).default("nvidia.com/gpu"),
 });
@@ -286,10 +428,10 @@ export const runSchema = z.strictObject({
   destroyAfterRun: z.boolean().default(true),
   /** Run the benchmark right after provisioning (cloud targets). */
   onProvision: z.boolean().default(true),
-  repeats: positiveInt.default(1),
-  warmupRequests: z.number().int().min(0).default(10),
+  repeats: boundedInt(1, LIMITS.repeats, "LIMITS.repeats").default(1),
+  warmupRequests: boundedInt(0, LIMITS.warmupRequests, "LIMITS.warmupRequests").default(10),
   interleaveArms: z.boolean().default(true),
-  seed: z.number().int().min(0).default(0),
+  seed: boundedInt(0, LIMITS.seed, "seeds are 32-bit").default(0),
   /** Cloud targets refuse images not pinned by digest unless this is set. */
   allowUnpinnedImages: z.boolean().default(false),
 });
@@ -301,7 +443,10 @@ export const stackConfigSchema = z
     target: z.enum(targets),
     /** The arm: baseline (vanilla vLLM, round-robin) or managed (KVCached, least-busy). */
     mode: z.enum(["baseline", "managed"]),
-    models: z.array(modelSchema).min(1),
+    models: z
+      .array(modelSchema)
+      .min(1)
+      .max(LIMITS.models, { message: `at most ${LIMITS.models} models (LIMITS.models)` }),
     gpus: gpusSchema.prefault({}),
     placement: z.enum(["dedicated", "packed"]).default("dedicated"),
     engine: engineSchema.prefault({}),
@@ -338,6 +483,20 @@ export const stackConfigSchema = z
         });
       }
     }
+    const tokensIssue = datasetTokensIssue(cfg.workload.dataset);
+    if (tokensIssue) ctx.addIssue({ code: "custom", ...tokensIssue });
+    const w = cfg.workload;
+    if (
+      w.minTokens !== undefined &&
+      w.outputTokensMean !== undefined &&
+      w.minTokens > w.outputTokensMean
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["workload", "minTokens"],
+        message: `minTokens ${w.minTokens} is above outputTokensMean ${w.outputTokensMean}: vLLM refuses min_tokens > max_tokens, so every request would fail`,
+      });
+    }
     if (cfg.target === "gcp-vm" && cfg.gcp.sshSourceRanges.length === 0) {
       ctx.addIssue({
         code: "custom",
@@ -346,6 +505,33 @@ export const stackConfigSchema = z
       });
     }
   });
+
+/** Tokens of prompt text a config-generated dataset holds; refused past LIMITS.datasetTokens. */
+export function datasetTokensIssue(
+  d: z.output<typeof datasetSchema>,
+): { path: string[]; message: string } | undefined {
+  let total: number;
+  let formula: string;
+  let key: string;
+  if (d.kind === "synthetic") {
+    total = d.numDatasetEntries * (d.inputTokensMean + 3 * d.inputTokensStddev);
+    formula = "numDatasetEntries × (inputTokensMean + 3 × inputTokensStddev)";
+    key = "numDatasetEntries";
+  } else if (d.kind === "shared-prefix") {
+    total = d.groups * (d.systemPromptTokens + d.promptsPerGroup * d.questionTokens);
+    formula = "groups × (systemPromptTokens + promptsPerGroup × questionTokens)";
+    key = "groups";
+  } else if (d.kind === "multi-round-qa") {
+    total = d.systemPromptTokens + d.users * d.rounds * d.questionTokens;
+    formula = "systemPromptTokens + users × rounds × questionTokens";
+    key = "users";
+  } else return undefined;
+  if (total <= LIMITS.datasetTokens) return undefined;
+  return {
+    path: ["workload", "dataset", key],
+    message: `the dataset would hold ≈${Math.round(total).toLocaleString("en-US")} tokens of prompt text (${formula}); the most is ${LIMITS.datasetTokens.toLocaleString("en-US")} (LIMITS.datasetTokens: prompts are held in memory)`,
+  };
+}
 
 export type StackConfigInput = z.input<typeof stackConfigSchema>;
 export type StackConfig = z.output<typeof stackConfigSchema>;

@@ -103,7 +103,8 @@ describe("stack files", () => {
       }));
     it("7. YAML syntax error", () =>
       expectConfigError("m7", `${GOOD}  inferbench:slo: {ttftMs: 5\n`, {
-        path: "",
+        path: "slo.ttftMs",
+        line: 12,
         message: /YAML syntax error/,
       }));
     it("8. not a mapping at the top", () =>
