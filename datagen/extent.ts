@@ -89,8 +89,7 @@ function* requests(w: Workload, tokenizer: string): Generator<Req> {
     return tok.count(text);
   };
   for (const item of w.items) {
-    const prompt =
-      item.islTokens ?? item.messages().reduce((n, m) => n + count(m.content), 0);
+    const prompt = item.islTokens ?? item.messages().reduce((n, m) => n + count(m.content), 0);
     yield { prompt, output: item.maxTokens, line: item.line };
   }
   for (const s of w.sessions ?? []) {

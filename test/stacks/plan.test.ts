@@ -129,14 +129,17 @@ describe("plan refuses impossible plans with a reason", () => {
     assert.throws(
       () => planOf({ ...base, router: { port: 8002 } }),
       (e: unknown) =>
-        e instanceof PlanError && /router\.port: 8002 is also the port of engine a-1/.test(e.message),
+        e instanceof PlanError &&
+        /router\.port: 8002 is also the port of engine a-1/.test(e.message),
     );
   });
 
   it("extra args that fight the plan", () => {
     assert.throws(
       () => planOf({ ...base, models: [small("a", 1, { extraArgs: ["--port=9000"] })] }),
-      (e: unknown) => e instanceof PlanError && /models\[0\]\.extraArgs\[0\]: sets --port, which the plan controls/.test(e.message),
+      (e: unknown) =>
+        e instanceof PlanError &&
+        /models\[0\]\.extraArgs\[0\]: sets --port, which the plan controls/.test(e.message),
     );
   });
 
