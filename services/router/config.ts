@@ -31,7 +31,7 @@ export interface RouterConfig {
   policy: RouterPolicy;
   /** 0 = ephemeral. */
   port: number;
-  /** Listen address; default 0.0.0.0 (service), tests use 127.0.0.1. */
+  /** Listen address; default 127.0.0.1 (containers pass 0.0.0.0 explicitly). */
   host?: string;
   pollIntervalMs: number;
   /** Time allowed for the upstream response headers (connect included). */
@@ -42,8 +42,10 @@ export interface RouterConfig {
   backends: Record<string, BackendConfig[]>;
   /** Bearer token clients must send (read from an env var by the CLI). Never logged. */
   apiKey?: string;
-  /** Request body limit in bytes (413 above it). Default 16 MiB. */
+  /** Request body limit in bytes (413 above it). Default 32 MiB. */
   maxBodyBytes?: number;
+  /** Time allowed from the request head to the end of its body (408 after it). Default 30 s. */
+  bodyTimeoutMs?: number;
   /** Injectable RNG for tie-breaks (tests); default Math.random. */
   rng?: Rng;
   logger?: Logger;
@@ -60,7 +62,9 @@ export const DEFAULT_POLICY_OPTIONS: RouterPolicyOptions = {
 export const DEFAULTS = {
   pollIntervalMs: 1000,
   requestTimeoutMs: 60_000,
-  maxBodyBytes: 16 * 1024 * 1024,
+  maxBodyBytes: 32 * 1024 * 1024,
+  bodyTimeoutMs: 30_000,
+  host: "127.0.0.1",
 } as const;
 
 export const MIN_POLL_INTERVAL_MS = 50;

@@ -8,6 +8,7 @@ import type { Command } from "commander";
 import { z } from "zod";
 import { errorMessage, InputFileError, UserError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/logger.ts";
+import { registerSecret } from "../../lib/redact.ts";
 import type { RouterPlan, StackPlan } from "../../stacks/plan-types.ts";
 import {
   DEFAULT_POLICY_OPTIONS,
@@ -28,14 +29,16 @@ export const routerOptionsSchema = z
     backends: z.string().min(1).optional(),
     plan: z.string().min(1).optional(),
     port: int(0, 65535).optional(),
-    host: z.string().min(1).default("0.0.0.0"),
+    host: z.string().min(1).default(DEFAULTS.host),
     pollIntervalMs: int(50, 60_000).optional(),
     requestTimeoutMs: int(100, 3_600_000).optional(),
+    apiKey: z.string().min(1, "must not be empty").optional(),
     apiKeyEnv: z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name")
       .optional(),
     maxBodyBytes: int(1024, 1024 * 1024 * 1024).optional(),
+    bodyTimeoutMs: int(100, 3_600_000).optional(),
   })
   .refine((o) => (o.backends === undefined) !== (o.plan === undefined), {
     message: "give exactly one of --backends or --plan",
@@ -75,6 +78,21 @@ function readPlanFile(file: string): RouterPlan {
   return rp as RouterPlan;
 }
 
+export const API_KEY_ENV = "INFERBENCH_ROUTER_API_KEY";
+
+/** --api-key, else the variable --api-key-env names, else INFERBENCH_ROUTER_API_KEY; never echoed. */
+function apiKey(o: { apiKey?: string; apiKeyEnv?: string }, env: NodeJS.ProcessEnv) {
+  if (o.apiKey !== undefined) return o.apiKey;
+  if (o.apiKeyEnv) {
+    const key = env[o.apiKeyEnv];
+    if (!key)
+      throw new UserError(`--api-key-env: environment variable ${o.apiKeyEnv} is empty or unset`);
+    return key;
+  }
+  const key = env[API_KEY_ENV];
+  return key === undefined || key === "" ? undefined : key;
+}
+
 /** RouterConfig from the parsed flags (commander's option object) and the environment. */
 export function buildRouterConfig(raw: unknown, env: NodeJS.ProcessEnv): RouterConfig {
   const o = parseFlags(routerOptionsSchema, raw);
@@ -99,10 +117,10 @@ export function buildRouterConfig(raw: unknown, env: NodeJS.ProcessEnv): RouterC
   if (o.pollIntervalMs !== undefined) config.pollIntervalMs = o.pollIntervalMs;
   if (o.requestTimeoutMs !== undefined) config.requestTimeoutMs = o.requestTimeoutMs;
   if (o.maxBodyBytes !== undefined) config.maxBodyBytes = o.maxBodyBytes;
-  if (o.apiKeyEnv) {
-    const key = env[o.apiKeyEnv];
-    if (!key)
-      throw new UserError(`--api-key-env: environment variable ${o.apiKeyEnv} is empty or unset`);
+  if (o.bodyTimeoutMs !== undefined) config.bodyTimeoutMs = o.bodyTimeoutMs;
+  const key = apiKey(o, env);
+  if (key !== undefined) {
+    registerSecret(key); // redacted should anything ever print it
     config.apiKey = key;
   }
   return config;
@@ -153,7 +171,11 @@ export function configureRouterCommand(cmd: Command, usage = "inferbench serve r
       "read backends, policy, options and timeouts from a plan's router section",
     )
     .option("--port <n>", "listen port (default: the plan's, or 8000)")
-    .option("--host <addr>", "listen address", "0.0.0.0")
+    .option(
+      "--host <addr>",
+      "listen address; 0.0.0.0 (or ::) to accept other machines — then set an API key",
+      DEFAULTS.host,
+    )
     .option(
       "--poll-interval-ms <ms>",
       `replica /metrics poll interval, 50..60000 (default ${DEFAULTS.pollIntervalMs})`,
@@ -163,19 +185,27 @@ export function configureRouterCommand(cmd: Command, usage = "inferbench serve r
       `time allowed for a replica's response headers (default ${DEFAULTS.requestTimeoutMs})`,
     )
     .option(
+      "--api-key <key>",
+      `require \`Authorization: Bearer <key>\` on /v1/* (401 otherwise; /health and /metrics stay open). Visible in process lists: prefer ${API_KEY_ENV}=<key> in the environment, which is read when neither key flag is given`,
+    )
+    .option(
       "--api-key-env <VAR>",
-      "require `Authorization: Bearer <key>` with the key read from this environment variable (never logged)",
+      "read the API key from this environment variable instead (never logged)",
     )
     .option(
       "--max-body-bytes <n>",
-      `request body limit, 413 above it (default ${DEFAULTS.maxBodyBytes})`,
+      `request body limit, 413 above it (default ${DEFAULTS.maxBodyBytes}, 32 MiB)`,
+    )
+    .option(
+      "--body-timeout-ms <ms>",
+      `time from the request head to the end of its body, 408 after it (default ${DEFAULTS.bodyTimeoutMs})`,
     )
     .addHelpText(
       "after",
       "\nExamples:\n" +
         `  ${usage} --policy least-busy --backends m=http://127.0.0.1:8001,m=http://127.0.0.1:8002 --port 8000\n` +
         `  ${usage} --plan plan.json --poll-interval-ms 50\n` +
-        `  ROUTER_KEY=... ${usage} --plan plan.json --api-key-env ROUTER_KEY\n`,
+        `  ${API_KEY_ENV}=... ${usage} --plan plan.json --host 0.0.0.0\n`,
     )
     .action((raw: unknown) => serveUntilSignal(buildRouterConfig(raw, process.env)));
 }

@@ -6,6 +6,13 @@
 import { errorMessage } from "../../lib/errors.ts";
 import { blockHashes, promptText } from "./prefix.ts";
 
+/**
+ * Prompt blocks hashed per request (256 Ki characters at 64 per block, about 64k tokens): a prefix
+ * cache match is decided by the prompt's start, and one huge prompt must neither cost the event
+ * loop more than a few ms in the prefix index (~0.9 µs a block) nor evict everyone else's entries.
+ */
+export const MAX_PREFIX_BLOCKS = 4096;
+
 export interface ApiRequestRules {
   /** Served models, in the order the error message lists them. */
   models: ReadonlySet<string>;
@@ -64,7 +71,11 @@ export function parseApiRequest(body: Buffer, rules: ApiRequestRules): ApiReques
     model,
     user: typeof obj.user === "string" && obj.user !== "" ? obj.user : undefined,
     hashes: rules.hashPrefix
-      ? blockHashes(promptText(obj), rules.prefixBlockChars, model)
+      ? blockHashes(
+          promptText(obj).slice(0, MAX_PREFIX_BLOCKS * rules.prefixBlockChars),
+          rules.prefixBlockChars,
+          model,
+        )
       : undefined,
   };
 }

@@ -1,5 +1,5 @@
 /** The router's own responses: OpenAI-shaped error bodies and small JSON replies. */
-import type http from "node:http";
+import http from "node:http";
 import type { Counter } from "./stats.ts";
 
 /** `{"error":{"message","type","param","code"}}`, the shape OpenAI clients and vLLM use. */
@@ -30,4 +30,31 @@ export function sendJson(
     ...extra,
   });
   res.end(body);
+}
+
+/**
+ * The router's answer to a request Node's HTTP parser rejected (`clientError`), as a raw response
+ * with an OpenAI-shaped body, or undefined when nothing should be written (the peer reset).
+ * Status as Node's own default handler picks it: 431 header overflow, 413 chunk extensions too
+ * large, 408 head not received in time, else 400.
+ */
+export function clientErrorResponse(code: string | undefined): string | undefined {
+  if (code === "ECONNRESET" || code === "EPIPE") return undefined;
+  let status = 400;
+  let message = `malformed HTTP request${code ? ` (${code})` : ""}`;
+  if (code === "HPE_HEADER_OVERFLOW") {
+    status = 431;
+    message = "request header fields too large";
+  } else if (code === "HPE_CHUNK_EXTENSIONS_OVERFLOW") {
+    status = 413;
+    message = "chunk extensions too large";
+  } else if (code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    status = 408;
+    message = "request head not received in time";
+  }
+  const body = openAiError(message, "invalid_request_error");
+  return (
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+  );
 }

@@ -12,14 +12,22 @@ import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
 import { errorMessage } from "../../lib/errors.ts";
 import { createLogger, type Logger } from "../../lib/logger.ts";
+import { BodyBuffer } from "./body.ts";
 import { policyReadsLoad, policyUsesPrefix } from "./choose.ts";
 import { DEFAULTS, effectiveStaleMs, MIN_POLL_INTERVAL_MS, type RouterConfig } from "./config.ts";
+import { Deadlines } from "./deadlines.ts";
 import { renderMetrics } from "./metrics.ts";
+import { INLINE_PARSE_MAX_BYTES, OffThreadParser } from "./parse-offthread.ts";
 import { startPoller } from "./poller.ts";
 import { type ProxyContext, proxyRequest } from "./proxy.ts";
 import { buildGroups, type ModelGroup, type Replica } from "./replica.ts";
-import { type ApiRequestRules, parseApiRequest } from "./request.ts";
-import { openAiError, sendJson } from "./respond.ts";
+import {
+  type ApiRejection,
+  type ApiRequest,
+  type ApiRequestRules,
+  parseApiRequest,
+} from "./request.ts";
+import { clientErrorResponse, openAiError, sendJson } from "./respond.ts";
 import { ADDED_LATENCY_BUCKETS, Counter, Histogram } from "./stats.ts";
 import type { UpstreamPoolOptions } from "./upstream.ts";
 import type { ReplicaLoad } from "./vllm-metrics.ts";
@@ -45,6 +53,10 @@ export interface ReplicaState {
   metricsAgeMs: number | undefined;
 }
 
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
+
 function tokenDigest(s: string): Buffer {
   return createHash("sha256").update(s).digest();
 }
@@ -62,6 +74,8 @@ interface Front {
   rules: ApiRequestRules;
   proxy: ProxyContext;
   metrics: () => string;
+  bodyDeadlines: Deadlines;
+  parser: OffThreadParser;
 }
 
 /** Constant-time bearer check against the key's digest (the key itself is never kept around). */
@@ -72,68 +86,134 @@ function authorized(front: Front, req: http.IncomingMessage): boolean {
   return timingSafeEqual(tokenDigest(h.slice(7)), front.apiKeyDigest);
 }
 
+/** Answers before the body was read: a keep-alive socket would otherwise keep reading it. */
+function closeIfBodyPending(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const cl = req.headers["content-length"];
+  if ((cl !== undefined && cl !== "0") || req.headers["transfer-encoding"] !== undefined)
+    res.setHeader("connection", "close");
+}
+
 function tooLarge(front: Front, res: http.ServerResponse): void {
   res.setHeader("connection", "close");
   sendJson(
     res,
     front.proxy.outcomes,
     413,
-    openAiError(`request body exceeds ${front.maxBody} bytes`, "invalid_request_error"),
+    openAiError(
+      `request body exceeds ${front.maxBody} bytes`,
+      "invalid_request_error",
+      "request_too_large",
+    ),
     "too_large",
   );
 }
 
-/** POST /v1/*: reads the body (bounded), routes it by model and hands it to the data path. */
+/**
+ * POST /v1/*: reads the body, bounded in size (413) and time (408), then parses it (inline, or
+ * off the event loop when large) and hands it to the data path.
+ */
 function handleApi(front: Front, req: http.IncomingMessage, res: http.ServerResponse): void {
   const { maxBody } = front;
-  const outcomes = front.proxy.outcomes;
   const declared = req.headers["content-length"];
   if (declared !== undefined && Number(declared) > maxBody) {
     tooLarge(front, res);
-    req.resume();
     return;
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let aborted = false;
+  const body = new BodyBuffer(INLINE_PARSE_MAX_BYTES);
+  let done = false;
+  const deadline = front.bodyDeadlines.add(() => {
+    if (done) return;
+    done = true;
+    res.setHeader("connection", "close");
+    sendJson(
+      res,
+      front.proxy.outcomes,
+      408,
+      openAiError(
+        `request body not received within ${front.bodyDeadlines.ms} ms`,
+        "invalid_request_error",
+        "body_timeout",
+      ),
+      "body_timeout",
+    );
+  });
+  const stop = () => {
+    done = true;
+    front.bodyDeadlines.delete(deadline);
+  };
   req.on("data", (c: Buffer) => {
-    if (aborted) return;
-    size += c.length;
-    if (size > maxBody) {
-      aborted = true;
+    if (done) return;
+    if (body.size + c.length > maxBody) {
+      stop();
       tooLarge(front, res);
       return;
     }
-    chunks.push(c);
+    const wasSpilled = body.spilled;
+    body.push(c);
+    // A large body will be parsed off-thread: start the worker while the rest arrives.
+    if (body.spilled && !wasSpilled) front.parser.warm();
   });
-  req.on("error", () => {
-    aborted = true;
+  req.on("error", stop);
+  req.on("close", () => {
+    if (!done) front.proxy.outcomes.inc("client_disconnect");
+    stop();
   });
   req.on("end", () => {
-    if (aborted) return;
+    if (done) return;
+    stop();
     const tBody = performance.now();
-    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-    const api = parseApiRequest(body, front.rules);
-    if (!api.ok) {
-      sendJson(
-        res,
-        outcomes,
-        api.status,
-        openAiError(api.message, "invalid_request_error", api.code),
-        api.outcome,
-      );
+    if (!body.spilled) {
+      const whole = body.whole();
+      dispatch(front, req, res, parseApiRequest(whole, front.rules), whole, tBody);
       return;
     }
-    const h = req.headers[front.sessionHeader];
-    proxyRequest(front.proxy, {
-      req,
+    front.parser.parse(body.segmented(), front.rules).then(
+      (p) => {
+        if (res.destroyed) front.proxy.outcomes.inc("client_disconnect");
+        else dispatch(front, req, res, p.result, p.body, tBody);
+      },
+      (err: unknown) => {
+        front.log.error(`body parser: ${errorMessage(err)}`);
+        sendJson(
+          res,
+          front.proxy.outcomes,
+          500,
+          openAiError("router internal error", "internal_error"),
+          "internal",
+        );
+      },
+    );
+  });
+}
+
+/** A parsed body: rejected (400/404) or sent to the model's replicas. */
+function dispatch(
+  front: Front,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  api: ApiRequest | ApiRejection,
+  body: Buffer,
+  tBody: number,
+): void {
+  if (!api.ok) {
+    sendJson(
       res,
-      group: front.groups.get(api.model)!,
-      body,
-      sessionKey: typeof h === "string" && h !== "" ? h : api.user,
-      hashes: api.hashes,
-      tBody,
-    });
+      front.proxy.outcomes,
+      api.status,
+      openAiError(api.message, "invalid_request_error", api.code),
+      api.outcome,
+    );
+    return;
+  }
+  const h = req.headers[front.sessionHeader];
+  proxyRequest(front.proxy, {
+    req,
+    res,
+    group: front.groups.get(api.model)!,
+    body,
+    sessionKey: typeof h === "string" && h !== "" ? h : api.user,
+    hashes: api.hashes,
+    tBody,
   });
 }
 
@@ -143,13 +223,27 @@ function route(front: Front, req: http.IncomingMessage, res: http.ServerResponse
   const path = q >= 0 ? req.url!.slice(0, q) : (req.url ?? "/");
   if (req.method === "GET" && path === "/health") {
     const healthy = front.all.filter((r) => r.healthy).length;
-    sendJson(
-      res,
-      outcomes,
-      200,
-      JSON.stringify({ status: "ok", replicas: front.all.length, healthy }),
-      "health",
-    );
+    if (healthy > 0)
+      sendJson(
+        res,
+        outcomes,
+        200,
+        JSON.stringify({ status: "ok", replicas: front.all.length, healthy }),
+        "health",
+      );
+    else
+      sendJson(
+        res,
+        outcomes,
+        503,
+        openAiError(
+          `no healthy replica (0 of ${front.all.length})`,
+          "service_unavailable",
+          "no_healthy_replica",
+        ),
+        "health",
+        { "retry-after": "1" },
+      );
     return;
   }
   if (req.method === "GET" && path === "/metrics") {
@@ -159,7 +253,7 @@ function route(front: Front, req: http.IncomingMessage, res: http.ServerResponse
     return;
   }
   if (!authorized(front, req)) {
-    req.resume();
+    closeIfBodyPending(req, res);
     sendJson(
       res,
       outcomes,
@@ -183,7 +277,7 @@ function route(front: Front, req: http.IncomingMessage, res: http.ServerResponse
     handleApi(front, req, res);
     return;
   }
-  req.resume();
+  closeIfBodyPending(req, res);
   sendJson(
     res,
     outcomes,
@@ -241,6 +335,8 @@ function buildFront(config: RouterConfig, log: Logger): Front & { pollIntervalMs
       added,
     },
     metrics: () => renderMetrics({ replicas: all, outcomes, added, staleMs }, performance.now()),
+    bodyDeadlines: new Deadlines(config.bodyTimeoutMs ?? DEFAULTS.bodyTimeoutMs),
+    parser: new OffThreadParser(),
   };
 }
 
@@ -269,13 +365,17 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
     }
   });
   server.headersTimeout = 66_000;
-  server.requestTimeout = 0; // long streams are the norm; request-body time is bounded by maxBody
-  server.on("clientError", (_err, socket) => {
+  // Body time is bounded by bodyTimeoutMs (front.bodyDeadlines), with an OpenAI-shaped 408.
+  server.requestTimeout = 0;
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
     front.proxy.outcomes.inc("client_error");
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    // Never write into a response already on its way (Node's own handler checks the same).
+    const current = (socket as unknown as { _httpMessage?: http.ServerResponse })._httpMessage;
+    const reply = clientErrorResponse(err.code);
+    if (reply && socket.writable && !current?.headersSent) socket.end(reply);
     else socket.destroy();
   });
-  const host = config.host ?? "0.0.0.0";
+  const host = config.host ?? DEFAULTS.host;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen({ port: config.port, host, backlog: 4096 }, () => {
@@ -285,8 +385,10 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
   });
   const port = (server.address() as AddressInfo).port;
   log.info(
-    `listening on ${host}:${port}, policy ${config.policy}, ${all.length} replicas of ${front.modelNames.length} models, poll ${front.pollIntervalMs} ms`,
+    `listening on ${host}:${port}, policy ${config.policy}, ${all.length} replicas of ${front.modelNames.length} models, poll ${front.pollIntervalMs} ms${front.apiKeyDigest ? ", API key required" : ""}`,
   );
+  if (!front.apiKeyDigest && !isLoopback(host))
+    log.warn(`listening on ${host} without an API key: anyone who reaches this port can use it`);
 
   return {
     port,
@@ -304,6 +406,8 @@ export async function startRouter(config: RouterConfig): Promise<RunningRouter> 
     close: () =>
       new Promise<void>((resolve) => {
         poller.stop();
+        front.bodyDeadlines.stop();
+        void front.parser.close();
         server.close(() => resolve());
         server.closeAllConnections();
         for (const r of all) r.pool.destroy();
