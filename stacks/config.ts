@@ -169,8 +169,8 @@ export function parseStackYaml(text: string, file: string): RawStack {
       file,
       extraTop.map((k) => ({
         path: k,
-        ...at(keyPos(doc, lineCounter, [k])),
-        message: `unknown top-level key; a Pulumi stack file holds \`config:\` (and encryption settings)${suggestion(k, ["config"])}`,
+        ...at(keyPos(doc, lineCounter, [k]) ?? { line: 1, col: 1 }),
+        message: `unknown top-level key ${JSON.stringify(k)}; a Pulumi stack file holds \`config:\` (and encryption settings)${suggestion(k, ["config"])}`,
       })),
     );
   }
@@ -339,8 +339,13 @@ function keyPos(doc: Document, lc: LineCounter, path: ConfigPath): SourcePos | u
     return undefined;
   }
   if (isMap(parent) && last !== undefined) {
-    const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === last);
-    const offset = nodeOffset(pair?.key);
+    // An empty key (`: value`) reads as "" in the values: match it too.
+    const pair = parent.items.find(
+      (p) =>
+        (isScalar(p.key) && p.key.value === last) ||
+        (last === "" && (p.key === null || (isScalar(p.key) && p.key.value === null))),
+    );
+    const offset = nodeOffset(pair?.key) ?? nodeOffset(pair?.value);
     if (offset !== undefined) return lc.linePos(offset);
   }
   if (isSeq(parent) && typeof last === "number") {
@@ -548,6 +553,17 @@ export function describeIssues(
   const problems: ConfigProblem[] = [];
   for (const issue of issues) {
     const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
+    if (issue.code === "invalid_union" && !isSecretPath(path)) {
+      // The one branch the value was meant for (its keys all fit) says what is wrong in it.
+      const fitting = issue.errors.filter((branch) =>
+        branch.every((i) => i.code !== "unrecognized_keys" && i.path.length > 0),
+      );
+      if (fitting.length === 1) {
+        const inner = fitting[0]!.map((i) => ({ ...i, path: [...path, ...i.path] }));
+        problems.push(...describeIssues(inner as z.core.$ZodIssue[], values, posOf));
+        continue;
+      }
+    }
     if (issue.code === "unrecognized_keys") {
       const known = keysAtPath(stackConfigSchema, path);
       for (const key of issue.keys) {
@@ -567,11 +583,27 @@ export function describeIssues(
         ? "nothing (missing)"
         : isSecretPath(path)
           ? `${kindOf(found)} (the value is not shown: it is a secret)`
-          : truncate(JSON.stringify(found) ?? String(found));
+          : truncate(
+              typeof found === "number" ? String(found) : (JSON.stringify(found) ?? String(found)),
+            );
     let message = issue.message;
     if (issue.code === "invalid_type") message = `expected ${issue.expected}`;
     if (issue.code === "invalid_value") {
       message = `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    }
+    if (issue.code === "invalid_key") {
+      const inner = (issue as { issues?: { message: string }[] }).issues?.[0]?.message;
+      message = `key ${JSON.stringify(String(path[path.length - 1]))} ${inner ?? "is not allowed"}`;
+    }
+    if (issue.code === "invalid_union" && !isSecretPath(path)) {
+      const alternatives = issue.errors.flatMap((branch) => {
+        const root = branch.find((i) => i.path.length === 0);
+        if (root?.code === "invalid_value") return root.values.map((v) => JSON.stringify(v));
+        if (root?.code === "invalid_type")
+          return [`a${/^[aeio]/.test(root.expected) ? "n" : ""} ${root.expected}`];
+        return [];
+      });
+      if (alternatives.length > 0) message = `expected ${alternatives.join(" or ")}`;
     }
     if (issue.code === "invalid_union" && isSecretPath(path)) {
       message =
