@@ -274,8 +274,9 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
   const routerImage = plan.router.image;
   services.router = {
     image: routerImage,
-    // The router image's entry point is `inferbench serve router`.
-    command: ["--plan", `${IN_CONTAINER_DIR}/${ROUTER_CONFIG_FILE}`],
+    // The router image's entry point is `inferbench serve router`, which listens on loopback
+    // unless told otherwise; other containers and the published port need 0.0.0.0.
+    command: ["--plan", `${IN_CONTAINER_DIR}/${ROUTER_CONFIG_FILE}`, "--host", "0.0.0.0"],
     ports: [`127.0.0.1:${plan.router.port}:${plan.router.port}`],
     volumes: [`./${ROUTER_CONFIG_FILE}:${IN_CONTAINER_DIR}/${ROUTER_CONFIG_FILE}:ro`],
     healthcheck: healthcheck("node", plan.router.port, 60),
