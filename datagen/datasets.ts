@@ -208,26 +208,28 @@ export interface ShareGptConversation {
   turns: { role: "user" | "assistant"; content: string }[];
 }
 
-/** Line of the k-th element of a top-level JSON array (for error messages). */
+/** Line of the k-th element of a top-level JSON array, whatever its type (for error messages). */
 function lineOfArrayElement(text: string, k: number): number | undefined {
   let depth = 0;
   let idx = -1;
   let inStr = false;
+  let inElement = false;
   for (let i = 0; i < text.length; i++) {
-    const c = text[i];
+    const c = text[i]!;
     if (inStr) {
       if (c === "\\") i++;
       else if (c === '"') inStr = false;
       continue;
     }
+    if (depth === 1 && !inElement && !/[\s,\]]/.test(c)) {
+      idx++;
+      inElement = true;
+      if (idx === k) return lineAt(text, i);
+    }
     if (c === '"') inStr = true;
-    else if (c === "[" || c === "{") {
-      if (depth === 1) {
-        idx++;
-        if (idx === k) return lineAt(text, i);
-      }
-      depth++;
-    } else if (c === "]" || c === "}") depth--;
+    else if (c === "[" || c === "{") depth++;
+    else if (c === "]" || c === "}") depth--;
+    else if (c === "," && depth === 1) inElement = false;
   }
   return undefined;
 }

@@ -5,7 +5,7 @@
  * without a secret, and without leaving a process behind.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -71,6 +71,7 @@ describe("bad-input corpus", () => {
   for (const c of cases) {
     it(`${c.id} (${c.source})`, async () => {
       const tmp = join(root, String(n++));
+      mkdirSync(tmp, { recursive: true });
       const before = new Set(processesOf({ ppid: process.pid }));
       const limit = c.timeoutMs ?? 10_000;
       const start = performance.now();

@@ -76,12 +76,17 @@ async function captured(fn: () => Promise<number>): Promise<{ code: number; outp
   let output = "";
   const out = process.stdout.write.bind(process.stdout);
   const err = process.stderr.write.bind(process.stderr);
-  const sink = (chunk: unknown, ...rest: unknown[]) => {
-    output += typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString();
-    const cb = rest.find((r) => typeof r === "function") as (() => void) | undefined;
-    cb?.();
-    return true;
-  };
+  // The CLI writes text; the test runner reports through the same stdout as serialized bytes,
+  // which must pass through untouched.
+  const sinkFor =
+    (write: typeof process.stdout.write) =>
+    (chunk: unknown, ...rest: unknown[]): boolean => {
+      if (typeof chunk !== "string") return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+      output += chunk;
+      const cb = rest.find((r) => typeof r === "function") as (() => void) | undefined;
+      cb?.();
+      return true;
+    };
   const cp = childProcess as unknown as Record<string, unknown>;
   const saved: Record<string, unknown> = {};
   const names = ["spawn", "spawnSync", "fork", "exec", "execFile", "execSync", "execFileSync"];
@@ -92,8 +97,8 @@ async function captured(fn: () => Promise<number>): Promise<{ code: number; outp
     };
   }
   syncBuiltinESMExports();
-  process.stdout.write = sink as typeof process.stdout.write;
-  process.stderr.write = sink as typeof process.stderr.write;
+  process.stdout.write = sinkFor(out) as typeof process.stdout.write;
+  process.stderr.write = sinkFor(err) as typeof process.stderr.write;
   const exitCode = process.exitCode;
   try {
     const code = await fn();
