@@ -9,6 +9,7 @@ import { registerPlan } from "./commands/plan.ts";
 import { registerProfile } from "./commands/profile.ts";
 import { registerReport } from "./commands/report.ts";
 import { registerRun } from "./commands/run.ts";
+import { registerRunner } from "./commands/runner.ts";
 import { registerServeEngineSim } from "./commands/serve-engine-sim.ts";
 import { registerServeRouter } from "./commands/serve-router.ts";
 import { registerStatus } from "./commands/status.ts";
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (str, write) => write(str) });
   registerPlan(program);
   registerRun(program);
+  registerRunner(program);
   registerCompare(program);
   registerReport(program);
   registerProfile(program);

@@ -10,7 +10,6 @@ import { bundleHash } from "./bundle.ts";
 import { HF_ENV_FILE } from "./render.ts";
 
 export const BUNDLE_HASH_FILE = ".bundle-sha256";
-export const REMOTE_RESULTS_DIR = "results";
 
 export interface DeployRequest {
   /** e.g. /opt/inferbench */
@@ -58,11 +57,6 @@ export function projectsToStop(lsJson: string, keep: string): string[] {
     .map((p) => (p && typeof p === "object" ? (p as { Name?: unknown }).Name : undefined))
     .filter((n): n is string => typeof n === "string" && n.startsWith("inferbench") && n !== keep)
     .sort();
-}
-
-export function runnerCommand(dir: string, project: string): string {
-  const d = shQuote(dir);
-  return `cd ${d} && rm -rf ${REMOTE_RESULTS_DIR} && mkdir -p ${REMOTE_RESULTS_DIR} && docker compose -p ${shQuote(project)} --profile runner run --rm runner`;
 }
 
 async function must(
@@ -169,34 +163,4 @@ export class StartupFailedError extends Error {
     );
     this.name = "StartupFailedError";
   }
-}
-
-/**
- * Runs the runner service next to the engines and downloads its results into `localDir`, also
- * when the runner fails (partial artifacts are evidence too). Throws after the download if the
- * runner failed.
- */
-export async function runRemoteBenchmark(
-  host: RemoteHost,
-  req: {
-    remoteRoot: string;
-    projectName: string;
-    localDir: string;
-    signal?: AbortSignal;
-    onOutput?: (s: string) => void;
-  },
-): Promise<{ files: string[] }> {
-  const dir = projectDir(req.remoteRoot, req.projectName);
-  let failure: unknown;
-  try {
-    await must(host, runnerCommand(dir, req.projectName), req);
-  } catch (err) {
-    failure = err;
-  }
-  let files: string[] = [];
-  if (!req.signal?.aborted) {
-    files = await host.download(posix.join(dir, REMOTE_RESULTS_DIR), req.localDir);
-  }
-  if (failure) throw failure;
-  return { files };
 }

@@ -5,7 +5,8 @@
  *   compose.yaml   engines + router (+ runner under the `runner` profile)
  *   router.json    the router's plan with backends addressed by compose service name
  *   plan.json      the plan itself (provenance; marked emulated in a rehearsal)
- *   run-benchmark.sh  the runner's script: `inferbench profile` per load point
+ *   experiment.json   the experiment plan bound to this host's addresses: what
+ *                  `inferbench runner --plan` measures (written by the target, not the renderer)
  *   datasets/      the workload's dataset files, when it reads any (compose/datasets.ts)
  * `hf.env` (the Hugging Face token) is never rendered: the deployer writes it on the host with
  * mode 0600 right before `docker compose up`, and compose reads it through `env_file`.
@@ -15,7 +16,6 @@ import { UserError } from "../lib/errors.ts";
 import type { EnginePlan, RouterPlan, StackPlan } from "../stacks/plan-types.ts";
 import { isDigestPinned } from "../stacks/schema.ts";
 import { DATASETS_DIR, datasetFiles } from "./datasets.ts";
-import { RUNNER_SCRIPT_FILE, renderRunnerScript } from "./runner-script.ts";
 
 export const COMPOSE_FILE = "compose.yaml";
 export const ROUTER_CONFIG_FILE = "router.json";
@@ -25,6 +25,10 @@ export const HF_ENV_FILE = "hf.env";
 export const HF_CACHE_VOLUME = "hf-cache";
 export const HF_CACHE_PATH = "/root/.cache/huggingface";
 export const RUNNER_PROFILE = "runner";
+/** The bound experiment plan the runner container reads (content given by the target). */
+export const EXPERIMENT_FILE = "experiment.json";
+/** Results folder of the project on the host, mounted into the runner at /results. */
+export const RESULTS_DIR = "results";
 /** Where the bundle lives inside the router/runner containers. */
 export const IN_CONTAINER_DIR = "/inferbench";
 /** Images built from this repository (services/engine-sim/Dockerfile, compose/kit.Dockerfile). */
@@ -55,6 +59,15 @@ export interface RenderOptions {
    * `readDatasetFiles`); required when the workload reads a file.
    */
   datasets?: Readonly<Record<string, string>>;
+  /**
+   * The experiment plan (JSON text) bound to this project's addresses, for the runner service;
+   * without it the project has no runner (e.g. a hand `pulumi up` of the servers only).
+   */
+  experimentPlan?: string;
+  /** Run id: the runner writes under results/<run-id>/ so runs on one host never mix. */
+  runId?: string;
+  /** `uid:gid` the runner writes results as: the SSH user's, so that user can read and remove them. */
+  runnerUser?: string;
 }
 
 export interface RenderedCompose {
@@ -70,6 +83,7 @@ export interface RenderedCompose {
 // Minimal typing of what we emit; validated against the compose-spec JSON schema in tests.
 export interface ComposeService {
   image: string;
+  user?: string;
   entrypoint?: string[];
   command?: string[];
   environment?: Record<string, string>;
@@ -205,6 +219,40 @@ export function routerConfig(plan: StackPlan): RouterPlan {
   return { ...plan.router, backends };
 }
 
+/** `inferbench runner` argv inside the runner container (extra flags such as --steps follow). */
+export function runnerArgv(arm: string, runId: string): string[] {
+  return [
+    "runner",
+    "--plan",
+    `${IN_CONTAINER_DIR}/${EXPERIMENT_FILE}`,
+    "--arm",
+    arm,
+    "--out",
+    `/results/${runId}`,
+    "--resume",
+  ];
+}
+
+/** Where the runner in this project reaches the servers: compose service names on its network. */
+export function composeEndpoints(plan: StackPlan): {
+  router: string;
+  engines: Record<string, string>;
+} {
+  return {
+    router: `http://router:${plan.router.port}`,
+    engines: Object.fromEntries(
+      plan.engines.map((e) => [e.name, `http://${serviceName(e.name)}:${e.port}`]),
+    ),
+  };
+}
+
+/** Local dataset path → its path inside the runner container. */
+export function datasetPathsInContainer(plan: StackPlan): Record<string, string> {
+  return Object.fromEntries(
+    datasetFiles(plan).map((f) => [f.localPath, `${IN_CONTAINER_DIR}/${f.bundlePath}`]),
+  );
+}
+
 export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): RenderedCompose {
   const rehearsal =
     opts.rehearsal === undefined ? (plan.emulated ? {} : undefined) : opts.rehearsal || undefined;
@@ -290,7 +338,6 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
   // Dataset files travel in the bundle and are mounted read-only next to the runner script.
   const datasets = datasetFiles(plan);
   const datasetBundle: Record<string, string> = {};
-  const datasetInContainer: Record<string, string> = {};
   for (const f of datasets) {
     const content = opts.datasets?.[f.localPath];
     if (content === undefined)
@@ -299,24 +346,27 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
         { hint: "read it with readDatasetFiles(plan) and pass it as `datasets`" },
       );
     datasetBundle[f.bundlePath] = content;
-    datasetInContainer[f.localPath] = `${IN_CONTAINER_DIR}/${f.bundlePath}`;
   }
 
-  // The load generator runs next to the servers (ARCHITECTURE.md), started on demand.
-  services.runner = {
-    image: opts.runnerImage ?? DEFAULT_KIT_IMAGE,
-    entrypoint: ["sh"],
-    command: [`${IN_CONTAINER_DIR}/${RUNNER_SCRIPT_FILE}`],
-    volumes: [
-      `./${RUNNER_SCRIPT_FILE}:${IN_CONTAINER_DIR}/${RUNNER_SCRIPT_FILE}:ro`,
-      `./${PLAN_FILE}:${IN_CONTAINER_DIR}/${PLAN_FILE}:ro`,
-      ...(datasets.length > 0 ? [`./${DATASETS_DIR}:${IN_CONTAINER_DIR}/${DATASETS_DIR}:ro`] : []),
-      "./results:/results",
-    ],
-    depends_on: { router: { condition: "service_healthy" } },
-    profiles: [RUNNER_PROFILE],
-    labels: { ...labels, "inferbench.role": "runner" },
-  };
+  // The load generator runs next to the servers (ARCHITECTURE.md), started on demand: the kit
+  // image's entry point is `inferbench`, so the command is the runner's argv.
+  if (opts.experimentPlan !== undefined) {
+    services.runner = {
+      image: opts.runnerImage ?? DEFAULT_KIT_IMAGE,
+      command: runnerArgv(plan.mode, opts.runId ?? "run"),
+      ...(opts.runnerUser ? { user: opts.runnerUser } : {}),
+      volumes: [
+        `./${EXPERIMENT_FILE}:${IN_CONTAINER_DIR}/${EXPERIMENT_FILE}:ro`,
+        ...(datasets.length > 0
+          ? [`./${DATASETS_DIR}:${IN_CONTAINER_DIR}/${DATASETS_DIR}:ro`]
+          : []),
+        `./${RESULTS_DIR}:/results`,
+      ],
+      depends_on: { router: { condition: "service_healthy" } },
+      profiles: [RUNNER_PROFILE],
+      labels: { ...labels, "inferbench.role": "runner" },
+    };
+  }
 
   const project: ComposeProject = {
     name: projectName,
@@ -338,11 +388,7 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
       [COMPOSE_FILE]: header + stringify(project, { lineWidth: 0 }),
       [ROUTER_CONFIG_FILE]: `${JSON.stringify(routerConfig(plan), null, 2)}\n`,
       [PLAN_FILE]: `${JSON.stringify(effective, null, 2)}\n`,
-      [RUNNER_SCRIPT_FILE]: renderRunnerScript(
-        effective,
-        `http://router:${plan.router.port}`,
-        datasetInContainer,
-      ),
+      ...(opts.experimentPlan !== undefined ? { [EXPERIMENT_FILE]: opts.experimentPlan } : {}),
       ...datasetBundle,
     },
     project,

@@ -6,7 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { cpus, hostname, platform, release, totalmem } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeFileAtomicSync } from "../lib/atomic.ts";
 import { UserError } from "../lib/errors.ts";
@@ -22,6 +22,9 @@ export interface PointRecord {
   arm: Arm;
   label: string;
   repeat: number;
+  /** The experiment plan's step index and workload seed (absent in runs made before plan.json). */
+  step?: number;
+  seed?: number;
   loadPoint: LoadPoint;
   /** The GenAI-Perf artifact folder, relative to the run folder. */
   artifactDir: string;
@@ -37,6 +40,27 @@ export interface PointRecord {
   engines: Record<string, string>;
 }
 
+/** What a remote target created or used: read by `status`, `destroy`, `report` and `compare`. */
+export interface InfraFacts {
+  state: "provisioning" | "up" | "destroying" | "destroyed" | "kept" | "destroy-failed" | "none";
+  /** Pulumi stack (run id) and its local state folder, for `inferbench destroy`. */
+  pulumiStack?: string;
+  workDir?: string;
+  project?: string;
+  zone?: string;
+  instance?: string;
+  network?: string;
+  /** Address the kit reached the host at, and the ssh command for a person. */
+  host?: string;
+  sshCommand?: string;
+  /** Image references as the host resolved them (digests), per arm. */
+  resolvedImages?: Record<string, string[]>;
+  /** Billing window: provisioned → destroyed (ISO times). */
+  billing?: { start?: string; end?: string; hourlyUsd?: number };
+  leftovers?: { kind: string; name: string; location?: string }[];
+  cleanup?: string[];
+}
+
 export type RunStatus = "running" | "interrupted" | "failed" | "complete";
 
 export interface RunManifest {
@@ -47,8 +71,19 @@ export interface RunManifest {
   updatedAt: string;
   finishedAt?: string;
   /** The command line that started the run (for resume and provenance). */
-  command: { stack: string; overrides: string[]; quick: boolean; interleave: boolean };
+  command: {
+    stack: string;
+    /** Every stack of the run (one per arm for cloud targets); `stack` is the first. */
+    stacks?: string[];
+    overrides: string[];
+    quick: boolean;
+    interleave: boolean;
+  };
   target: StackPlan["target"];
+  /** Fingerprint of the experiment plan (plan.json beside the manifest): a resume must match it. */
+  planFingerprint?: string;
+  /** Cloud and host facts of targets that provision or use a remote host. */
+  infra?: InfraFacts;
   arms: Arm[];
   emulated: boolean;
   gitCommit?: string;
@@ -70,15 +105,6 @@ export interface RunManifest {
     node: string;
   };
   error?: string;
-}
-
-/** `20261124-134512-ab12`: sortable, unique enough, safe in paths. */
-export function newRunId(now = new Date(), rand = Math.random): string {
-  const p = (n: number, w = 2) => String(n).padStart(w, "0");
-  const stamp = `${now.getUTCFullYear()}${p(now.getUTCMonth() + 1)}${p(now.getUTCDate())}-${p(now.getUTCHours())}${p(now.getUTCMinutes())}${p(now.getUTCSeconds())}`;
-  return `${stamp}-${Math.floor(rand() * 0xffff)
-    .toString(16)
-    .padStart(4, "0")}`;
 }
 
 export function hostFacts(): RunManifest["host"] {
@@ -143,6 +169,12 @@ export class RunStore {
     this.dir = join(runsDir, runId);
   }
 
+  /** A store rooted at an existing or new run folder (the runner's `--out DIR`). */
+  static atDir(dir: string): RunStore {
+    const abs = resolve(dir);
+    return new RunStore(basename(abs), dirname(abs));
+  }
+
   static open(runId: string, runsDir = DEFAULT_RUNS_DIR): RunStore {
     const store = new RunStore(runId, runsDir);
     if (!existsSync(join(store.dir, "manifest.json"))) {
@@ -169,6 +201,20 @@ export class RunStore {
       this.manifestPath(),
       `${JSON.stringify(redactObject({ ...m, updatedAt: new Date().toISOString() }), null, 2)}\n`,
     );
+  }
+
+  /**
+   * Updates only the manifest's `infra` facts: also on a completed run, whose measurements stay
+   * immutable but whose host can still be destroyed later (`inferbench destroy` after `--keep`).
+   */
+  updateInfra(facts: Partial<InfraFacts>): RunManifest {
+    const m = this.readManifest();
+    const next = { ...m, infra: { ...(m.infra ?? { state: "none" as const }), ...facts } };
+    writeFileAtomicSync(
+      this.manifestPath(),
+      `${JSON.stringify(redactObject({ ...next, updatedAt: new Date().toISOString() }), null, 2)}\n`,
+    );
+    return next;
   }
 
   armDir(arm: string): string {

@@ -1,33 +1,19 @@
 /**
  * `inferbench destroy`: tear down cloud runs that are still up (kept with --keep, or whose destroy
- * failed), found through their run manifests in results/runs/<run-id>/cloud-run.json.
+ * failed), found through the `infra` facts of their run manifests (results/runs/<run-id>/manifest.json).
  */
 
-import { join } from "node:path";
 import type { Command } from "commander";
 import { z } from "zod";
 import { cleanupCommands, gcloudAuditor, type ResourceAuditor } from "../../infra/audit.ts";
 import { type AutomationApi, localAutomation } from "../../infra/automation.ts";
 import { namePrefix } from "../../infra/naming.ts";
-import { writeFileAtomic } from "../../lib/atomic.ts";
 import { UserError } from "../../lib/errors.ts";
 import { createLogger, type Logger } from "../../lib/logger.ts";
+import { DEFAULT_RUNS_DIR, RunStore } from "../../results/store.ts";
+import { destroyWithRetries } from "../../targets/gcp-vm/index.ts";
+import { type InfraRun, LIVE_STATES, listInfraRuns } from "../../targets/runs.ts";
 import { parseOptions } from "../options.ts";
-import {
-  type CloudRunManifest,
-  DEFAULT_RESULTS_ROOT,
-  destroyWithRetries,
-  listManifests,
-  MANIFEST_FILE,
-} from "./run-cloud.ts";
-
-const LIVE: CloudRunManifest["state"][] = [
-  "provisioning",
-  "up",
-  "destroying",
-  "kept",
-  "destroy-failed",
-];
 
 const optionsSchema = z
   .object({
@@ -41,13 +27,10 @@ const optionsSchema = z
   });
 
 /** Live runs matching a stack name or run id. */
-export function selectRuns(
-  all: CloudRunManifest[],
-  sel: { stack?: string; run?: string },
-): CloudRunManifest[] {
+export function selectRuns(all: InfraRun[], sel: { stack?: string; run?: string }): InfraRun[] {
   return all.filter(
     (m) =>
-      LIVE.includes(m.state) &&
+      LIVE_STATES.has(m.infra.state) &&
       (sel.run ? m.runId === sel.run : m.stacks.includes(sel.stack ?? "")),
   );
 }
@@ -57,29 +40,36 @@ export interface DestroyDeps {
   auditor: ResourceAuditor;
   log: Logger;
   sleep: (ms: number) => Promise<void>;
-  networkName?: string;
 }
 
 export async function destroyRuns(
-  runs: CloudRunManifest[],
-  resultsRoot: string,
+  runs: InfraRun[],
   deps: DestroyDeps,
 ): Promise<{ destroyed: string[]; failed: string[]; cleanup: string[] }> {
   const destroyed: string[] = [];
   const failed: string[] = [];
   const cleanup: string[] = [];
-  for (const m of runs) {
-    deps.log.info(`destroying run ${m.runId} (${m.stacks.join(", ")})`);
+  for (const run of runs) {
+    const m = run.infra;
+    deps.log.info(`destroying run ${run.runId} (${run.stacks.join(", ")})`);
+    if (!m.workDir || !m.pulumiStack) {
+      deps.log.error(
+        `run ${run.runId}: its manifest names no Pulumi stack; nothing to destroy here`,
+      );
+      failed.push(run.runId);
+      continue;
+    }
     const stack = await deps.automation.stack(m.workDir, m.pulumiStack);
     const ok = await destroyWithRetries(
       stack,
       { log: deps.log, sleep: deps.sleep, destroyAttempts: 3, destroyBackoffMs: 15_000 },
       { afterFailure: m.state !== "kept" },
     );
+    // The project and network the run resolved and stored, not today's defaults.
     const left = await deps.auditor
-      .leftovers(m.runId, {
+      .leftovers(run.runId, {
         ...(m.project ? { project: m.project } : {}),
-        namePrefix: namePrefix(deps.networkName ?? "inferbench", m.runId),
+        namePrefix: namePrefix(m.network ?? "inferbench", run.runId),
       })
       .catch((err) => {
         deps.log.warn(`audit failed: ${(err as Error).message}`);
@@ -87,15 +77,13 @@ export async function destroyRuns(
       });
     const cmds = cleanupCommands(left, m.project);
     cleanup.push(...cmds);
-    m.state = ok ? "destroyed" : "destroy-failed";
-    m.leftovers = left;
-    m.cleanup = cmds;
-    m.updatedAt = new Date().toISOString();
-    await writeFileAtomic(
-      join(resultsRoot, m.runId, MANIFEST_FILE),
-      `${JSON.stringify(m, null, 2)}\n`,
-    );
-    (ok ? destroyed : failed).push(m.runId);
+    RunStore.atDir(run.dir).updateInfra({
+      state: ok ? "destroyed" : "destroy-failed",
+      leftovers: left,
+      cleanup: cmds,
+      billing: { ...m.billing, end: new Date().toISOString() },
+    });
+    (ok ? destroyed : failed).push(run.runId);
     if (cmds.length) deps.log.error(`still there:\n${cmds.map((c) => `  ${c}`).join("\n")}`);
   }
   return { destroyed, failed, cleanup };
@@ -106,20 +94,20 @@ export function registerDestroy(program: Command): void {
     .command("destroy")
     .description(
       "Destroy cloud runs that are still up: kept with `run --keep`, or whose automatic destroy " +
-        "failed. Runs are found in results/runs/<run-id>/cloud-run.json. After destroying, checks " +
+        "failed. Runs are found through results/runs/<run-id>/manifest.json. After destroying, checks " +
         "GCP for anything still labelled with the run id and prints the exact cleanup commands.",
     )
     .option("-s, --stack <name>", "destroy every live run of this stack")
     .option("--run <run-id>", "destroy this run")
-    .option("--results-dir <dir>", "where run folders live", DEFAULT_RESULTS_ROOT)
+    .option("--results-dir <dir>", "where run folders live", DEFAULT_RUNS_DIR)
     .addHelpText(
       "after",
-      "\nExamples:\n  inferbench destroy --stack gcp-managed\n  inferbench destroy --run ib-20261124-134500-7fff\n",
+      "\nExamples:\n  inferbench destroy --stack gcp-managed\n  inferbench destroy --run 20261124-134500-7fff\n",
     )
     .action(async (raw: unknown) => {
       const opts = parseOptions(optionsSchema, raw);
-      const root = opts.resultsDir ?? DEFAULT_RESULTS_ROOT;
-      const runs = selectRuns(listManifests(root), opts);
+      const root = opts.resultsDir ?? DEFAULT_RUNS_DIR;
+      const runs = selectRuns(listInfraRuns(root), opts);
       const log = createLogger("destroy");
       if (runs.length === 0) {
         log.info(
@@ -127,7 +115,7 @@ export function registerDestroy(program: Command): void {
         );
         return;
       }
-      const r = await destroyRuns(runs, root, {
+      const r = await destroyRuns(runs, {
         automation: localAutomation(),
         auditor: gcloudAuditor(),
         log,

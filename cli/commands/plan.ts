@@ -48,9 +48,21 @@ export function registerPlan(program: Command): void {
         if (plan.target === "gcp-vm") {
           const { writePlanBundle } = await import("../../compose/bundle.ts");
           const { readDatasetFiles } = await import("../../compose/datasets.ts");
+          const { experimentPlan } = await import("../../experiments/plan.ts");
+          const { bindPlanForCompose } = await import("../../targets/compose-host.ts");
+          // The runner's plan for this one arm, bound to the project's addresses.
+          const experiment = experimentPlan({
+            stacks: [opts.stack],
+            overrides: opts.set,
+            quick: false,
+            plans: [plan],
+            interleave: true,
+          });
+          const bound = bindPlanForCompose(experiment, plan.mode, plan.emulated);
           const files = await writePlanBundle(dir, plan, {
             allowUnpinnedImages: loaded.config.run.allowUnpinnedImages,
             datasets: readDatasetFiles(plan),
+            experimentPlan: `${JSON.stringify(redactObject(bound), null, 2)}\n`,
           });
           logger.info(
             `wrote the compose project: ${files.map((f) => f.slice(dir.length + 1)).join(", ")}`,

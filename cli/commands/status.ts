@@ -2,16 +2,9 @@
 import type { Command } from "commander";
 import { z } from "zod";
 import { renderTable } from "../../lib/table.ts";
+import { DEFAULT_RUNS_DIR } from "../../results/store.ts";
+import { type InfraRun, LIVE_STATES, listInfraRuns } from "../../targets/runs.ts";
 import { parseOptions } from "../options.ts";
-import { type CloudRunManifest, DEFAULT_RESULTS_ROOT, listManifests } from "./run-cloud.ts";
-
-const LIVE = new Set<CloudRunManifest["state"]>([
-  "provisioning",
-  "up",
-  "destroying",
-  "kept",
-  "destroy-failed",
-]);
 
 export interface StatusRow {
   runId: string;
@@ -28,19 +21,24 @@ export function formatAge(ms: number): string {
 }
 
 /** Accrued cost = hourly estimate × hours since creation (an estimate; billing is per second). */
-export function statusRows(all: CloudRunManifest[], now: Date, includeDone = false): StatusRow[] {
+export function statusRows(all: InfraRun[], now: Date, includeDone = false): StatusRow[] {
   return all
-    .filter((m) => includeDone || LIVE.has(m.state))
-    .map((m) => {
-      const end = LIVE.has(m.state) ? now.getTime() : Date.parse(m.updatedAt);
-      const ms = end - Date.parse(m.createdAt);
+    .filter((r) => includeDone || LIVE_STATES.has(r.infra.state))
+    .map((r) => {
+      const m = r.infra;
+      // The billing window when the run recorded one; else the manifest's own times.
+      const start = Date.parse(m.billing?.start ?? r.createdAt);
+      const end = LIVE_STATES.has(m.state)
+        ? now.getTime()
+        : Date.parse(m.billing?.end ?? r.updatedAt);
+      const ms = end - start;
+      const hourly = m.billing?.hourlyUsd;
       return {
-        runId: m.runId,
-        stacks: m.stacks.join("+"),
+        runId: r.runId,
+        stacks: r.stacks.join("+"),
         state: m.state,
         age: formatAge(ms),
-        accruedUsd:
-          m.hourlyUsd === undefined ? "?" : `~$${((m.hourlyUsd * ms) / 3_600_000).toFixed(2)}`,
+        accruedUsd: hourly === undefined ? "?" : `~$${((hourly * ms) / 3_600_000).toFixed(2)}`,
         where: [m.instance, m.zone].filter(Boolean).join(" @ ") || "-",
       };
     });
@@ -55,7 +53,7 @@ export function registerStatus(program: Command): void {
     )
     .option("--all", "include destroyed runs")
     .option("--json", "print JSON")
-    .option("--results-dir <dir>", "where run folders live", DEFAULT_RESULTS_ROOT)
+    .option("--results-dir <dir>", "where run folders live", DEFAULT_RUNS_DIR)
     .action((raw: unknown) => {
       const opts = parseOptions(
         z.object({
@@ -65,7 +63,7 @@ export function registerStatus(program: Command): void {
         }),
         raw,
       );
-      const rows = statusRows(listManifests(opts.resultsDir), new Date(), opts.all);
+      const rows = statusRows(listInfraRuns(opts.resultsDir), new Date(), opts.all);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
         return;

@@ -3,37 +3,20 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { Command } from "commander";
 import { parse } from "yaml";
-import { registerProfile } from "../../cli/commands/profile.ts";
 import { bundleHash, writePlanBundle } from "../../compose/bundle.ts";
 import { datasetFiles, readDatasetFiles } from "../../compose/datasets.ts";
 import { COMPOSE_FILE, renderCompose } from "../../compose/render.ts";
-import { profileArgs } from "../../compose/runner-script.ts";
+import { experimentPlan } from "../../experiments/plan.ts";
 import { InputFileError } from "../../lib/errors.ts";
-import { planProfile, profileSchema } from "../../loadgen/profile-options.ts";
 import type { DatasetPlan, StackPlan } from "../../stacks/plan-types.ts";
+import { bindPlanForCompose } from "../../targets/compose-host.ts";
 import { fixturePlan } from "./fixture-plan.ts";
 
 function withDataset(d: DatasetPlan): StackPlan {
   const plan = fixturePlan("managed");
   plan.runner.workload.dataset = d;
   return plan;
-}
-
-/** What `inferbench profile` makes of argv: the raw options through its own parser. */
-function parseProfileArgv(argv: string[]) {
-  const p = new Command("inferbench").exitOverride();
-  registerProfile(p);
-  const cmd = p.commands[0]!.exitOverride();
-  let raw: Record<string, unknown> = {};
-  let pa: string[] = [];
-  cmd.action((paArgs: string[], opts: Record<string, unknown>) => {
-    pa = paArgs;
-    raw = opts;
-  });
-  p.parse(["node", "inferbench", ...argv]);
-  return planProfile(profileSchema.parse(raw), pa);
 }
 
 const FILE_DATASETS: Extract<DatasetPlan, { path: string }>[] = [
@@ -44,6 +27,17 @@ const FILE_DATASETS: Extract<DatasetPlan, { path: string }>[] = [
   { kind: "servegen", path: "sg/trace.csv", datasetPath: "sg/dist.json", timeScale: 1 },
 ];
 
+/** The experiment plan of one arm built from a fixture plan (what the target binds). */
+function experimentOf(plan: StackPlan) {
+  return experimentPlan({
+    stacks: [plan.stack],
+    overrides: [],
+    quick: false,
+    plans: [plan],
+    interleave: true,
+  });
+}
+
 describe("dataset files travel with the compose bundle", () => {
   it("are copied into datasets/, mounted read-only, and the runner reads them there", () => {
     const plan = withDataset({
@@ -53,43 +47,54 @@ describe("dataset files travel with the compose bundle", () => {
       timeScale: 2,
       maxRequests: 50,
     });
+    const bound = bindPlanForCompose(experimentOf(plan), "managed", false);
     const out = renderCompose(plan, {
       datasets: { "traces/w.csv": "window,rate\n", "other/w.csv": "{}" },
+      experimentPlan: JSON.stringify(bound),
     });
     // Same base name twice: both kept, apart.
     assert.equal(out.files["datasets/0-w.csv"], "window,rate\n");
     assert.equal(out.files["datasets/1-w.csv"], "{}");
     const doc = parse(out.files[COMPOSE_FILE]!) as {
-      services: Record<string, { volumes?: string[] }>;
+      services: Record<string, { volumes?: string[]; command?: string[] }>;
     };
     assert.ok(doc.services.runner!.volumes!.includes("./datasets:/inferbench/datasets:ro"));
-    assert.match(
-      out.files["run-benchmark.sh"]!,
-      / --workload servegen --input-file \/inferbench\/datasets\/0-w\.csv --servegen-dataset \/inferbench\/datasets\/1-w\.csv --time-scale 2 --max-requests 50 /,
-    );
+    assert.deepEqual(doc.services.runner!.command!.slice(0, 3), [
+      "runner",
+      "--plan",
+      "/inferbench/experiment.json",
+    ]);
+    // The runner reads the plan it is given: the dataset points into the mount.
+    const runnerPlan = JSON.parse(out.files["experiment.json"]!) as typeof bound;
+    assert.deepEqual(runnerPlan.workload.dataset, {
+      kind: "servegen",
+      path: "/inferbench/datasets/0-w.csv",
+      datasetPath: "/inferbench/datasets/1-w.csv",
+      timeScale: 2,
+      maxRequests: 50,
+    });
+    assert.equal(runnerPlan.endpoints?.managed?.router, `http://router:${plan.router.port}`);
+  });
+
+  it("a rehearsal labels the runner's plan emulated even when the stack's plan is not", () => {
+    const plan = { ...fixturePlan("managed"), emulated: false };
+    assert.equal(bindPlanForCompose(experimentOf(plan), "managed", true).emulated, true);
+    assert.equal(bindPlanForCompose(experimentOf(plan), "managed", false).emulated, false);
   });
 
   for (const d of FILE_DATASETS) {
-    it(`${d.kind}: the runner's flags parse back to the same dataset, read from the bundle`, () => {
+    it(`${d.kind}: the bound plan reads the same dataset from the bundle`, () => {
       const plan = withDataset(d);
       const inContainer = Object.fromEntries(
         datasetFiles(plan).map((f) => [f.localPath, `/inferbench/${f.bundlePath}`]),
       );
-      const argv = profileArgs(
-        plan,
-        plan.runner.loadPoints[0]!,
-        "http://router:8000",
-        "/results/x",
-        inContainer,
-      );
-      const parsed = parseProfileArgv(argv);
+      const bound = bindPlanForCompose(experimentOf(plan), "managed", false);
       const expected: Record<string, unknown> = { ...d, path: inContainer[d.path] };
       if (d.kind === "servegen" && d.datasetPath)
         expected["datasetPath"] = inContainer[d.datasetPath];
-      const got = Object.fromEntries(
-        Object.entries(parsed.base.workload.dataset).filter(([, v]) => v !== undefined),
-      );
-      assert.deepEqual(got, expected);
+      assert.deepEqual(bound.workload.dataset, expected);
+      // Only the runner's copy moves: the stored plan keeps the user's paths.
+      assert.deepEqual(experimentOf(plan).workload.dataset, d);
     });
   }
 

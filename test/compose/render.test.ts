@@ -34,16 +34,26 @@ function assertValid(yamlText: string): Doc {
 
 const SIM = `ghcr.io/inferbench/engine-sim@sha256:${"d".repeat(64)}`;
 
+/** Runner options as a target passes them. */
+const RUNNER = {
+  experimentPlan: '{"kind":"inferbench-experiment-plan"}\n',
+  runId: "20261201-120000-abcd",
+  runnerUser: "1000:1000",
+};
+
 describe("compose renderer", () => {
   for (const mode of ["baseline", "managed"] as const) {
     it(`${mode}: matches snapshot and the compose-spec schema`, () => {
-      const out = renderCompose(fixturePlan(mode));
+      const out = renderCompose(fixturePlan(mode), RUNNER);
       matchSnapshot(import.meta.url, `${mode}.compose.yaml`, out.files[COMPOSE_FILE]!);
       matchSnapshot(import.meta.url, `${mode}.router.json`, out.files[ROUTER_CONFIG_FILE]!);
       assertValid(out.files[COMPOSE_FILE]!);
     });
     it(`${mode} rehearsal on engine-sim: snapshot, schema, no GPUs`, () => {
-      const out = renderCompose(fixturePlan(mode), { rehearsal: { engineSimImage: SIM } });
+      const out = renderCompose(fixturePlan(mode), {
+        ...RUNNER,
+        rehearsal: { engineSimImage: SIM },
+      });
       matchSnapshot(import.meta.url, `${mode}.rehearsal.compose.yaml`, out.files[COMPOSE_FILE]!);
       const doc = assertValid(out.files[COMPOSE_FILE]!);
       for (const [name, svc] of Object.entries<Record<string, unknown>>(doc.services)) {
@@ -51,7 +61,6 @@ describe("compose renderer", () => {
         if (name !== "router" && name !== "runner") assert.equal(svc.image, SIM);
       }
       assert.match(out.files[COMPOSE_FILE]!, /emulated numbers/);
-      assert.match(out.files["run-benchmark.sh"]!, / --emulated /);
       assert.equal(JSON.parse(out.files["plan.json"]!).emulated, true);
     });
   }
@@ -109,22 +118,27 @@ describe("compose renderer", () => {
     assert.ok(!(HF_ENV_FILE in files));
   });
 
-  it("runner script: one profile per load point, parses with sh -n", () => {
+  it("runner: `inferbench runner` on the bound plan, as the SSH user, results per run id", () => {
     const plan = fixturePlan("managed");
-    plan.runner.loadPoints.push({ kind: "request-rate", requestRate: 4, distribution: "poisson" });
-    const script = renderCompose(plan).files["run-benchmark.sh"]!;
-    matchSnapshot(import.meta.url, "managed.run-benchmark.sh", script);
-    const r = spawnSync("sh", ["-n"], { input: script, encoding: "utf8" });
-    assert.equal(r.status, 0, r.stderr);
-    const lines = script.split("\n").filter((l) => l.startsWith("inferbench profile"));
-    assert.equal(lines.length, 2);
-    assert.match(lines[0]!, /--url http:\/\/router:8000 /);
-    assert.match(
-      lines[0]!,
-      /-m llama-3\.1-8b -m qwen2\.5-7b -m llama-3\.3-70b-awq --model-selection-strategy round_robin/,
-    );
-    assert.match(lines[1]!, /--request-rate 4 --request-distribution poisson/);
-    assert.match(lines[1]!, /--artifact-dir \/results\/request_rate4$/);
+    const out = renderCompose(plan, RUNNER);
+    const runner = out.project.services.runner!;
+    assert.deepEqual(runner.command, [
+      "runner",
+      "--plan",
+      "/inferbench/experiment.json",
+      "--arm",
+      "managed",
+      "--out",
+      `/results/${RUNNER.runId}`,
+      "--resume",
+    ]);
+    assert.equal(runner.user, "1000:1000");
+    assert.equal(runner.entrypoint, undefined, "the kit image's entry point is inferbench");
+    assert.ok(runner.volumes!.includes("./experiment.json:/inferbench/experiment.json:ro"));
+    assert.equal(out.files["experiment.json"], RUNNER.experimentPlan);
+    assert.ok(!("run-benchmark.sh" in out.files), "no flag re-encoding of the plan");
+    // Without a plan there is no runner to start (servers only, e.g. a hand `pulumi up`).
+    assert.equal(renderCompose(plan).project.services.runner, undefined);
     const trace = fixturePlan("baseline");
     trace.runner.workload.dataset = { kind: "mooncake", path: "x.jsonl", timeScale: 1 };
     assert.throws(() => renderCompose(trace), /workload\.dataset\.path: x\.jsonl must travel/);
@@ -177,7 +191,8 @@ describe("compose renderer", () => {
     const dir = await mkdtemp(join(tmpdir(), "ib-compose-"));
     try {
       const written = await writePlanBundle(dir, fixturePlan("managed"));
-      assert.equal(written.length, 4);
+      // compose.yaml, router.json, plan.json: no runner without an experiment plan.
+      assert.equal(written.length, 3);
       assertValid(await readFile(join(dir, COMPOSE_FILE), "utf8"));
     } finally {
       await rm(dir, { recursive: true, force: true });

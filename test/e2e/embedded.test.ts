@@ -182,7 +182,8 @@ describe("embedded default (quick)", { timeout: 300_000 }, () => {
     await assertNothingLeft(join(runsDir, runIdOf(done.stderr)!));
   });
 
-  it("an error after start-up is reported and leaves nothing behind", async () => {
+  it("a missing input file is refused before anything starts: exit 2, no run, nothing left", async () => {
+    const before = readdirSync(runsDir);
     const done = await start([
       "run",
       "--stack",
@@ -191,13 +192,9 @@ describe("embedded default (quick)", { timeout: 300_000 }, () => {
       "--set",
       "workload.dataset={kind: input-file, path: /nonexistent/prompts.jsonl}",
     ]).done;
-    assert.notEqual(done.code, 0);
+    assert.equal(done.code, 2, done.stderr);
     assert.match(done.stderr, /\/nonexistent\/prompts\.jsonl/);
-    const runId = runIdOf(done.stderr)!;
-    await assertNothingLeft(join(runsDir, runId));
-    assert.equal(
-      JSON.parse(readFileSync(join(runsDir, runId, "manifest.json"), "utf8")).status,
-      "failed",
-    );
+    assert.deepEqual(readdirSync(runsDir), before, "no run folder for a run that never started");
+    assert.deepEqual(leftovers(), []);
   });
 });

@@ -5,13 +5,13 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Command } from "commander";
 import { destroyRuns, registerDestroy, selectRuns } from "../../cli/commands/destroy.ts";
-import {
-  type CloudRunManifest,
-  configEntries,
-  readManifest,
-} from "../../cli/commands/run-cloud.ts";
 import { formatAge, registerStatus, statusRows } from "../../cli/commands/status.ts";
 import { planStack } from "../../cli/plan-stack.ts";
+import { parseGcloudList } from "../../infra/audit.ts";
+import type { StackOps } from "../../infra/automation.ts";
+import { createLogger } from "../../lib/logger.ts";
+import { type RunManifest, RunStore } from "../../results/store.ts";
+import { configEntries } from "../../targets/gcp-vm/index.ts";
 import {
   type ArmInput,
   checkBackend,
@@ -21,10 +21,8 @@ import {
   costLines,
   ensureRunKeys,
   writeLocalSshFiles,
-} from "../../cli/preflight/index.ts";
-import { parseGcloudList } from "../../infra/audit.ts";
-import type { StackOps } from "../../infra/automation.ts";
-import { createLogger } from "../../lib/logger.ts";
+} from "../../targets/gcp-vm/preflight/index.ts";
+import type { InfraRun } from "../../targets/runs.ts";
 
 const PINNED = `ghcr.io/ovg-project/kvcached-vllm@sha256:${"e".repeat(64)}`;
 function arm(stack: string, sets: string[] = []): ArmInput {
@@ -129,16 +127,23 @@ describe("preflight checks", () => {
   });
 });
 
-const manifest = (over: Partial<CloudRunManifest>): CloudRunManifest => ({
-  runId: "ib-1",
-  stacks: ["gcp-managed"],
-  pulumiStack: "ib-1",
-  workDir: "/tmp/x",
+const manifest = (
+  over: Partial<Omit<InfraRun, "infra">> & { state?: InfraRun["infra"]["state"] },
+  dir = "/tmp/x",
+): InfraRun => ({
+  runId: over.runId ?? "ib-1",
+  dir: join(dir, over.runId ?? "ib-1"),
+  stacks: over.stacks ?? ["gcp-managed"],
+  target: "gcp-vm",
   createdAt: "2026-11-24T10:00:00.000Z",
   updatedAt: "2026-11-24T10:00:00.000Z",
-  state: "kept",
-  hourlyUsd: 88.49,
-  ...over,
+  infra: {
+    state: over.state ?? "kept",
+    pulumiStack: over.runId ?? "ib-1",
+    workDir: "/tmp/x",
+    network: "inferbench",
+    billing: { hourlyUsd: 88.49 },
+  },
 });
 
 describe("status and destroy", () => {
@@ -168,6 +173,11 @@ describe("status and destroy", () => {
     const root = await mkdtemp(join(tmpdir(), "ib-destroy-"));
     try {
       await mkdir(join(root, "ib-1"), { recursive: true });
+      const m = { runId: "ib-1", status: "complete", command: { stack: "gcp-managed" } };
+      await writeFile(
+        join(root, "ib-1", "manifest.json"),
+        JSON.stringify(m as Partial<RunManifest>),
+      );
       const calls: string[] = [];
       const fake = { calls } as unknown as StackOps;
       Object.assign(fake, {
@@ -176,7 +186,7 @@ describe("status and destroy", () => {
         destroy: async () => calls.push("destroy"),
         remove: async () => calls.push("remove"),
       });
-      const r = await destroyRuns([manifest({})], root, {
+      const r = await destroyRuns([manifest({}, root)], {
         automation: { stack: async () => fake },
         auditor: { leftovers: async () => [] },
         log: createLogger("t", () => {}),
@@ -184,7 +194,11 @@ describe("status and destroy", () => {
       });
       assert.deepEqual(r.destroyed, ["ib-1"]);
       assert.deepEqual(calls, ["destroy", "remove"]);
-      assert.equal(readManifest(join(root, "ib-1"))?.state, "destroyed");
+      // A completed run's measurements are immutable, but its infra state still follows the host.
+      const after = new RunStore("ib-1", root).readManifest();
+      assert.equal(after.infra?.state, "destroyed");
+      assert.equal(after.status, "complete");
+      assert.ok(after.infra?.billing?.end, "the billing window is closed");
     } finally {
       await rm(root, { recursive: true, force: true });
     }

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { newRunId, type RunManifest, RunStore } from "../../results/store.ts";
+import { newRunId } from "../../lib/run-id.ts";
+import { type RunManifest, RunStore } from "../../results/store.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "inferbench-store-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

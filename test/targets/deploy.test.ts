@@ -8,14 +8,17 @@ import {
   deployBundle,
   hfEnvFile,
   projectsToStop,
-  runRemoteBenchmark,
   StartupFailedError,
   waitForHostReady,
 } from "../../compose/remote.ts";
 import { renderCompose } from "../../compose/render.ts";
 import { diffDeployment } from "../../infra/deploy-provider.ts";
+import { createLogger } from "../../lib/logger.ts";
 import { generateEd25519 } from "../../lib/ssh/keys.ts";
 import { connectSsh, type ExecResult, type RemoteHost } from "../../lib/ssh/ssh.ts";
+import type { ExperimentStep } from "../../runner/plan-file.ts";
+import { composeHost, runnerRunCommand } from "../../targets/compose-host.ts";
+import type { TargetContext } from "../../targets/types.ts";
 import { startSshServer, type TestSshServer } from "../../testkit/ssh-server.ts";
 import { fixturePlan } from "../compose/fixture-plan.ts";
 
@@ -182,35 +185,38 @@ describe("deploy and benchmark over a loopback SSH server", () => {
     }
   });
 
-  it("runs the runner next to the engines and pulls results, also when it fails", async () => {
-    const resultsDir = join(srv.root, "opt/inferbench/inferbench-managed/results");
-    for (const exit of [0, 1]) {
-      srv.setExec(async (cmd, io) => {
-        if (cmd.includes("--profile runner run")) {
-          await mkdir(join(resultsDir, "concurrency1"), { recursive: true });
-          await writeFile(join(resultsDir, "concurrency1", "profile_export_genai_perf.json"), "{}");
-          io.stdout("runner output\n");
-          return exit;
-        }
-        return 0;
-      });
-      const localDir = join(root, "results/runs/run-1", `managed-${exit}`);
-      const host = await connect();
-      try {
-        const p = runRemoteBenchmark(host, {
-          remoteRoot: "/opt/inferbench",
-          projectName: "inferbench-managed",
-          localDir,
-        });
-        if (exit === 0) assert.equal((await p).files.length, 1);
-        else await assert.rejects(p, /exit 1/);
-        assert.equal(
-          await readFile(join(localDir, "concurrency1/profile_export_genai_perf.json"), "utf8"),
-          "{}",
-        );
-      } finally {
-        host.close();
-      }
+  it("the runner runs next to the engines for the given steps; a failure names the arm", async () => {
+    const ran: string[] = [];
+    srv.setExec(async (cmd, io) => {
+      ran.push(cmd);
+      if (cmd.includes("--profile runner run")) return (io.stderr("boom\n"), 7);
+      return 0;
+    });
+    const host = await connect();
+    try {
+      const onHost = composeHost(() => host);
+      const ctx = {
+        store: { runId: "20261201-120000-abcd" },
+        signal: new AbortController().signal,
+        log: createLogger("t", () => {}),
+      } as unknown as TargetContext;
+      await assert.rejects(
+        onHost.runArm("managed", [{ index: 1 }, { index: 3 }] as ExperimentStep[], ctx),
+        /runner failed on the host \(exit 7\) for managed: boom/,
+      );
+      assert.equal(
+        ran.at(-1),
+        runnerRunCommand(
+          "/opt/inferbench/inferbench-managed",
+          "inferbench-managed",
+          "managed",
+          "20261201-120000-abcd",
+          [1, 3],
+        ),
+      );
+      assert.match(ran.at(-1)!, / --out \/results\/20261201-120000-abcd --resume --steps 1,3$/);
+    } finally {
+      host.close();
     }
   });
 

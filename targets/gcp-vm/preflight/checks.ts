@@ -5,8 +5,8 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
-import type { StackPlan } from "../../stacks/plan-types.ts";
-import type { StackConfig } from "../../stacks/schema.ts";
+import type { StackPlan } from "../../../stacks/plan-types.ts";
+import type { StackConfig } from "../../../stacks/schema.ts";
 
 export interface Finding {
   check: "config" | "credentials" | "pulumi" | "cost" | "backend";

@@ -12,8 +12,8 @@ import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
-import { RUN_KEYS } from "../../infra/program-keys.ts";
-import { generateEd25519 } from "../../lib/ssh/keys.ts";
+import { RUN_KEYS } from "../../../infra/program-keys.ts";
+import { generateEd25519 } from "../../../lib/ssh/keys.ts";
 import { type ArmInput, type PreflightReport, preflightReport } from "./checks.ts";
 
 export * from "./checks.ts";

@@ -1,0 +1,199 @@
+/**
+ * The runner: the only code that measures. For one arm of an experiment plan, on whatever host it
+ * runs on (in-process locally, a container next to the engines, a Kubernetes Job):
+ * readiness (every engine's and the router's /health) → per step: scrape /metrics, sample gauges
+ * while the load point runs (warm-up first, then the measured requests), scrape again, apply the
+ * validity gate, write point.json last and atomically (its presence marks the point complete).
+ */
+import { mkdirSync } from "node:fs";
+import { relative } from "node:path";
+import { UserError } from "../lib/errors.ts";
+import type { Logger } from "../lib/logger.ts";
+import { type LoadPointResult, runLoadPoint } from "../loadgen/run-point.ts";
+import {
+  counterDeltas,
+  type GaugeSample,
+  type PointServerMetrics,
+  scrape,
+  startGaugeSampler,
+} from "../results/server-metrics.ts";
+import type { PointRecord, RunStore } from "../results/store.ts";
+import type { Arm } from "../stacks/plan-types.ts";
+import type { ArmEndpoints, ExperimentPlan, ExperimentStep } from "./plan-file.ts";
+
+export interface RunArmOptions {
+  plan: ExperimentPlan;
+  arm: Arm;
+  endpoints: ArmEndpoints;
+  store: RunStore;
+  /** Step indices to run (default: every step of the arm, in plan order). */
+  steps?: readonly number[];
+  /** Skip steps whose point.json exists; without it such a step is refused (nothing is overwritten). */
+  resume?: boolean;
+  signal?: AbortSignal;
+  log: Logger;
+  readyTimeoutMs?: number;
+  /** Called before each measured step (progress lines). */
+  onStep?: (step: ExperimentStep) => void;
+  /** A progress bar on stderr while a point runs. */
+  progress?: boolean;
+}
+
+export interface RunArmResult {
+  measured: PointRecord[];
+  skipped: number;
+}
+
+/** The arm's steps to run, in plan order, checked against the plan. */
+export function armSteps(
+  plan: ExperimentPlan,
+  arm: Arm,
+  only?: readonly number[],
+): ExperimentStep[] {
+  if (!plan.arms[arm])
+    throw new UserError(`the plan has no arm "${arm}"`, {
+      hint: `arms in this plan: ${plan.armNames.join(", ")}`,
+    });
+  const mine = plan.steps.filter((s) => s.arm === arm);
+  if (!only) return mine;
+  const byIndex = new Map(mine.map((s) => [s.index, s]));
+  return [...only]
+    .sort((a, b) => a - b)
+    .map((i) => {
+      const s = byIndex.get(i);
+      if (!s) throw new UserError(`step ${i} is not a step of arm "${arm}" in this plan`);
+      return s;
+    });
+}
+
+/** Polls URLs until each answers 200 (bounded; the error names what never became ready). */
+export async function waitHealthy(
+  urls: readonly string[],
+  opts: { timeoutMs: number; signal?: AbortSignal; intervalMs?: number },
+): Promise<void> {
+  const pending = new Set(urls);
+  const deadline = Date.now() + opts.timeoutMs;
+  const last = new Map<string, string>();
+  while (pending.size > 0) {
+    opts.signal?.throwIfAborted();
+    await Promise.all(
+      [...pending].map(async (u) => {
+        try {
+          const r = await fetch(u, { signal: AbortSignal.timeout(2000) });
+          await r.arrayBuffer();
+          if (r.status === 200) pending.delete(u);
+          else last.set(u, `HTTP ${r.status}`);
+        } catch (err) {
+          last.set(u, (err as Error).message);
+        }
+      }),
+    );
+    if (pending.size === 0) return;
+    if (Date.now() > deadline)
+      throw new UserError(
+        `not ready after ${Math.round(opts.timeoutMs / 1000)} s: ${[...pending].map((u) => `${u} (${last.get(u) ?? "no answer"})`).join(", ")}`,
+        {
+          exitCode: 1,
+          hint: "check the engines' logs; engines load weights before /health turns 200",
+        },
+      );
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 250));
+  }
+}
+
+export async function runArm(opts: RunArmOptions): Promise<RunArmResult> {
+  const { plan, arm, store } = opts;
+  const steps = armSteps(plan, arm, opts.steps);
+  const todo = steps.filter((s) => {
+    if (!store.isPointComplete(arm, s.label, s.repeat)) return true;
+    if (!opts.resume)
+      throw new UserError(
+        `${store.pointDir(arm, s.label, s.repeat)} already holds a completed point`,
+        { hint: "pass --resume to skip completed points, or use another --out folder" },
+      );
+    return false;
+  });
+  if (todo.length === 0) return { measured: [], skipped: steps.length };
+  const health = [
+    ...Object.values(opts.endpoints.engines).map((u) => `${u}/health`),
+    `${opts.endpoints.router}/health`,
+  ];
+  await waitHealthy(health, {
+    timeoutMs: opts.readyTimeoutMs ?? 10 * 60_000,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  const measured: PointRecord[] = [];
+  for (const step of todo) {
+    opts.signal?.throwIfAborted();
+    opts.onStep?.(step);
+    const rec = await measureStep(opts, step);
+    if (!rec.valid)
+      opts.log.warn(`${arm} ${step.label}: INVALID: ${rec.invalidReasons.join("; ")}`);
+    measured.push(rec);
+  }
+  return { measured, skipped: steps.length - todo.length };
+}
+
+async function measureStep(opts: RunArmOptions, step: ExperimentStep): Promise<PointRecord> {
+  const { plan, arm, store, endpoints } = opts;
+  const stack = plan.arms[arm]!;
+  const lp = plan.loadPoints[step.point]!;
+  const dir = store.pointDir(arm, step.label, step.repeat);
+  mkdirSync(dir, { recursive: true });
+  const all = { ...endpoints.engines, router: endpoints.router };
+  const before = await scrape(all);
+  const sampler = startGaugeSampler(endpoints.engines);
+  let result: LoadPointResult;
+  let samples: GaugeSample[] = [];
+  try {
+    result = await runLoadPoint({
+      url: endpoints.router,
+      models: plan.workload.models,
+      workload: plan.workload,
+      loadPoint: lp,
+      seed: step.seed,
+      warmupRequests: plan.warmupRequests,
+      artifactDir: dir,
+      slo: plan.slo,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      sessionHeader: plan.sessionHeader[arm] ?? stack.router.options.sessionHeader,
+      emulated: plan.emulated,
+      progress: opts.progress === true,
+    });
+  } finally {
+    samples = await sampler.stop();
+  }
+  const after = await scrape(all);
+  const metrics: PointServerMetrics = {
+    before,
+    after,
+    samples,
+    deltas: counterDeltas(before, after),
+  };
+  store.writeJson(`${dir}/server-metrics.json`, metrics);
+  const rec: PointRecord = {
+    arm,
+    label: step.label,
+    repeat: step.repeat,
+    step: step.index,
+    seed: step.seed,
+    loadPoint: lp,
+    artifactDir: relative(store.dir, result.runDir),
+    valid: result.valid && result.aborted === undefined,
+    invalidReasons: [
+      ...result.invalidReasons,
+      ...(result.aborted ? [`aborted: ${result.aborted}`] : []),
+    ],
+    requestCount: result.requestCount,
+    errorCount: result.errorCount,
+    lagP99Ms: result.lagP99Ms,
+    ...(result.targetRate !== undefined ? { targetRate: result.targetRate } : {}),
+    ...(result.achievedRate !== undefined ? { achievedRate: result.achievedRate } : {}),
+    ...(result.aborted !== undefined ? { aborted: result.aborted } : {}),
+    engines: Object.fromEntries(stack.engines.map((e) => [e.name, e.model])),
+  };
+  // An interrupted point is not complete: no point.json, so a resume measures it again.
+  if (result.aborted && opts.signal?.aborted) opts.signal.throwIfAborted();
+  store.writeJson(`${dir}/point.json`, rec);
+  return rec;
+}

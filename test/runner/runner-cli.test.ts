@@ -1,0 +1,99 @@
+/**
+ * `inferbench runner` as a container runs it: a real process on a bound plan.json, against a real
+ * engine-sim + router on loopback; and its refusals of bad plans (exit 2, naming the file).
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { planStack } from "../../cli/plan-stack.ts";
+import { experimentPlan } from "../../experiments/plan.ts";
+import { createLogger } from "../../lib/logger.ts";
+import { launchLocal } from "../../targets/local/launch.ts";
+
+const BIN = fileURLToPath(new URL("../../bin/inferbench.js", import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), "ib-runner-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function runner(args: string[]) {
+  return spawnSync(process.execPath, [BIN, "runner", ...args], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+}
+
+describe("inferbench runner", () => {
+  it("refuses a missing, corrupt or foreign plan with exit 2 and the file's name", () => {
+    const corrupt = join(dir, "corrupt.json");
+    writeFileSync(corrupt, "{ not json");
+    const stack = join(dir, "stackplan.json");
+    writeFileSync(stack, JSON.stringify(planStack("local").plan));
+    for (const [file, want] of [
+      [join(dir, "missing.json"), /missing\.json does not exist/],
+      [corrupt, /corrupt\.json: not valid JSON/],
+      [stack, /stackplan\.json: not an inferbench experiment plan/],
+    ] as const) {
+      const r = runner(["--plan", file, "--arm", "managed", "--out", join(dir, "o")]);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, want);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+    }
+  });
+
+  it("measures the arm's steps of a bound plan and writes point.json last; --resume skips them", async () => {
+    const over = [
+      "workload.loadPoints=[{concurrency: 2}]",
+      "workload.requestCount=6",
+      "workload.outputTokensMean=8",
+      "workload.outputTokensStddev=0",
+      "run.warmupRequests=1",
+      "models=[{name: llama-3.1-8b, hfPath: meta-llama/Llama-3.1-8B-Instruct, replicas: 1, profile: llama-3.1-8b@h100}]",
+      "gpus.count=1",
+    ];
+    const plans = (["baseline", "managed"] as const).map(
+      (a) => planStack("local", [...over, `mode=${a}`]).plan,
+    );
+    const plan = experimentPlan({
+      stacks: ["local"],
+      overrides: over,
+      quick: false,
+      plans,
+      interleave: true,
+    });
+    const d = await launchLocal(plans[1]!, { dir, log: createLogger("t", () => {}) });
+    try {
+      const file = join(dir, "plan.json");
+      const bound = {
+        ...plan,
+        endpoints: { managed: { router: d.routerUrl, engines: d.engineUrls } },
+      };
+      writeFileSync(file, JSON.stringify(bound));
+      const out = join(dir, "run");
+      // Not bound for baseline: refused, naming the arm.
+      const unbound = runner(["--plan", file, "--arm", "baseline", "--out", out]);
+      assert.equal(unbound.status, 2);
+      assert.match(unbound.stderr, /no endpoints for arm "baseline"/);
+      const r = runner(["--plan", file, "--arm", "managed", "--out", out]);
+      assert.equal(r.status, 0, r.stderr);
+      const point = JSON.parse(
+        readFileSync(join(out, "managed/points/concurrency2/point.json"), "utf8"),
+      );
+      assert.equal(point.valid, true);
+      assert.equal(point.requestCount, 6);
+      assert.equal(point.seed, plan.steps.find((s) => s.arm === "managed")!.seed);
+      assert.ok(existsSync(join(out, "managed/points/concurrency2/server-metrics.json")));
+      // Again without --resume: refused, nothing overwritten; with it: nothing to do.
+      const again = runner(["--plan", file, "--arm", "managed", "--out", out]);
+      assert.equal(again.status, 2);
+      assert.match(again.stderr, /already holds a completed point/);
+      const resumed = runner(["--plan", file, "--arm", "managed", "--out", out, "--resume"]);
+      assert.equal(resumed.status, 0, resumed.stderr);
+      assert.match(resumed.stderr, /0 point\(s\) measured, 1 already complete/);
+    } finally {
+      await d.stop();
+    }
+  });
+});

@@ -1,0 +1,469 @@
+/**
+ * gcp-vm through the one run path, against a fake Automation API and a real SSH server on loopback
+ * whose "docker" is real too where it matters: `compose up` starts the arm's engine-sim + router
+ * from the uploaded bundle, and `compose run runner` runs the real runner (`runArm`) on the
+ * uploaded experiment.json, writing into the project's results folder on the "host". So the run
+ * folder that comes home is made by the same code as a local run's — and the test compares them.
+ * Orchestration: destroy after success, failure and Ctrl-C; zone fallback; retries; --keep.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { after, before, beforeEach, describe, it } from "node:test";
+import { planStack } from "../../cli/plan-stack.ts";
+import { type ExperimentOptions, runExperiment } from "../../experiments/execute.ts";
+import type { LeftoverResource } from "../../infra/audit.ts";
+import type { AutomationApi, ConfigEntry, StackOps } from "../../infra/automation.ts";
+import { UserError } from "../../lib/errors.ts";
+import { createLogger } from "../../lib/logger.ts";
+import { connectSsh } from "../../lib/ssh/ssh.ts";
+import { RunStore } from "../../results/store.ts";
+import { parseExperimentPlan } from "../../runner/plan-file.ts";
+import { runArm } from "../../runner/run-arm.ts";
+import type { StackPlan } from "../../stacks/plan-types.ts";
+import type { StackConfig } from "../../stacks/schema.ts";
+import { classifyUpError, type GcpVmDeps, gcpVmTarget } from "../../targets/gcp-vm/index.ts";
+import { localTarget } from "../../targets/local/index.ts";
+import { type LocalDeployment, launchLocal } from "../../targets/local/launch.ts";
+import { startSshServer, type TestSshServer } from "../../testkit/ssh-server.ts";
+
+const PINNED = `ghcr.io/ovg-project/kvcached-vllm@sha256:${"e".repeat(64)}`;
+/** A small workload on the gcp stacks: one model, two replicas, two points, few requests. */
+const SMALL = [
+  "models=[{name: llama-3.1-8b, hfPath: meta-llama/Llama-3.1-8B-Instruct, replicas: 2, maxModelLen: 8192, profile: llama-3.1-8b@h100}]",
+  "gpus.count=2",
+  "workload.loadPoints=[{concurrency: 2}, {concurrency: 4}]",
+  "workload.requestCount=8",
+  "workload.outputTokensMean=16",
+  "workload.outputTokensStddev=0",
+  "workload.dataset={kind: synthetic, inputTokensMean: 64, numDatasetEntries: 20}",
+  "run.warmupRequests=1",
+  "engine.emulatorStartupDelaySec=0",
+  `engine.images.managed=${PINNED}`,
+  "gcp.project=test-proj",
+  "gcp.zones=[us-central1-a,us-central1-b]",
+];
+
+interface FakeBehaviour {
+  upErrors?: string[];
+  upWaitsForAbort?: boolean;
+  destroyFailures?: number;
+  leftovers?: LeftoverResource[];
+}
+
+class FakeStack implements StackOps {
+  calls: string[] = [];
+  config = new Map<string, ConfigEntry>();
+  constructor(
+    readonly name: string,
+    private b: FakeBehaviour,
+  ) {}
+  async getConfig(key: string) {
+    return this.config.get(key);
+  }
+  async setConfig(entries: Record<string, ConfigEntry>) {
+    for (const [k, v] of Object.entries(entries)) this.config.set(k, v);
+  }
+  async up(o: { signal?: AbortSignal } = {}) {
+    this.calls.push(`up:${this.config.get("zone")?.value}`);
+    if (this.b.upWaitsForAbort)
+      await new Promise((_r, rej) =>
+        o.signal?.addEventListener("abort", () => rej(new Error("update canceled"))),
+      );
+    const err = this.b.upErrors?.shift();
+    if (err) throw new Error(err);
+    return { externalIp: "127.0.0.1", sshUser: "inferbench", instance: "vm", sshCommand: "ssh …" };
+  }
+  async outputs() {
+    return {};
+  }
+  async cancel() {
+    this.calls.push("cancel");
+  }
+  async refresh() {
+    this.calls.push("refresh");
+  }
+  async destroy() {
+    this.calls.push("destroy");
+    if ((this.b.destroyFailures ?? 0) > 0) {
+      this.b.destroyFailures!--;
+      throw new Error("destroy failed");
+    }
+  }
+  async remove() {
+    this.calls.push("remove");
+  }
+}
+
+/** Relative paths of every file under dir (sorted). */
+function tree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const n of readdirSync(d)) {
+      const p = join(d, n);
+      if (statSync(p).isDirectory()) walk(p);
+      else out.push(relative(dir, p));
+    }
+  };
+  if (existsSync(dir)) walk(dir);
+  return out.sort();
+}
+
+/** The shape of a JSON value: keys and types, not values. */
+function shape(v: unknown): unknown {
+  if (v === null) return "null";
+  if (Array.isArray(v)) {
+    const first = v.find((x) => x !== null);
+    return first === undefined ? [] : [shape(first)];
+  }
+  if (v && typeof v === "object")
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, shape((v as Record<string, unknown>)[k])]),
+    );
+  return typeof v;
+}
+
+describe("gcp-vm through the one run path", () => {
+  let srv: TestSshServer;
+  let root: string;
+  let stack: FakeStack;
+  let audits: number;
+  let logLines: string[];
+  const deployments = new Map<string, LocalDeployment>();
+  let onRunner: (() => Promise<void>) | undefined;
+  let runnerExit = 0;
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "ib-gcpvm-"));
+    srv = await startSshServer(join(root, "remote"));
+    // The fake host's docker: compose projects are local engine-sim + router processes.
+    srv.setExec(async (cmd, io) => {
+      const projectDir = (p: string) => join(srv.root, "opt/inferbench", p);
+      if (cmd.includes("/var/lib/inferbench/ready")) {
+        io.stdout("ready\n");
+        return 0;
+      }
+      if (cmd.startsWith("docker compose ls"))
+        return (io.stdout(JSON.stringify([...deployments.keys()].map((Name) => ({ Name })))), 0);
+      let m = /docker compose -p '?(inferbench-\w+)'? up /.exec(cmd);
+      if (m) {
+        const p = m[1]!;
+        const plan = JSON.parse(
+          readFileSync(join(projectDir(p), "plan.json"), "utf8"),
+        ) as StackPlan;
+        // Compose dials engines by service name; these processes listen on loopback.
+        const backends = Object.fromEntries(
+          Object.entries(plan.router.backends).map(([k, bs]) => [
+            k,
+            bs.map((b) => ({ ...b, host: "127.0.0.1" })),
+          ]),
+        );
+        const local = { ...plan, target: "local" as const, router: { ...plan.router, backends } };
+        const d = await launchLocal(local, {
+          dir: await mkdtemp(join(root, "deploy-")),
+          log: createLogger("t", () => {}),
+        });
+        deployments.set(p, d);
+        return 0;
+      }
+      m = /docker compose -p '?(inferbench-\w+)'? down/.exec(cmd);
+      if (m) {
+        await deployments.get(m[1]!)?.stop();
+        deployments.delete(m[1]!);
+        return 0;
+      }
+      m =
+        /docker compose -p '?(inferbench-(\w+))'? --profile runner run .* '?--steps'? '?([\d,]+)'?/.exec(
+          cmd,
+        );
+      if (m) {
+        const [, p, arm, steps] = m;
+        await onRunner?.();
+        if (runnerExit !== 0) return runnerExit;
+        const file = join(projectDir(p!), "experiment.json");
+        const plan = parseExperimentPlan(readFileSync(file, "utf8"), file);
+        const d = deployments.get(p!);
+        if (!d) return (io.stderr("project not up\n"), 1);
+        // The bound plan names compose service addresses: the runner must be told them.
+        assert.equal(plan.endpoints?.[arm!]?.router.startsWith("http://router:"), true);
+        await runArm({
+          plan,
+          arm: arm as "baseline",
+          endpoints: { router: d.routerUrl, engines: d.engineUrls },
+          // `--out /results/<run-id>`: the project's results folder is mounted at /results.
+          store: RunStore.atDir(
+            join(projectDir(p!), "results", /--out '?\/results\/([\w-]+)/.exec(cmd)![1]!),
+          ),
+          steps: steps!.split(",").map(Number),
+          resume: true,
+          log: createLogger("runner", () => {}),
+        });
+        return 0;
+      }
+      m = /test -d '?([^']+)'?/.exec(cmd);
+      if (m) return existsSync(join(srv.root, m[1]!)) ? 0 : 1;
+      return 0; // docker ps/network/volume ls: nothing left
+    });
+  });
+  after(async () => {
+    for (const d of deployments.values()) await d.stop();
+    await srv.close();
+    await rm(root, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    audits = 0;
+    logLines = [];
+    onRunner = undefined;
+    runnerExit = 0;
+  });
+
+  function deps(b: FakeBehaviour = {}): Partial<GcpVmDeps> {
+    const automation: AutomationApi = {
+      async stack(_workDir, name) {
+        stack = new FakeStack(name, b);
+        // Keys as preflight would have stored them: the loopback server's host and client keys.
+        await stack.setConfig({
+          sshPrivateKey: { value: srv.clientPrivateKey, secret: true },
+          sshGeneratedPublicKey: { value: srv.clientPublicKey },
+          sshHostPrivateKey: { value: srv.hostPrivateKey, secret: true },
+          sshHostPublicKey: { value: srv.hostPublicKey },
+        });
+        return stack;
+      },
+    };
+    return {
+      automation,
+      auditor: {
+        leftovers: async () => {
+          audits++;
+          return b.leftovers ?? [];
+        },
+      },
+      connect: (t) => connectSsh({ ...t, port: srv.port, readyTimeoutMs: 5000 }),
+      preflight: () => ({ problems: [], warnings: [], costLines: ["cost: test"] }),
+      sleep: async () => {},
+      readyTimeoutMs: 10_000,
+      destroyAttempts: 3,
+      destroyBackoffMs: 1,
+    };
+  }
+
+  function options(
+    stacks: string[],
+    extra: string[],
+    target: ExperimentOptions["target"],
+    signal = new AbortController().signal,
+  ): ExperimentOptions {
+    return {
+      stacks,
+      overrides: [...SMALL, ...extra],
+      quick: false,
+      interleave: true,
+      runsDir: join(root, "runs"),
+      log: createLogger("t", (l) => logLines.push(l)),
+      signal,
+      planArm: (s, o) => {
+        const { plan, loaded } = planStack(s, o);
+        return { plan, config: loaded.config };
+      },
+      target,
+      onProgress: (l) => logLines.push(l),
+    };
+  }
+  const vm =
+    (b: FakeBehaviour = {}): ExperimentOptions["target"] =>
+    (_plan, configs) =>
+      gcpVmTarget(configs as Record<string, StackConfig>, deps(b));
+
+  it("both arms on one VM in ABBA order: same evidence as a local run of the same stacks", async () => {
+    const cloud = await runExperiment(
+      options(["gcp-baseline", "gcp-managed"], ["rehearsal=true", "run.repeats=2"], vm()),
+    );
+    const local = await runExperiment(
+      options(["gcp-baseline", "gcp-managed"], ["target=local", "run.repeats=2"], () =>
+        localTarget(),
+      ),
+    );
+    assert.deepEqual(stack.calls, ["up:us-central1-a", "destroy", "remove"]);
+    assert.equal(audits, 1);
+    assert.deepEqual(cloud.leftovers, []);
+    // One VM, arms swapped in ABBA blocks: baseline, managed | managed, baseline.
+    const plan = JSON.parse(readFileSync(join(cloud.dir, "plan.json"), "utf8"));
+    assert.equal(plan.order, "abba");
+    assert.deepEqual(plan.steps.map((s: { arm: string }) => s.arm[0]).join(""), "bbmmmmbb");
+    assert.equal(plan.swaps.count, 2);
+    assert.ok(srv.commands.includes("docker compose -p inferbench-baseline down --remove-orphans"));
+    // The same folder layout under each arm's points/ and the same run-level files.
+    for (const arm of ["baseline", "managed"]) {
+      const c = tree(join(cloud.dir, arm, "points"));
+      assert.ok(c.length > 0, `${arm}: points came home`);
+      assert.deepEqual(c, tree(join(local.dir, arm, "points")), `${arm}: same files`);
+    }
+    const top = (d: string) =>
+      readdirSync(d)
+        .filter((f) => statSync(join(d, f)).isFile())
+        .sort();
+    assert.deepEqual(top(cloud.dir), top(local.dir));
+    for (const f of [
+      "baseline/points/concurrency2/point.json",
+      "managed/points/concurrency4-r1/server-metrics.json",
+      "comparison.json",
+    ]) {
+      const read = (d: string) => JSON.parse(readFileSync(join(d, f), "utf8"));
+      assert.deepEqual(shape(read(cloud.dir)), shape(read(local.dir)), `${f}: same schema`);
+    }
+    // The experiment plans agree but for what the arms' hosts are (a cloud plan has a cost).
+    const planShape = (d: string) => {
+      const { arms: _arms, ...rest } = JSON.parse(readFileSync(join(d, "plan.json"), "utf8"));
+      return shape(rest);
+    };
+    assert.deepEqual(planShape(cloud.dir), planShape(local.dir));
+    assert.ok(cloud.reportHtml && existsSync(cloud.reportHtml));
+    assert.equal(cloud.comparison?.rows.length, local.comparison?.rows.length);
+    const m = new RunStore(cloud.runId, join(root, "runs")).readManifest();
+    assert.equal(m.status, "complete");
+    assert.equal(m.emulated, true, "a rehearsal is labelled emulated");
+    assert.equal(m.infra?.state, "destroyed");
+    assert.equal(m.infra?.zone, "us-central1-a");
+    assert.ok(m.infra?.billing?.start && m.infra.billing.end, "billing window recorded");
+    assert.equal(stack.config.get("deploy")?.value, "false");
+  });
+
+  it("a failed runner still collects, destroys and audits; resume measures only what is missing", async () => {
+    let calls = 0;
+    onRunner = async () => {
+      calls++;
+      if (calls === 2) runnerExit = 1;
+    };
+    let runId = "";
+    await assert.rejects(
+      runExperiment(options(["gcp-managed"], ["rehearsal=true"], vm())).catch((e) => {
+        runId = /runs\/([\w-]+)/.exec(logLines.join("\n"))?.[1] ?? "";
+        throw e;
+      }),
+      /runner failed on the host/,
+    );
+    assert.deepEqual(stack.calls, ["up:us-central1-a", "cancel", "refresh", "destroy", "remove"]);
+    assert.equal(audits, 1);
+    const store = RunStore.open(runId, join(root, "runs"));
+    assert.equal(store.readManifest().status, "failed");
+    const firstArm = store.readManifest().arms[0]!;
+    assert.ok(store.isPointComplete(firstArm, "concurrency2", 0), "the first block came home");
+    // Resume: a fresh VM (the old one is gone), only the missing block is measured.
+    runnerExit = 0;
+    let blocks = 0;
+    onRunner = async () => {
+      blocks++;
+    };
+    const r = await runExperiment({
+      ...options(["gcp-managed"], ["rehearsal=true"], vm()),
+      resume: runId,
+    });
+    assert.equal(blocks, 1);
+    assert.equal(r.allValid, true);
+    assert.equal(store.readManifest().status, "complete");
+  });
+
+  it("Ctrl-C during the runner: collect, cancel, refresh, destroy; exit 130", async () => {
+    const ac = new AbortController();
+    onRunner = async () => {
+      ac.abort(new Error("SIGINT"));
+    };
+    await assert.rejects(
+      runExperiment(options(["gcp-managed"], ["rehearsal=true"], vm(), ac.signal)),
+      (e: unknown) => e instanceof UserError && e.exitCode === 130,
+    );
+    assert.deepEqual(stack.calls, ["up:us-central1-a", "cancel", "refresh", "destroy", "remove"]);
+    assert.equal(deployments.size, 0, "every compose project is down");
+  });
+
+  it("Ctrl-C during up: the rejected up is awaited, then cancel, refresh, destroy", async () => {
+    const ac = new AbortController();
+    const p = runExperiment(
+      options(["gcp-managed"], ["rehearsal=true"], vm({ upWaitsForAbort: true }), ac.signal),
+    );
+    while (!stack?.calls.includes("up:us-central1-a") || stack.calls.length > 1)
+      await new Promise((r) => setTimeout(r, 5));
+    ac.abort(new Error("SIGINT"));
+    await assert.rejects(p, (e: unknown) => e instanceof UserError && e.exitCode === 130);
+    assert.deepEqual(stack.calls, ["up:us-central1-a", "cancel", "refresh", "destroy", "remove"]);
+  });
+
+  it("a zone without capacity moves on; destroy is retried; leftovers get cleanup commands", async () => {
+    const left: LeftoverResource[] = [
+      { kind: "instance", name: "inferbench-x-vm", location: "us-central1-b" },
+    ];
+    const r = await runExperiment(
+      options(
+        ["gcp-managed"],
+        ["rehearsal=true", "workload.loadPoints=[{concurrency: 2}]"],
+        vm({
+          upErrors: ["googleapi: Error 503: ZONE_RESOURCE_POOL_EXHAUSTED"],
+          destroyFailures: 99,
+          leftovers: left,
+        }),
+      ),
+    );
+    assert.deepEqual(stack.calls.slice(0, 2), ["up:us-central1-a", "up:us-central1-b"]);
+    assert.equal(stack.calls.filter((c) => c === "destroy").length, 3);
+    assert.equal(r.destroyed, false);
+    assert.deepEqual(r.cleanup, [
+      "gcloud compute instances delete inferbench-x-vm --zone us-central1-b --project test-proj --quiet",
+    ]);
+    const m = RunStore.open(r.runId, join(root, "runs")).readManifest();
+    assert.equal(m.infra?.state, "destroy-failed");
+    assert.equal(m.infra?.zone, "us-central1-b");
+  });
+
+  it("--keep skips destroy and records the host as kept", async () => {
+    const r = await runExperiment({
+      ...options(
+        ["gcp-managed"],
+        ["rehearsal=true", "workload.loadPoints=[{concurrency: 2}]"],
+        vm(),
+      ),
+      keep: true,
+    });
+    assert.equal(r.destroyed, false);
+    assert.ok(!stack.calls.includes("destroy"));
+    assert.equal(RunStore.open(r.runId, join(root, "runs")).readManifest().infra?.state, "kept");
+  });
+
+  it("refuses to start when preflight finds problems, before touching the cloud", async () => {
+    let touched = false;
+    const target: ExperimentOptions["target"] = (_p, configs) =>
+      gcpVmTarget(configs as Record<string, StackConfig>, {
+        ...deps(),
+        preflight: () => ({
+          problems: [{ check: "pulumi", message: "no pulumi" }],
+          warnings: [],
+          costLines: [],
+        }),
+        automation: {
+          stack: async () => {
+            touched = true;
+            throw new Error("no");
+          },
+        },
+      });
+    await assert.rejects(
+      runExperiment(options(["gcp-managed"], ["rehearsal=true"], target)),
+      /preflight failed:[\s\S]*no pulumi/,
+    );
+    assert.equal(touched, false);
+  });
+});
+
+describe("gcp-vm decisions", () => {
+  it("classifies up errors and names the quota", () => {
+    assert.equal(classifyUpError("ZONE_RESOURCE_POOL_EXHAUSTED", "STANDARD").kind, "capacity");
+    const q = classifyUpError("Quota 'NVIDIA_H100_GPUS' exceeded. Limit: 0.0", "SPOT");
+    assert.equal(q.kind, "quota");
+    assert.match(q.hint!, /PREEMPTIBLE_NVIDIA_H100_GPUS/);
+    assert.equal(classifyUpError("permission denied", "STANDARD").kind, "other");
+  });
+});
