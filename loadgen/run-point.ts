@@ -38,6 +38,7 @@ import {
 } from "../results/genai-perf/metrics.ts";
 import { writePlots } from "../results/genai-perf/plots.ts";
 import { nonEmptyResponses, parseResponses, splitSseEvents } from "../results/genai-perf/sse.ts";
+import { loadPointText } from "../stacks/load-point.ts";
 import type { LoadPoint, SloTargets, WorkloadPlan } from "../stacks/plan-types.ts";
 import {
   HttpClient,
@@ -560,11 +561,6 @@ function extremeBig(xs: readonly bigint[], which: "min" | "max"): bigint {
   return best;
 }
 
-function lpDescription(lp: LoadPoint): string {
-  return lp.kind === "concurrency"
-    ? `concurrency ${lp.concurrency}`
-    : `request rate ${lp.requestRate}/s ${lp.distribution}${lp.maxConcurrency ? ` (max concurrency ${lp.maxConcurrency})` : ""}`;
-}
 
 export function validateLoadPoint(lp: LoadPoint): void {
   if (lp.kind === "concurrency") {
@@ -694,7 +690,7 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
       makeSource(),
       modeFor(count),
       count,
-      lpDescription(lp),
+      loadPointText(lp),
       true,
       opts.durationMs,
     );

@@ -6,3 +6,10 @@ export function loadPointLabel(lp: LoadPoint): string {
     ? `concurrency${lp.concurrency}`
     : `request_rate${lp.requestRate}`;
 }
+
+/** A load point in words, for logs and summaries: `concurrency 8`, `request rate 4/s poisson`. */
+export function loadPointText(lp: LoadPoint): string {
+  return lp.kind === "concurrency"
+    ? `concurrency ${lp.concurrency}`
+    : `request rate ${lp.requestRate}/s ${lp.distribution}${lp.maxConcurrency ? ` (max concurrency ${lp.maxConcurrency})` : ""}`;
+}

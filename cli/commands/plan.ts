@@ -6,6 +6,7 @@ import { writeFileAtomicSync } from "../../lib/atomic.ts";
 import { logger } from "../../lib/logger.ts";
 import { redactObject } from "../../lib/redact.ts";
 import { renderTable } from "../../lib/table.ts";
+import { loadPointText } from "../../stacks/load-point.ts";
 import type { StackPlan } from "../../stacks/plan-types.ts";
 import { addStackOptions, parseOptions, stackOptionsSchema } from "../options.ts";
 import { planStack } from "../plan-stack.ts";
@@ -120,13 +121,7 @@ export function formatPlanSummary(plan: StackPlan): string {
     `router: ${plan.router.policy} on port ${plan.router.port}, poll ${plan.router.pollIntervalMs} ms; ${backends}`,
   );
   const w = plan.runner.workload;
-  const points = plan.runner.loadPoints
-    .map((lp) =>
-      lp.kind === "concurrency"
-        ? `concurrency ${lp.concurrency}`
-        : `${lp.requestRate} req/s ${lp.distribution}`,
-    )
-    .join(", ");
+  const points = plan.runner.loadPoints.map(loadPointText).join(", ");
   lines.push(
     `workload: ${w.dataset.kind} dataset, ${w.endpointType}${w.streaming ? " streaming" : ""}, output ${w.outputTokensMean ?? "model-decided"} tokens${w.ignoreEos ? " (ignore_eos)" : ""}; load points: ${points}; repeats ${plan.runner.repeats}`,
   );
