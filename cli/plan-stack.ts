@@ -14,6 +14,7 @@ import { profileNames } from "../services/engine-sim/profiles.ts";
 import { type ConfigPath, type LoadedStack, loadStack } from "../stacks/config.ts";
 import {
   plan as buildPlan,
+  configWorkloadBound,
   configWorkloadExtent,
   PlanError,
   type PlanOptions,
@@ -60,6 +61,13 @@ function measureWorkload(loaded: LoadedStack): RequestExtent | undefined {
   const fromConfig = configWorkloadExtent(config);
   if (fromConfig) return fromConfig;
   const w = config.workload;
+  // Random lengths that cannot overflow even at their extreme need not be measured (fast plan).
+  const bound = configWorkloadBound(config);
+  const driven = new Set(w.models ?? config.models.map((m) => m.name));
+  const smallest = Math.min(
+    ...config.models.filter((m) => driven.has(m.name)).map((m) => m.maxModelLen),
+  );
+  if (bound !== undefined && bound <= smallest) return undefined;
   const seeds: number[] = [];
   for (let p = 0; p < w.loadPoints.length; p++)
     for (let r = 0; r < config.run.repeats; r++) seeds.push(pointSeed(config.run.seed, p, r));

@@ -4,7 +4,7 @@
  * runner. Renderers never re-read config.
  */
 
-export type Target = "local" | "gcp-vm" | "gke" | "kubeconfig";
+export type Target = "local" | "gcp-vm" | "gke" | "kubeconfig" | "ssh";
 export type Arm = "baseline" | "managed";
 export type Placement = "dedicated" | "packed";
 export type RouterPolicy = "round-robin" | "least-busy" | "prefix-aware" | "session" | "kv-aware";

@@ -131,6 +131,8 @@ export function hostShape(config: StackConfig, reasons: PlanProblem[]): HostShap
         });
       }
     }
+  } else if (config.target === "ssh") {
+    name = "host";
   } else if (config.target === "kubeconfig") {
     name = "node";
     capacity = config.kubeconfig.gpusPerNode;
@@ -486,6 +488,30 @@ export function configWorkloadExtent(config: StackConfig): RequestExtent | undef
   return undefined;
 }
 
+/**
+ * The most standard deviations a length drawn by lib/random's gauss can lie above its mean: Box–
+ * Muller with 53-bit uniforms gives |z| ≤ sqrt(-2 ln 2^-53) ≈ 8.572.
+ */
+export const MAX_GAUSS_SIGMAS = Math.sqrt(-2 * Math.log(2 ** -53));
+
+/**
+ * A hard upper bound on prompt + max_tokens of a synthetic or shared-prefix workload with random
+ * lengths (undefined for other kinds): when it fits every maxModelLen, no request can overflow
+ * and the workload need not be built to measure it.
+ */
+export function configWorkloadBound(config: StackConfig): number | undefined {
+  const w = config.workload;
+  const d = w.dataset;
+  const out =
+    w.outputTokensMean === undefined
+      ? 1
+      : w.outputTokensMean + MAX_GAUSS_SIGMAS * w.outputTokensStddev;
+  if (d.kind === "synthetic")
+    return Math.trunc(d.inputTokensMean + MAX_GAUSS_SIGMAS * d.inputTokensStddev) + Math.trunc(out);
+  if (d.kind === "shared-prefix") return d.systemPromptTokens + d.questionTokens + Math.trunc(out);
+  return undefined;
+}
+
 /** vLLM refuses a request whose prompt + max_tokens exceeds max_model_len (HTTP 400). */
 export function contextProblems(
   config: StackConfig,
@@ -563,6 +589,16 @@ export function costEstimate(config: StackConfig): CostEstimate | undefined {
       maxRunCost: Math.round(hourly * config.gcp.maxRunHours * 100) / 100,
       basis: `1 × ${config.gcp.machineType} (${config.gcp.provisioningModel}; all ${machine.gpus} GPUs billed, ${config.gpus.count} used), max ${config.gcp.maxRunHours} h`,
       source: PRICE_SOURCE,
+      estimate: true,
+    };
+  }
+  if (config.target === "ssh" && config.ssh.hourlyUsd !== undefined) {
+    return {
+      currency: "USD",
+      hourly: config.ssh.hourlyUsd,
+      maxRunCost: config.ssh.hourlyUsd,
+      basis: "the price per hour the stack states for this host (ssh.hourlyUsd), not a cloud price",
+      source: "stack config ssh.hourlyUsd",
       estimate: true,
     };
   }

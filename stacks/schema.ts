@@ -436,7 +436,22 @@ export const runSchema = z.strictObject({
   allowUnpinnedImages: z.boolean().default(false),
 });
 
-export const targets = ["local", "gcp-vm", "gke", "kubeconfig"] as const;
+/** An existing GPU host reached over SSH (on-prem box, a VM made by hand, another cloud). */
+export const sshHostSchema = z.strictObject({
+  host: z.string().min(1).optional(),
+  port: boundedInt(1, 65535, "TCP ports").default(22),
+  user: z.string().min(1).default("root"),
+  /** Private key file; without it the SSH agent (SSH_AUTH_SOCK) is used. */
+  keyFile: z.string().min(1).optional(),
+  /** The host's public key (`ssh-ed25519 AAAA…`, as in known_hosts): every connection checks it. */
+  hostKey: z.string().min(1).optional(),
+  /** Where bundles and results live on the host. */
+  remoteRoot: z.string().min(1).default("/opt/inferbench"),
+  /** What an hour of this host costs you (USD), for cost in compare and report; none = unknown. */
+  hourlyUsd: z.number().nonnegative().max(10_000).optional(),
+});
+
+export const targets = ["local", "gcp-vm", "gke", "kubeconfig", "ssh"] as const;
 
 export const stackConfigSchema = z
   .strictObject({
@@ -456,6 +471,7 @@ export const stackConfigSchema = z
     gcp: gcpSchema.prefault({}),
     gke: gkeSchema.prefault({}),
     kubeconfig: kubeconfigSchema.prefault({}),
+    ssh: sshHostSchema.prefault({}),
     run: runSchema.prefault({}),
     /** Cloud targets only: run engine-sim containers instead of vLLM (zero-GPU rehearsal). */
     rehearsal: z.boolean().default(false),
@@ -496,6 +512,18 @@ export const stackConfigSchema = z
         path: ["workload", "minTokens"],
         message: `minTokens ${w.minTokens} is above outputTokensMean ${w.outputTokensMean}: vLLM refuses min_tokens > max_tokens, so every request would fail`,
       });
+    }
+    if (cfg.target === "ssh") {
+      for (const key of ["host", "hostKey"] as const)
+        if (cfg.ssh[key] === undefined)
+          ctx.addIssue({
+            code: "custom",
+            path: ["ssh", key],
+            message:
+              key === "host"
+                ? "the ssh target needs the host to run on (name or address)"
+                : "the ssh target needs the host's public key, pinned (`ssh-keyscan -t ed25519 HOST`, the part after the host name)",
+          });
     }
     if (cfg.target === "gcp-vm" && cfg.gcp.sshSourceRanges.length === 0) {
       ctx.addIssue({
