@@ -6,6 +6,7 @@
 import { createLogger, type Logger } from "../../lib/logger.ts";
 import { getTokenizer } from "../../lib/tokenizer.ts";
 import type { EnginePlan } from "../../stacks/plan-types.ts";
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT_SEC } from "./body.ts";
 import { coreConfigFromProfile, EngineCore } from "./core.ts";
 import { BLOCK_SIZE, type KvCacheOptions, PAGE_BYTES, PagePool } from "./kv.ts";
 import { monotonicSeconds } from "./loop.ts";
@@ -41,6 +42,10 @@ export interface EngineHostOptions {
   startupDelaySec?: number;
   faults?: FaultConfig | Record<string, FaultConfig>;
   maxWaiting?: number;
+  /** Request body limit in bytes (413 above it); default DEFAULT_MAX_BODY_BYTES. */
+  maxBodyBytes?: number;
+  /** Seconds a client may take to send its request (408 after); default 60. */
+  requestTimeoutSec?: number;
   /** Overrides the profiles' natural (EOS) output length distribution. */
   naturalOutputLen?: { median: number; sigma: number; cap: number };
   log?: Logger;
@@ -195,6 +200,8 @@ export async function startEngineHost(
         startupDelaySec: opts.startupDelaySec ?? e.emulator.startupDelaySec ?? 0,
         v0Metrics: opts.v0Metrics ?? false,
         maxWaiting: opts.maxWaiting ?? 10_000,
+        maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+        requestTimeoutSec: opts.requestTimeoutSec ?? DEFAULT_REQUEST_TIMEOUT_SEC,
         faults: faultsFor(opts.faults, e.name),
         log: log.child(e.name),
         now,

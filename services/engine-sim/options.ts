@@ -9,6 +9,7 @@ import type { Command } from "commander";
 import { z } from "zod";
 import { errorMessage, InputFileError, UserError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/logger.ts";
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT_SEC } from "./body.ts";
 import { type EngineSpec, startEngineHost } from "./host.ts";
 import { getProfile, profileNames } from "./profiles.ts";
 import type { FaultConfig } from "./server.ts";
@@ -47,6 +48,8 @@ export const engineSimOptionsSchema = z
     maxNumBatchedTokens: int(1, 10_000_000).optional(),
     gpuMemoryUtilization: z.coerce.number().gt(0).max(1).optional(),
     maxWaiting: int(1, 10_000_000).optional(),
+    maxBodyBytes: int(1024, 1024 * 1024 * 1024).default(DEFAULT_MAX_BODY_BYTES),
+    requestTimeout: z.coerce.number().min(0.1).max(3600).default(DEFAULT_REQUEST_TIMEOUT_SEC),
     faults: z.string().min(1).optional(),
   })
   .refine((o) => (o.profile === undefined) !== (o.plan === undefined), {
@@ -245,6 +248,8 @@ async function serveUntilSignal(raw: unknown): Promise<void> {
       seed: o.seed,
       v0Metrics: o.metricsV0,
       maxWaiting: o.maxWaiting ?? 10_000,
+      maxBodyBytes: o.maxBodyBytes,
+      requestTimeoutSec: o.requestTimeout,
       ...(faults ? { faults } : {}),
       log,
       onCrash: () => {
@@ -315,6 +320,14 @@ export function configureEngineSimCommand(
     .option("--max-num-batched-tokens <n>", "token budget per step (default: the profile's)")
     .option("--gpu-memory-utilization <f>", "static KV partition fraction (not with --kvcached)")
     .option("--max-waiting <n>", "answer 503 beyond this many waiting requests", "10000")
+    .option(
+      "--max-body-bytes <n>",
+      `request body limit: 413 as soon as a body passes it, nothing parsed (default ${DEFAULT_MAX_BODY_BYTES})`,
+    )
+    .option(
+      "--request-timeout <s>",
+      `seconds a client may take to send its request, headers and body: 408 after (default ${DEFAULT_REQUEST_TIMEOUT_SEC})`,
+    )
     .option(
       "--faults <json>",
       'fault injection, off by default, e.g. \'{"errorRates":{"500":0.01},"stallProbability":0.001,"stallSec":2,"crashAfterRequests":500}\'',

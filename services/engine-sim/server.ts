@@ -7,10 +7,20 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "../../lib/logger.ts";
 import { seededRandom } from "../../lib/random.ts";
 import type { Tokenizer } from "../../lib/tokenizer.ts";
+import { type BodyLimits, readBody } from "./body.ts";
 import type { EngineCore, StepResult } from "./core.ts";
 import { StepLoop, stepDueWithin } from "./loop.ts";
 import { LagStats, renderMetrics } from "./metrics.ts";
-import { checkPromptLength, errorBody, HttpError, parseRequest } from "./request.ts";
+import { ChunkedEncoder } from "./prompt-tokens.ts";
+import {
+  checkPromptLength,
+  checkTokenIds,
+  type EngineRequest,
+  errorBody,
+  HttpError,
+  parseJsonBody,
+  validateBody,
+} from "./request.ts";
 import { SlicedQueue } from "./sliced.ts";
 import { mixSeed, outputTokenAt, planOutput, type SafeVocab } from "./text.ts";
 
@@ -38,19 +48,37 @@ export interface EngineServerOptions {
   v0Metrics: boolean;
   /** 503 beyond this many waiting requests. */
   maxWaiting: number;
+  /** Request body limit (413 above it). */
+  maxBodyBytes: number;
+  /** Time a client may take to send its request (408 after). */
+  requestTimeoutSec: number;
   faults?: FaultConfig;
   log: Logger;
   now: () => number;
   onCrash?: () => void;
 }
 
-const MAX_BODY = 32 * 1024 * 1024;
-
 /**
  * Request admission (parse, validate, tokenise) for every engine of the process: 0.5 ms slices,
  * and no job starts within 0.7 ms of a step boundary (a job takes ~0.5 ms).
  */
 const admissionQueue = new SlicedQueue(0.5, undefined, undefined, () => stepDueWithin(0.0007));
+/** Work one admission job does before yielding to the queue (a large prompt takes many jobs). */
+const ADMISSION_SLICE_MS = 0.5;
+
+/** One request on its way through admission (stages run in admission-queue jobs). */
+interface Admission {
+  chat: boolean;
+  req: IncomingMessage;
+  res: ServerResponse;
+  arrival: number;
+  stage: "parse" | "validate" | "tokenise" | "start";
+  raw?: string;
+  json?: Record<string, unknown>;
+  request?: EngineRequest;
+  encoder?: ChunkedEncoder;
+  ids?: number[];
+}
 
 interface Active {
   id: string;
@@ -114,18 +142,45 @@ export class EngineServer {
       log: opts.log,
       onStep: (r) => this.deliver(r),
     });
-    this.server = createServer({ keepAlive: true, keepAliveTimeout: 75_000 }, (req, res) =>
-      this.handle(req, res),
+    // Node's own request timers bound what readBody's cannot: a client slow to send its headers.
+    const timeoutMs = opts.requestTimeoutSec * 1000;
+    this.server = createServer(
+      {
+        keepAlive: true,
+        keepAliveTimeout: 75_000,
+        headersTimeout: timeoutMs,
+        requestTimeout: timeoutMs + 1000,
+        connectionsCheckingInterval: Math.min(1000, timeoutMs),
+      },
+      (req, res) => this.handle(req, res),
     );
     this.server.on("connection", (s) => {
       this.sockets.add(s);
       s.setNoDelay(true);
       s.on("close", () => this.sockets.delete(s));
     });
-    this.server.on("clientError", (_err, socket) => {
-      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-      else socket.destroy();
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) return socket.destroy();
+      const timeout = err.code === "ERR_HTTP_REQUEST_TIMEOUT";
+      const status = timeout ? 408 : 400;
+      const body = errorBody(
+        status,
+        timeout
+          ? `request not received within ${opts.requestTimeoutSec} s (engine-sim --request-timeout)`
+          : `malformed HTTP request: ${err.code ?? err.message}`,
+        timeout ? "Request Timeout" : "BadRequestError",
+      );
+      socket.end(
+        `HTTP/1.1 ${status} ${timeout ? "Request Timeout" : "Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
     });
+  }
+
+  private get bodyLimits(): BodyLimits {
+    return {
+      maxBytes: this.opts.maxBodyBytes,
+      timeoutMs: this.opts.requestTimeoutSec * 1000,
+    };
   }
 
   get core(): EngineCore {
@@ -230,16 +285,15 @@ export class EngineServer {
       if (url === "/v1/chat/completions" || url === "/v1/completions") {
         if (method !== "POST")
           throw new HttpError(405, `${method} not allowed on ${url}`, "MethodNotAllowed");
-        this.readBody(req, res, (raw) => {
+        readBody(req, res, this.bodyLimits, (raw) => {
           // Arrival is when the body is in; parsing and tokenising wait for a slice (sliced.ts).
-          const arrival = this.opts.now();
-          admissionQueue.push(() => {
-            if (res.destroyed || req.socket.destroyed) return; // the client left while queued
-            try {
-              this.generate(url === "/v1/chat/completions", raw, req, res, arrival);
-            } catch (e) {
-              this.fail(res, e);
-            }
+          this.admit({
+            chat: url === "/v1/chat/completions",
+            req,
+            res,
+            arrival: this.opts.now(),
+            stage: "parse",
+            raw,
           });
         });
         return;
@@ -258,54 +312,78 @@ export class EngineServer {
     }
   }
 
-  private readBody(req: IncomingMessage, res: ServerResponse, then: (raw: string) => void) {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooBig = false;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) tooBig = true;
-      else chunks.push(c);
-    });
-    req.on("error", () => res.destroy());
-    req.on("end", () => {
-      if (tooBig) return this.sendError(res, new HttpError(413, "request body too large"));
+  /** Queues `a`'s admission; each job runs its stages for a slice, then yields to the queue. */
+  private admit(a: Admission): void {
+    const job = () => {
+      if (a.res.destroyed || a.req.socket.destroyed) return; // the client left while queued
       try {
-        then(Buffer.concat(chunks).toString("utf8"));
+        if (!this.advance(a)) admissionQueue.push(job);
       } catch (e) {
-        this.fail(res, e);
+        this.fail(a.res, e);
       }
-    });
+    };
+    admissionQueue.push(job);
   }
 
-  private generate(
-    chat: boolean,
-    raw: string,
-    req: IncomingMessage,
-    res: ServerResponse,
-    arrival: number,
-  ): void {
-    if (this.crashed) {
-      res.destroy();
-      return;
-    }
-    this.received++;
+  /**
+   * Runs admission stages for about ADMISSION_SLICE_MS: parse, validate (then fault injection),
+   * tokenise (chunked, stopping past the context), start. True when the request is answered.
+   */
+  private advance(a: Admission): boolean {
+    const until = performance.now() + ADMISSION_SLICE_MS;
     const f = this.opts.faults;
-    if (f?.crashAfterRequests !== undefined && this.received >= f.crashAfterRequests) {
-      this.crash();
-      return;
+    if (a.stage === "parse") {
+      if (this.crashed) {
+        a.res.destroy();
+        return true;
+      }
+      this.received++;
+      if (f?.crashAfterRequests !== undefined && this.received >= f.crashAfterRequests) {
+        this.crash();
+        return true;
+      }
+      if (!this.ready) throw new HttpError(503, "model is loading");
+      const json = parseJsonBody(a.raw!);
+      a.raw = undefined;
+      if (!json.ok) throw json.error;
+      a.json = json.value;
+      a.stage = "validate";
+      if (performance.now() >= until) return false;
     }
-    if (!this.ready) throw new HttpError(503, "model is loading");
-    const parsed = parseRequest(chat ? "chat" : "completions", raw, this.opts.model);
-    if (!parsed.ok) throw parsed.error;
-    const body = parsed.value;
-    if (f) this.injectFaults(f);
+    if (a.stage === "validate") {
+      const v = validateBody(a.chat ? "chat" : "completions", a.json!, this.opts.model);
+      a.json = undefined;
+      if (!v.ok) throw v.error;
+      a.request = v.value;
+      if (f) this.injectFaults(f);
+      const p = v.value.prompt;
+      if ("ids" in p) a.ids = p.ids;
+      else {
+        // Past this count every context check fails: no need to count further.
+        const len = this.opts.maxModelLen;
+        const limit = Math.max(len, len - (v.value.maxTokens ?? 0));
+        a.encoder = new ChunkedEncoder(this.opts.tokenizer, p.text, limit);
+      }
+      a.stage = a.ids ? "start" : "tokenise";
+      if (performance.now() >= until) return false;
+    }
+    if (a.stage === "tokenise") {
+      if (!a.encoder!.run(until - performance.now())) return false;
+      a.ids = a.encoder!.ids;
+      a.encoder = undefined;
+    }
+    this.start(a, a.request!, a.ids!);
+    return true;
+  }
 
-    const prompt =
-      "ids" in body.prompt ? body.prompt.ids : this.opts.tokenizer.encode(body.prompt.text);
+  /** The checks that need the token count, then the request joins the engine. */
+  private start(adm: Admission, body: EngineRequest, prompt: number[]): void {
+    const { chat, req, res, arrival } = adm;
     const maxTokens = body.maxTokens;
     const maxLen = this.opts.maxModelLen;
-    const invalid = checkPromptLength(body, prompt.length, maxLen);
+    const invalid =
+      checkPromptLength(body, prompt.length, maxLen) ??
+      ("ids" in body.prompt ? checkTokenIds(prompt, this.opts.tokenizer.vocabSize) : undefined);
     if (invalid) throw invalid;
     if (this.opts.core.numWaiting >= this.opts.maxWaiting)
       throw new HttpError(503, `engine overloaded: ${this.opts.core.numWaiting} requests waiting`);

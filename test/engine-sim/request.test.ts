@@ -2,8 +2,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
   checkPromptLength,
+  checkTokenIds,
   type EngineRequest,
   errorBody,
+  JsonShapeGuard,
+  MAX_JSON_DEPTH,
   parseRequest,
 } from "../../services/engine-sim/request.ts";
 
@@ -92,17 +95,86 @@ describe("engine-sim request validation (pure)", () => {
     assert.match(err(cmpl({ model: "m", prompt: ["a", "b"] })).message, /batched prompts/);
   });
 
-  it("checks the token count against the context and min_tokens", () => {
-    const base = ok(cmpl({ model: "m", prompt: "x", max_tokens: 10 }));
-    assert.equal(checkPromptLength(base, 5, 100), undefined);
-    assert.equal(checkPromptLength(base, 90, 100), undefined);
-    assert.equal(checkPromptLength(base, 91, 100)?.status, 400);
-    assert.match(checkPromptLength(base, 0, 100)!.message, /empty/);
+  it("checks the token count against the context in vLLM v0.14's order and words", () => {
+    const c10 = ok(cmpl({ model: "m", prompt: "x", max_tokens: 10 }));
+    assert.equal(checkPromptLength(c10, 5, 100), undefined);
+    assert.equal(checkPromptLength(c10, 90, 100), undefined);
+    // Completions: the renderer's max_length is max_model_len − max_tokens.
+    assert.equal(
+      checkPromptLength(c10, 91, 100)?.message,
+      "This model's maximum context length is 90 tokens. However, your request has 91 input tokens. Please reduce the length of the input messages.",
+    );
+    assert.match(checkPromptLength(c10, 0, 100)!.message, /empty/);
     const open = ok(cmpl({ model: "m", prompt: "x" }));
     assert.equal(checkPromptLength(open, 99, 100), undefined);
-    assert.equal(checkPromptLength(open, 100, 100)?.status, 400);
+    assert.equal(
+      checkPromptLength(open, 100, 100)?.message,
+      "max_tokens must be at least 1, got 0.",
+    );
+    assert.match(
+      checkPromptLength(open, 101, 100)!.message,
+      /length is 100 tokens\. However, your request has 101/,
+    );
+    // Chat: _validate_input.
+    const ch = ok(chat({ model: "m", messages: [{ role: "user", content: "x" }], max_tokens: 10 }));
+    assert.equal(
+      checkPromptLength(ch, 91, 100)?.message,
+      "'max_tokens' or 'max_completion_tokens' is too large: 10. This model's maximum context length is 100 tokens and your request has 91 input tokens (10 > 100 - 91).",
+    );
+    assert.match(
+      checkPromptLength(ch, 100, 100)!.message,
+      /length is 100 tokens\. However, your request has 100 input/,
+    );
+    // Then SamplingParams.
+    const neg = ok(cmpl({ model: "m", prompt: "x", max_tokens: -3 }));
+    assert.equal(checkPromptLength(neg, 5, 100)?.message, "max_tokens must be at least 1, got -3.");
     const minOverMax = ok(cmpl({ model: "m", prompt: "x", max_tokens: 3, min_tokens: 4 }));
-    assert.match(checkPromptLength(minOverMax, 5, 100)!.message, /min_tokens/);
+    assert.equal(
+      checkPromptLength(minOverMax, 5, 100)?.message,
+      "min_tokens must be less than or equal to max_tokens=3, got 4.",
+    );
+    const chatZero = ok(
+      chat({
+        model: "m",
+        messages: [{ role: "u", content: "x" }],
+        max_completion_tokens: 0,
+        max_tokens: 7,
+      }),
+    );
+    assert.equal(chatZero.maxTokens, 7, "vLLM: max_completion_tokens or max_tokens");
+  });
+
+  it("token ids beyond the vocabulary are refused as vLLM does", () => {
+    assert.equal(checkTokenIds([0, 5, 99], 100), undefined);
+    assert.equal(checkTokenIds([0, 100, 3], 100)?.message, "Token id 100 is out of vocabulary");
+  });
+
+  it("JsonShapeGuard: depth, containers and values, across chunk boundaries and inside strings", () => {
+    const feedAll = (text: string, chunk: number) => {
+      const g = new JsonShapeGuard();
+      const buf = Buffer.from(text);
+      for (let i = 0; i < buf.length; i += chunk) {
+        const e = g.feed(buf.subarray(i, i + chunk));
+        if (e) return e.message;
+      }
+      return undefined;
+    };
+    const deep = `{"a":${"[".repeat(MAX_JSON_DEPTH)}${"]".repeat(MAX_JSON_DEPTH)}}`;
+    const deeper = `[{"a":${"[".repeat(MAX_JSON_DEPTH)}${"]".repeat(MAX_JSON_DEPTH)}}]`;
+    for (const chunk of [1, 3, 1000]) {
+      assert.equal(feedAll(`{"a":"${"[".repeat(1000)}\\"${"{".repeat(1000)}"}`, chunk), undefined);
+      assert.equal(feedAll(deep.slice(1), chunk), undefined);
+      assert.equal(
+        feedAll(deeper, chunk),
+        `request JSON nests deeper than ${MAX_JSON_DEPTH} levels`,
+      );
+    }
+    assert.match(
+      feedAll(`[${Array(100_001).fill("{}").join(",")}]`, 65_536)!,
+      /objects and arrays/,
+    );
+    assert.match(feedAll(`[${Array(1_000_002).fill("1").join(",")}]`, 65_536)!, /1000000 values/);
+    assert.equal(feedAll(`[${Array(999_999).fill("1").join(",")}]`, 65_536), undefined);
   });
 
   it("errors render in vLLM's nested shape", () => {
