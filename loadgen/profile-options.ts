@@ -416,6 +416,137 @@ function flagError(flag: string, problem: string, hint?: string): UserError {
   return new UserError(`${flag}: ${problem}`, hint ? { hint } : {});
 }
 
+/** The dataset plan of the chosen workload kind from its flags. */
+function datasetOf(
+  flags: ProfileFlags,
+  workloadKind: WorkloadKind,
+  numEntries: number,
+): DatasetPlan {
+  const path = flags.inputFile ?? "";
+  switch (workloadKind) {
+    case "synthetic":
+      return {
+        kind: "synthetic",
+        inputTokensMean: flags.syntheticInputTokensMean,
+        inputTokensStddev: flags.syntheticInputTokensStddev,
+        numDatasetEntries: numEntries,
+      };
+    case "input-file":
+      return { kind: "input-file", path };
+    case "sharegpt":
+      return {
+        kind: "sharegpt",
+        path,
+        maxConversations: flags.sharegptMaxConversations,
+        numPrompts: numEntries,
+      };
+    case "multi-round-qa":
+      return {
+        kind: "multi-round-qa",
+        users: flags.users,
+        rounds: flags.rounds,
+        systemPromptTokens: flags.systemPromptTokens,
+        questionTokens: flags.questionTokens,
+        answerTokens: flags.answerTokens,
+      };
+    case "shared-prefix":
+      return {
+        kind: "shared-prefix",
+        groups: flags.groups,
+        promptsPerGroup: flags.promptsPerGroup,
+        systemPromptTokens: flags.systemPromptTokens,
+        questionTokens: flags.questionTokens,
+      };
+    case "azure-trace":
+      return {
+        kind: "azure-trace",
+        path,
+        timeScale: flags.timeScale,
+        maxRequests: flags.maxRequests,
+      };
+    case "mooncake":
+      return {
+        kind: "mooncake",
+        path,
+        timeScale: flags.timeScale,
+        maxRequests: flags.maxRequests,
+      };
+    default:
+      return {
+        kind: "servegen",
+        path,
+        datasetPath: flags.servegenDataset,
+        timeScale: flags.timeScale,
+        maxRequests: flags.maxRequests,
+      };
+  }
+}
+
+/** `--extra-inputs` (no repeats, no field another flag sets) and `-H` headers. */
+function requestExtras(flags: ProfileFlags): {
+  extraInputs: Record<string, unknown>;
+  headers: Record<string, string>;
+} {
+  const extraInputs: Record<string, unknown> = {};
+  for (const e of flags.extraInputs) {
+    for (const [k, v] of Object.entries(parseExtraInput(e))) {
+      // genai-perf refuses a repeated name too ("Input name already exists").
+      if (Object.hasOwn(extraInputs, k)) throw flagError("--extra-inputs", `"${k}" is given twice`);
+      extraInputs[k] = v;
+    }
+  }
+  refuseBodyConflicts(flags, extraInputs);
+  const headers: Record<string, string> = {};
+  for (const h of flags.header) {
+    const [k, v] = parseHeader(h);
+    headers[k] = v;
+  }
+  return { extraInputs, headers };
+}
+
+/** The load point(s): trace replay, a sweep, one rate, or one concurrency (default 1). */
+function loadPointsOf(
+  flags: ProfileFlags,
+  workloadKind: WorkloadKind,
+  distribution: "constant" | "poisson" | "gamma",
+  paDistribution: "constant" | "poisson" | undefined,
+): { replay: boolean; points: ProfilePlan["points"] } {
+  const rateLp = (r: number): LoadPoint => ({
+    kind: "request-rate",
+    requestRate: r,
+    distribution,
+    burstiness: distribution === "gamma" ? (flags.burstiness ?? 1) : undefined,
+    maxConcurrency: flags.maxConcurrency,
+  });
+  const traceKind = ["azure-trace", "mooncake", "servegen"].includes(workloadKind);
+  const replay =
+    flags.fixedSchedule ||
+    (traceKind &&
+      flags.concurrency === undefined &&
+      flags.requestRate === undefined &&
+      !flags.sweep);
+  if (flags.fixedSchedule && (flags.concurrency !== undefined || flags.sweep))
+    throw flagError(
+      "--fixed-schedule",
+      `replays recorded timestamps; it cannot be combined with ${flags.sweep ? "--sweep" : "--concurrency"}`,
+    );
+  let points: ProfilePlan["points"];
+  if (replay) points = [rateLp(flags.requestRate ?? 1)];
+  else if (flags.sweep) {
+    const sw = parseSweep(flags.sweep);
+    if (sw.kind === "auto")
+      points = {
+        auto: sw.points,
+        distribution: flags.requestDistribution ?? paDistribution ?? "poisson",
+      };
+    else if (sw.kind === "concurrency")
+      points = sw.values.map((c) => ({ kind: "concurrency", concurrency: c }));
+    else points = sw.values.map(rateLp);
+  } else if (flags.requestRate !== undefined) points = [rateLp(flags.requestRate)];
+  else points = [{ kind: "concurrency", concurrency: flags.concurrency ?? 1 }];
+  return { replay, points };
+}
+
 /** Validates flag combinations and maps them onto runner options. */
 export function planProfile(
   flags: ProfileFlags,
@@ -509,66 +640,7 @@ export function planProfile(
   if (needsFile.includes(workloadKind) && !flags.inputFile)
     throw flagError("--workload", `${workloadKind} needs --input-file <path>`);
   refuseIgnoredFlags(flags, workloadKind, pa.requestDistribution);
-  const path = flags.inputFile ?? "";
-  const dataset: DatasetPlan = (() => {
-    switch (workloadKind) {
-      case "synthetic":
-        return {
-          kind: "synthetic",
-          inputTokensMean: flags.syntheticInputTokensMean,
-          inputTokensStddev: flags.syntheticInputTokensStddev,
-          numDatasetEntries: numEntries,
-        };
-      case "input-file":
-        return { kind: "input-file", path };
-      case "sharegpt":
-        return {
-          kind: "sharegpt",
-          path,
-          maxConversations: flags.sharegptMaxConversations,
-          numPrompts: numEntries,
-        };
-      case "multi-round-qa":
-        return {
-          kind: "multi-round-qa",
-          users: flags.users,
-          rounds: flags.rounds,
-          systemPromptTokens: flags.systemPromptTokens,
-          questionTokens: flags.questionTokens,
-          answerTokens: flags.answerTokens,
-        };
-      case "shared-prefix":
-        return {
-          kind: "shared-prefix",
-          groups: flags.groups,
-          promptsPerGroup: flags.promptsPerGroup,
-          systemPromptTokens: flags.systemPromptTokens,
-          questionTokens: flags.questionTokens,
-        };
-      case "azure-trace":
-        return {
-          kind: "azure-trace",
-          path,
-          timeScale: flags.timeScale,
-          maxRequests: flags.maxRequests,
-        };
-      case "mooncake":
-        return {
-          kind: "mooncake",
-          path,
-          timeScale: flags.timeScale,
-          maxRequests: flags.maxRequests,
-        };
-      default:
-        return {
-          kind: "servegen",
-          path,
-          datasetPath: flags.servegenDataset,
-          timeScale: flags.timeScale,
-          maxRequests: flags.maxRequests,
-        };
-    }
-  })();
+  const dataset = datasetOf(flags, workloadKind, numEntries);
   const tokensIssue = datasetTokensIssue(dataset as Parameters<typeof datasetTokensIssue>[0]);
   if (tokensIssue) {
     const flag = {
@@ -578,20 +650,7 @@ export function planProfile(
     }[tokensIssue.path[2] as "numDatasetEntries" | "groups" | "users"];
     throw flagError(flag, tokensIssue.message.replace(/\(LIMITS/, "(LIMITS"));
   }
-  const extraInputs: Record<string, unknown> = {};
-  for (const e of flags.extraInputs) {
-    for (const [k, v] of Object.entries(parseExtraInput(e))) {
-      // genai-perf refuses a repeated name too ("Input name already exists").
-      if (Object.hasOwn(extraInputs, k)) throw flagError("--extra-inputs", `"${k}" is given twice`);
-      extraInputs[k] = v;
-    }
-  }
-  refuseBodyConflicts(flags, extraInputs);
-  const headers: Record<string, string> = {};
-  for (const h of flags.header) {
-    const [k, v] = parseHeader(h);
-    headers[k] = v;
-  }
+  const { extraInputs, headers } = requestExtras(flags);
   const goodput = flags.goodput.length > 0 ? parseGoodput(flags.goodput) : undefined;
   const ignoreEos = flags.ignoreEos || flags.outputTokensMeanDeterministic;
   const workload: WorkloadPlan = {
@@ -635,39 +694,12 @@ export function planProfile(
       measurementInterval: flags.measurementInterval,
     },
   };
-  const rateLp = (r: number): LoadPoint => ({
-    kind: "request-rate",
-    requestRate: r,
+  const { replay, points } = loadPointsOf(
+    flags,
+    workloadKind,
     distribution,
-    burstiness: distribution === "gamma" ? (flags.burstiness ?? 1) : undefined,
-    maxConcurrency: flags.maxConcurrency,
-  });
-  const traceKind = ["azure-trace", "mooncake", "servegen"].includes(workloadKind);
-  const replay =
-    flags.fixedSchedule ||
-    (traceKind &&
-      flags.concurrency === undefined &&
-      flags.requestRate === undefined &&
-      !flags.sweep);
-  if (flags.fixedSchedule && (flags.concurrency !== undefined || flags.sweep))
-    throw flagError(
-      "--fixed-schedule",
-      `replays recorded timestamps; it cannot be combined with ${flags.sweep ? "--sweep" : "--concurrency"}`,
-    );
+    pa.requestDistribution,
+  );
   base.fixedSchedule = replay;
-  let points: ProfilePlan["points"];
-  if (replay) points = [rateLp(flags.requestRate ?? 1)];
-  else if (flags.sweep) {
-    const sw = parseSweep(flags.sweep);
-    if (sw.kind === "auto")
-      points = {
-        auto: sw.points,
-        distribution: flags.requestDistribution ?? pa.requestDistribution ?? "poisson",
-      };
-    else if (sw.kind === "concurrency")
-      points = sw.values.map((c) => ({ kind: "concurrency", concurrency: c }));
-    else points = sw.values.map(rateLp);
-  } else if (flags.requestRate !== undefined) points = [rateLp(flags.requestRate)];
-  else points = [{ kind: "concurrency", concurrency: flags.concurrency ?? 1 }];
   return { base, points, notes };
 }

@@ -241,13 +241,13 @@ export function placeEngines(
   return out;
 }
 
-export function plan(stack: string, config: StackConfig, opts: PlanOptions = {}): StackPlan {
-  const reasons: PlanProblem[] = [];
-  const warnings: string[] = [];
-  const { host } = hostShape(config, reasons);
-  const kvcached = config.engine.kvcached.enabled ?? config.mode === "managed";
-  const placements = placeEngines(config, host.gpuIds, reasons);
-
+/** Per-model checks (profile, extraArgs, weight estimate); returns each model's extra words. */
+function checkModels(
+  config: StackConfig,
+  opts: PlanOptions,
+  reasons: PlanProblem[],
+  warnings: string[],
+): Map<ModelConfig, string[]> {
   const extraWords = new Map<ModelConfig, string[]>();
   for (const [i, m] of config.models.entries()) {
     if (opts.knownProfiles && !opts.knownProfiles.includes(m.profile)) {
@@ -272,6 +272,18 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
       );
     }
   }
+
+  return extraWords;
+}
+
+export function plan(stack: string, config: StackConfig, opts: PlanOptions = {}): StackPlan {
+  const reasons: PlanProblem[] = [];
+  const warnings: string[] = [];
+  const { host } = hostShape(config, reasons);
+  const kvcached = config.engine.kvcached.enabled ?? config.mode === "managed";
+  const placements = placeEngines(config, host.gpuIds, reasons);
+
+  const extraWords = checkModels(config, opts, reasons, warnings);
 
   // Engines per GPU decide each baseline engine's static memory slice.
   const enginesPerGpu = new Map<number, number>();

@@ -499,6 +499,14 @@ export const stackConfigSchema = z
         });
       }
     }
+    for (const key of Object.keys(cfg.engine.env)) {
+      if (SECRET_KEY.test(key))
+        ctx.addIssue({
+          code: "custom",
+          path: ["engine", "env", key],
+          message: `a secret does not go in engine.env (it would be written into deployment files and plan.json); ${/^HF_|HUGGING/i.test(key) ? "set hfToken (`pulumi config set --secret hfToken`, or HF_TOKEN in the environment)" : "pass it through the target's secret store"}`,
+        });
+    }
     const tokensIssue = datasetTokensIssue(cfg.workload.dataset);
     if (tokensIssue) ctx.addIssue({ code: "custom", ...tokensIssue });
     const w = cfg.workload;

@@ -48,6 +48,11 @@ export const PLAN_OWNED_FLAGS: readonly OwnedFlag[] = [
     instead: "the flags themselves in extraArgs (a --config file could set any flag unchecked)",
   },
   { long: "--hf-token", instead: "hfToken (a secret never goes on a command line)" },
+  {
+    long: "--api-key",
+    instead:
+      "nothing: the router calls engines without a key (and a secret never goes on a command line)",
+  },
 ];
 
 export class ShellWordsError extends Error {}

@@ -93,7 +93,7 @@ describe("stack files", () => {
       expectConfigError("m5", GOOD.replace("target: local", "target: aws"), {
         path: "target",
         line: 2,
-        message: /expected one of "local", "gcp-vm", "gke", "kubeconfig"; found "aws"/,
+        message: /expected one of "local", "gcp-vm", "gke", "kubeconfig".*; found "aws"/,
       }));
     it("6. out of range", () =>
       expectConfigError("m6", `${GOOD}  inferbench:router:\n    pollIntervalMs: 10\n`, {
