@@ -3,9 +3,11 @@
  * mapped onto RunLoadPointOptions. Pure: no I/O (input files are read, and refused, when the
  * workload is built, before any request), so every rule is unit-tested. Counts are bounded as in the stack schema (stacks/schema.ts LIMITS), and a flag
  * that the chosen load or workload would ignore is refused, naming both flags, rather than
- * dropped: genai-perf refuses --concurrency with --request-rate, --request-count with
- * --measurement-interval, and --output-tokens-stddev / -mean-deterministic without
- * --output-tokens-mean (genai_perf/parser.py); the rest follow from what each workload reads.
+ * dropped. genai-perf's parser.py puts --concurrency and --request-rate in one mutually
+ * exclusive group and refuses --output-tokens-stddev / --output-tokens-mean-deterministic without
+ * --output-tokens-mean; later releases also refuse --measurement-interval with --request-count
+ * ("argument --measurement-interval/-p: not allowed with argument --request-count"). The other
+ * refusals follow from what each workload and load mode reads.
  */
 import { basename } from "node:path";
 import { z } from "zod";
