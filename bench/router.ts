@@ -12,7 +12,10 @@
  *    - multi-turn conversations: prefix-aware (and kv-aware) vs least-busy mean TTFT.
  *
  * Flags: --proxy-only, --quality-only, --bursty-only, --conversations-only, --capacity (first measure
- * the replicas' saturation throughput on the bursty workload's length mix), --queue-model.
+ * the replicas' saturation throughput on the bursty workload's length mix), --queue-model,
+ * --throughput-only (proxy part: the wrk rows only), --baseline <checkout> (proxy part: also the
+ * router of another checkout of this repository, e.g. a `git worktree` of the commit before a
+ * change, as "router-baseline", alternated with the others in the same run).
  *
  * Roles: the script re-runs itself as `--role backend|router|replicas` child processes so that the
  * load generator, proxy and backends each get their own event loop.
@@ -77,6 +80,23 @@ const PROXY_ROUNDS = Math.max(1, Number(process.env.BENCH_ROUTER_ROUNDS ?? 3));
 const ms = (x: number) => `${x.toFixed(2)} ms`;
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 
+/** CPU seconds (user + system) a process has used so far; NaN where /proc is unavailable. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const f = execFileSync("cat", [`/proc/${pid}/stat`], { encoding: "utf8" });
+    const fields = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function argValue(flag: string): string | undefined {
+  const i = process.argv.indexOf(flag);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
 function listenOverflows(): number {
   try {
     const text = execFileSync("cat", ["/proc/net/netstat"], { encoding: "utf8" });
@@ -102,11 +122,13 @@ interface RoleInfo {
 async function spawnRole(
   role: string,
   arg: unknown,
+  script = SELF,
 ): Promise<{ child: ChildProcess; info: RoleInfo }> {
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", SELF, "--role", role, JSON.stringify(arg)],
+    ["--import", "tsx", script, "--role", role, JSON.stringify(arg)],
     {
+      cwd: join(script, "..", ".."),
       stdio: ["ignore", "pipe", "inherit"],
     },
   );
@@ -377,7 +399,11 @@ async function closedLoop(
   return { ttfts: ttfts.sort((a, b) => a - b), errors, overflows: listenOverflows() - before };
 }
 
-function wrk(url: string, dir: string, seconds: number): { rps: number; p99: string } {
+function wrk(
+  url: string,
+  dir: string,
+  seconds: number,
+): { rps: number; p99: string; requests: number } {
   const lua = join(dir, "post.lua");
   writeFileSync(
     lua,
@@ -389,10 +415,11 @@ function wrk(url: string, dir: string, seconds: number): { rps: number; p99: str
     { encoding: "utf8" },
   );
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN);
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? Number.NaN);
   const p99 = /\s99%\s+(\S+)/.exec(out)?.[1] ?? "?";
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1];
   if (non2xx) process.stdout.write(`  (wrk: ${non2xx} non-2xx responses from ${url})\n`);
-  return { rps, p99 };
+  return { rps, p99, requests };
 }
 
 // ---- tools -------------------------------------------------------------------------------------
@@ -499,10 +526,17 @@ async function proxyOverhead(dir: string): Promise<void> {
     backends: { m: [{ engine: "be", url: be.info.url }] },
   };
   const rt = await spawnRole("router", routerCfg);
-  const targets: { name: string; url: string }[] = [
+  const targets: { name: string; url: string; pid?: number }[] = [
     { name: "direct", url: be.info.url },
-    { name: "router", url: rt.info.url },
+    { name: "router", url: rt.info.url, pid: rt.child.pid },
   ];
+  const baseline = argValue("--baseline");
+  if (baseline) {
+    const script = join(baseline, "bench", "router.ts");
+    if (!existsSync(script)) throw new Error(`--baseline: ${script} does not exist`);
+    const b = await spawnRole("router", routerCfg, script);
+    targets.push({ name: "router-baseline", url: b.info.url, pid: b.child.pid });
+  }
   if (tools.nginx) {
     const ng = await startNginx(tools.nginx, dir, be.info.port);
     targets.push({ name: "nginx", url: ng.url });
@@ -516,10 +550,13 @@ async function proxyOverhead(dir: string): Promise<void> {
   process.stdout.write(
     "streams | target | TTFT p50 | TTFT p99 | added p50 | added p99 | added p99 per round | errors | listen overflows\n",
   );
-  for (const [concurrency, perStream] of [
-    [100, 20],
-    [1000, 3],
-  ] as const) {
+  const streamRows = process.argv.includes("--throughput-only")
+    ? []
+    : ([
+        [100, 20],
+        [1000, 3],
+      ] as const);
+  for (const [concurrency, perStream] of streamRows) {
     // Rounds interleave the targets (direct, router, nginx, direct, …) so that a burst of load
     // from elsewhere on the machine hits every target alike; "added" compares each round with
     // that round's direct run.
@@ -565,31 +602,36 @@ async function proxyOverhead(dir: string): Promise<void> {
     );
     process.stdout.write(`load average before: ${loadavg()}\n`);
     process.stdout.write(
-      "target | req/s (median) | p99 (median round) | vs nginx (median of per-round ratios) | req/s per round\n",
+      "target | req/s (median) | p99 (median round) | vs nginx (median of per-round ratios) | req/s per round | CPU µs/request (median)\n",
     );
     const rps = new Map<string, { rps: number; p99: string }[]>();
-    const ratios: number[] = [];
+    const ratios = new Map<string, number[]>();
+    const cpu = new Map<string, number[]>();
     for (let round = 0; round < rounds; round++) {
       for (const t of targets) {
+        const c0 = cpuSeconds(t.pid);
         const r = wrk(t.url, dir, 4);
+        if (t.pid)
+          cpu.set(t.name, [
+            ...(cpu.get(t.name) ?? []),
+            ((cpuSeconds(t.pid) - c0) * 1e6) / r.requests,
+          ]);
         rps.set(t.name, [...(rps.get(t.name) ?? []), r]);
       }
       const ng = rps.get("nginx")?.[round]?.rps;
-      if (ng) ratios.push(rps.get("router")![round]!.rps / ng);
+      if (ng)
+        for (const t of targets)
+          ratios.set(t.name, [...(ratios.get(t.name) ?? []), rps.get(t.name)![round]!.rps / ng]);
     }
-    const ngMed = rps.has("nginx") ? median(rps.get("nginx")!.map((r) => r.rps)) : undefined;
     for (const t of targets) {
       const rs = rps.get(t.name)!;
       const med = median(rs.map((r) => r.rps));
       const mid = [...rs].sort((a, b) => a.rps - b.rps)[Math.floor(rs.length / 2)]!;
-      const vs =
-        t.name === "router" && ratios.length > 0
-          ? `${(100 * median(ratios)).toFixed(0)}%`
-          : ngMed
-            ? `${((100 * med) / ngMed).toFixed(0)}%`
-            : "—";
+      const rt = ratios.get(t.name);
+      const vs = t.name !== "nginx" && rt ? `${(100 * median(rt)).toFixed(0)}%` : "—";
+      const us = cpu.get(t.name);
       process.stdout.write(
-        `${t.name} | ${med.toFixed(0)} | ${mid.p99} | ${vs} | ${rs.map((r) => r.rps.toFixed(0)).join(" / ")}\n`,
+        `${t.name} | ${med.toFixed(0)} | ${mid.p99} | ${vs} | ${rs.map((r) => r.rps.toFixed(0)).join(" / ")} | ${us ? median(us).toFixed(1) : "—"}\n`,
       );
     }
   } else process.stdout.write("wrk unavailable: throughput skipped\n");

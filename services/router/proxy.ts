@@ -172,6 +172,16 @@ export function proxyRequest(ctx: ProxyContext, job: ProxyJob, attempt = 0, excl
   ex.start(head);
 }
 
+/** The exchange's client-close listener. */
+function listener(ex: Exchange): () => void {
+  return () => ex.clientClosed();
+}
+
+/** Shared by every request (nextTick passes the exchange): no closure per request. */
+function uncorkResponse(ex: Exchange): void {
+  ex.uncork();
+}
+
 /** One attempt of one request on one replica: the upstream handler and the client side. */
 class Exchange implements UpstreamHandler {
   private up: UpstreamRequest | undefined;
@@ -180,19 +190,10 @@ class Exchange implements UpstreamHandler {
   private status = 0;
   private corked = false;
   private tDispatch = 0;
-  private readonly onClientClose = () => {
-    if (this.settled || this.job.res.writableFinished) return;
-    // Client went away before the response ended: cancel the upstream request.
-    this.r.errors.inc("client_disconnect");
-    this.ctx.outcomes.inc("client_disconnect");
-    this.settle();
-    this.up?.abort();
-  };
-  private readonly onDrain = () => this.up?.resume();
-  private readonly uncork = () => {
-    this.corked = false;
-    this.job.res.uncork();
-  };
+  // Unnamed (an argument) on purpose: tsx's keepNames wraps every named closure in a
+  // defineProperty call, ~0.4 µs per request each. No property is added to `res` either: that
+  // would change the shape of Node's ServerResponse objects and slow its own code paths.
+  private readonly onClose: () => void;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -200,12 +201,37 @@ class Exchange implements UpstreamHandler {
     private readonly r: Replica,
     private readonly attempt: number,
     private readonly pick: number,
-  ) {}
+  ) {
+    this.onClose = listener(this);
+  }
 
   start(head: string): void {
-    this.job.res.on("close", this.onClientClose);
+    this.job.res.on("close", this.onClose);
     this.tDispatch = performance.now();
     this.up = this.r.pool.request(head, this.job.body, this);
+  }
+
+  clientClosed(): void {
+    if (this.settled || this.job.res.writableFinished) return;
+    // Client went away before the response ended: cancel the upstream request.
+    this.r.errors.inc("client_disconnect");
+    this.ctx.outcomes.inc("client_disconnect");
+    this.settle();
+    this.up?.abort();
+  }
+
+  drained(): void {
+    this.up?.resume();
+  }
+
+  uncork(): void {
+    this.corked = false;
+    this.job.res.uncork();
+  }
+
+  /** Stops listening to the client response (the attempt is over or hands over to a retry). */
+  private detach(): void {
+    this.job.res.off("close", this.onClose);
   }
 
   /** Ends the attempt's bookkeeping once; false when it already ended. */
@@ -247,10 +273,10 @@ class Exchange implements UpstreamHandler {
     if (!this.corked) {
       this.corked = true;
       res.cork();
-      process.nextTick(this.uncork);
+      process.nextTick(uncorkResponse, this);
     }
     if (!res.write(chunk)) {
-      res.once("drain", this.onDrain);
+      res.once("drain", () => this.drained());
       return false;
     }
     return true;
@@ -258,7 +284,7 @@ class Exchange implements UpstreamHandler {
 
   onEnd(): void {
     if (!this.settle()) return;
-    this.job.res.off("close", this.onClientClose);
+    this.detach();
     this.job.res.end();
     const status = this.status;
     if (status >= 500) this.r.errors.inc("http_5xx");
@@ -281,7 +307,7 @@ class Exchange implements UpstreamHandler {
     if (c.neverReached && this.attempt === 0 && job.group.replicas.length > 1) {
       r.retries++;
       ctx.outcomes.inc("retried");
-      res.off("close", this.onClientClose);
+      this.detach();
       proxyRequest(ctx, job, 1, this.pick);
       return;
     }

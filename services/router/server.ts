@@ -15,7 +15,7 @@ import { createLogger, type Logger } from "../../lib/logger.ts";
 import { BodyBuffer } from "./body.ts";
 import { policyReadsLoad, policyUsesPrefix } from "./choose.ts";
 import { DEFAULTS, effectiveStaleMs, MIN_POLL_INTERVAL_MS, type RouterConfig } from "./config.ts";
-import { Deadlines } from "./deadlines.ts";
+import { type Deadline, Deadlines } from "./deadlines.ts";
 import { renderMetrics } from "./metrics.ts";
 import { INLINE_PARSE_MAX_BYTES, OffThreadParser } from "./parse-offthread.ts";
 import { startPoller } from "./poller.ts";
@@ -108,6 +108,16 @@ function tooLarge(front: Front, res: http.ServerResponse): void {
   );
 }
 
+interface BodyRead {
+  done: boolean;
+  deadline: Deadline | undefined;
+}
+
+function endBodyRead(front: Front, st: BodyRead): void {
+  st.done = true;
+  if (st.deadline) front.bodyDeadlines.delete(st.deadline);
+}
+
 /**
  * POST /v1/*: reads the body, bounded in size (413) and time (408), then parses it (inline, or
  * off the event loop when large) and hands it to the data path.
@@ -120,10 +130,12 @@ function handleApi(front: Front, req: http.IncomingMessage, res: http.ServerResp
     return;
   }
   const body = new BodyBuffer(INLINE_PARSE_MAX_BYTES);
-  let done = false;
-  const deadline = front.bodyDeadlines.add(() => {
-    if (done) return;
-    done = true;
+  // Closures here are unnamed arguments on purpose: tsx's keepNames wraps every named closure in
+  // a defineProperty call, on every request.
+  const st: BodyRead = { done: false, deadline: undefined };
+  st.deadline = front.bodyDeadlines.add(() => {
+    if (st.done) return;
+    st.done = true;
     res.setHeader("connection", "close");
     sendJson(
       res,
@@ -137,14 +149,10 @@ function handleApi(front: Front, req: http.IncomingMessage, res: http.ServerResp
       "body_timeout",
     );
   });
-  const stop = () => {
-    done = true;
-    front.bodyDeadlines.delete(deadline);
-  };
   req.on("data", (c: Buffer) => {
-    if (done) return;
+    if (st.done) return;
     if (body.size + c.length > maxBody) {
-      stop();
+      endBodyRead(front, st);
       tooLarge(front, res);
       return;
     }
@@ -153,14 +161,14 @@ function handleApi(front: Front, req: http.IncomingMessage, res: http.ServerResp
     // A large body will be parsed off-thread: start the worker while the rest arrives.
     if (body.spilled && !wasSpilled) front.parser.warm();
   });
-  req.on("error", stop);
+  req.on("error", () => endBodyRead(front, st));
   req.on("close", () => {
-    if (!done) front.proxy.outcomes.inc("client_disconnect");
-    stop();
+    if (!st.done) front.proxy.outcomes.inc("client_disconnect");
+    endBodyRead(front, st);
   });
   req.on("end", () => {
-    if (done) return;
-    stop();
+    if (st.done) return;
+    endBodyRead(front, st);
     const tBody = performance.now();
     if (!body.spilled) {
       const whole = body.whole();
