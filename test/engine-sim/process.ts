@@ -12,11 +12,22 @@ export interface EngineSimProcess {
   exit: Promise<number | null>;
 }
 
+/** `ENGINE_SIM_NODE_FLAGS="--trace-gc"` passes node flags to the child (diagnosing stalls). */
 export function runEngineSim(args: string[]): EngineSimProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      ...(process.env.ENGINE_SIM_NODE_FLAGS?.split(" ").filter(Boolean) ?? []),
+      "--import",
+      "tsx",
+      MAIN,
+      ...args,
+    ],
+    {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let out = "";
   child.stderr!.on("data", (c: Buffer) => (out += c.toString()));
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
@@ -36,5 +47,26 @@ export async function readyPort(p: EngineSimProcess, name: string, timeoutMs = 3
     if (Date.now() - t0 > timeoutMs)
       throw new Error(`engine-sim not ready within ${timeoutMs} ms: ${p.output()}`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The exit code, or a failure naming the process when it has not exited within `timeoutMs`. */
+export async function exitWithin(p: EngineSimProcess, timeoutMs = 15_000): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `engine-sim (pid ${p.child.pid}) did not exit within ${timeoutMs} ms: ${p.output().slice(-2000)}`,
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([p.exit, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
