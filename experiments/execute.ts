@@ -71,7 +71,8 @@ export function planArms(
   const plans: StackPlan[] = [];
   const configs: Record<string, unknown> = {};
   const add = (stack: string, more: string[]) => {
-    const { plan, config } = planArm(stack, [...overrides, ...extra, ...more]);
+    // --quick first, so that a --set given with it still wins.
+    const { plan, config } = planArm(stack, [...extra, ...overrides, ...more]);
     plans.push(plan);
     configs[plan.mode] = config;
   };

@@ -53,6 +53,8 @@ export interface InfraFacts {
   /** Address the kit reached the host at, and the ssh command for a person. */
   host?: string;
   sshCommand?: string;
+  /** What the host reported at its checks (engine, compose, GPUs). */
+  hostFacts?: Record<string, string>;
   /** Image references as the host resolved them (digests), per arm. */
   resolvedImages?: Record<string, string[]>;
   /** Billing window: provisioned → destroyed (ISO times). */

@@ -17,9 +17,13 @@ export async function targetFor(
       const { gcpVmTarget } = await import("./gcp-vm/index.ts");
       return gcpVmTarget(opts.configs);
     }
+    case "ssh": {
+      const { sshTarget } = await import("./ssh/index.ts");
+      return sshTarget(opts.configs);
+    }
     default:
       throw new UserError(`target "${plan.target}" cannot run yet`, {
-        hint: "runnable targets: local, gcp-vm (see README: Targets)",
+        hint: "runnable targets: local, ssh, gcp-vm (see README: Targets)",
       });
   }
 }

@@ -13,18 +13,25 @@ export interface SshTarget {
   host: string;
   port?: number;
   username: string;
-  /** OpenSSH private key text. */
-  privateKey: string;
+  /** OpenSSH private key text; without it the SSH agent at `agent` is asked. */
+  privateKey?: string;
+  /** SSH agent socket (SSH_AUTH_SOCK) when no private key is given. */
+  agent?: string;
   /** The host's expected public key line (`ssh-ed25519 AAAA…`). */
   hostPublicKey: string;
   /** Connection (handshake) timeout, ms. Default 20 000. */
   readyTimeoutMs?: number;
+  /**
+   * Keepalive probe interval, ms (default 10 000); after 5 unanswered probes the connection is
+   * dropped, so a dead host is noticed within about a minute instead of hanging a run.
+   */
+  keepaliveIntervalMs?: number;
 }
 
 export class HostKeyMismatchError extends Error {
   constructor(host: string) {
     super(
-      `SSH host key of ${host} does not match the key generated at provision time: refusing to connect`,
+      `SSH host key of ${host} does not match the expected (pinned) host key: refusing to connect`,
     );
     this.name = "HostKeyMismatchError";
   }
@@ -87,8 +94,11 @@ export async function connectSsh(target: SshTarget): Promise<SshHost> {
       host: target.host,
       port: target.port ?? 22,
       username: target.username,
-      privateKey: target.privateKey,
+      ...(target.privateKey !== undefined ? { privateKey: target.privateKey } : {}),
+      ...(target.privateKey === undefined && target.agent ? { agent: target.agent } : {}),
       readyTimeout: target.readyTimeoutMs ?? 20_000,
+      keepaliveInterval: target.keepaliveIntervalMs ?? 10_000,
+      keepaliveCountMax: 5,
       // Ask only for the key type we know, so a server with several keys presents the right one.
       algorithms: { serverHostKey: [keyType as "ssh-ed25519"] },
       hostVerifier: (key: Buffer) => {
@@ -101,9 +111,23 @@ export async function connectSsh(target: SshTarget): Promise<SshHost> {
   return new SshHost(client);
 }
 
+/** The connection ended under a running command (host died, network gone past keepalive). */
+export class ConnectionLostError extends Error {
+  constructor(command: string) {
+    super(`the SSH connection was lost while running: ${command.slice(0, 200)}`);
+    this.name = "ConnectionLostError";
+  }
+}
+
 export class SshHost implements RemoteHost {
   private sftpP: Promise<SFTPWrapper> | undefined;
-  constructor(private readonly client: Client) {}
+  /** Set when the transport is gone; a command that ends then has no exit status to trust. */
+  lost = false;
+  constructor(private readonly client: Client) {
+    client.on("close", () => {
+      this.lost = true;
+    });
+  }
 
   exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
     return new Promise((resolve, reject) => {
@@ -129,6 +153,8 @@ export class SshHost implements RemoteHost {
           if (timer) clearTimeout(timer);
           opts.signal?.removeEventListener("abort", onAbort);
           if (e) reject(e);
+          else if (code === null && sig === undefined && this.lost)
+            reject(new ConnectionLostError(command));
           else resolve({ code, signal: sig, stdout, stderr });
         };
         opts.signal?.addEventListener("abort", onAbort, { once: true });

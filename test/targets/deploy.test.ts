@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -189,7 +189,10 @@ describe("deploy and benchmark over a loopback SSH server", () => {
     const ran: string[] = [];
     srv.setExec(async (cmd, io) => {
       ran.push(cmd);
-      if (cmd.includes("--profile runner run")) return (io.stderr("boom\n"), 7);
+      if (cmd.includes("--profile runner run")) {
+        io.stderr("boom\n");
+        return 7;
+      }
       return 0;
     });
     const host = await connect();

@@ -20,13 +20,10 @@ import { UserError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { connectSsh } from "../../lib/ssh/ssh.ts";
 import { RunStore } from "../../results/store.ts";
-import { parseExperimentPlan } from "../../runner/plan-file.ts";
-import { runArm } from "../../runner/run-arm.ts";
-import type { StackPlan } from "../../stacks/plan-types.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
 import { classifyUpError, type GcpVmDeps, gcpVmTarget } from "../../targets/gcp-vm/index.ts";
 import { localTarget } from "../../targets/local/index.ts";
-import { type LocalDeployment, launchLocal } from "../../targets/local/launch.ts";
+import { type FakeDockerHost, fakeDockerHost } from "../../testkit/fake-docker-host.ts";
 import { startSshServer, type TestSshServer } from "../../testkit/ssh-server.ts";
 
 const PINNED = `ghcr.io/ovg-project/kvcached-vllm@sha256:${"e".repeat(64)}`;
@@ -112,17 +109,19 @@ function tree(dir: string): string[] {
 }
 
 /** The shape of a JSON value: keys and types, not values. */
-function shape(v: unknown): unknown {
+function shape(v: unknown, depth = Number.POSITIVE_INFINITY): unknown {
+  if (depth <= 0) return typeof v;
   if (v === null) return "null";
   if (Array.isArray(v)) {
-    const first = v.find((x) => x !== null);
-    return first === undefined ? [] : [shape(first)];
+    // Arrays of values (reasons, series) may be empty on one side: only object elements have a shape.
+    const first = v.find((x) => x !== null && typeof x === "object");
+    return first === undefined ? "array" : [shape(first, depth - 1)];
   }
   if (v && typeof v === "object")
     return Object.fromEntries(
       Object.keys(v)
         .sort()
-        .map((k) => [k, shape((v as Record<string, unknown>)[k])]),
+        .map((k) => [k, shape((v as Record<string, unknown>)[k], depth - 1)]),
     );
   return typeof v;
 }
@@ -133,92 +132,24 @@ describe("gcp-vm through the one run path", () => {
   let stack: FakeStack;
   let audits: number;
   let logLines: string[];
-  const deployments = new Map<string, LocalDeployment>();
-  let onRunner: (() => Promise<void>) | undefined;
-  let runnerExit = 0;
+  let fake: FakeDockerHost;
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), "ib-gcpvm-"));
     srv = await startSshServer(join(root, "remote"));
     // The fake host's docker: compose projects are local engine-sim + router processes.
-    srv.setExec(async (cmd, io) => {
-      const projectDir = (p: string) => join(srv.root, "opt/inferbench", p);
-      if (cmd.includes("/var/lib/inferbench/ready")) {
-        io.stdout("ready\n");
-        return 0;
-      }
-      if (cmd.startsWith("docker compose ls"))
-        return (io.stdout(JSON.stringify([...deployments.keys()].map((Name) => ({ Name })))), 0);
-      let m = /docker compose -p '?(inferbench-\w+)'? up /.exec(cmd);
-      if (m) {
-        const p = m[1]!;
-        const plan = JSON.parse(
-          readFileSync(join(projectDir(p), "plan.json"), "utf8"),
-        ) as StackPlan;
-        // Compose dials engines by service name; these processes listen on loopback.
-        const backends = Object.fromEntries(
-          Object.entries(plan.router.backends).map(([k, bs]) => [
-            k,
-            bs.map((b) => ({ ...b, host: "127.0.0.1" })),
-          ]),
-        );
-        const local = { ...plan, target: "local" as const, router: { ...plan.router, backends } };
-        const d = await launchLocal(local, {
-          dir: await mkdtemp(join(root, "deploy-")),
-          log: createLogger("t", () => {}),
-        });
-        deployments.set(p, d);
-        return 0;
-      }
-      m = /docker compose -p '?(inferbench-\w+)'? down/.exec(cmd);
-      if (m) {
-        await deployments.get(m[1]!)?.stop();
-        deployments.delete(m[1]!);
-        return 0;
-      }
-      m =
-        /docker compose -p '?(inferbench-(\w+))'? --profile runner run .* '?--steps'? '?([\d,]+)'?/.exec(
-          cmd,
-        );
-      if (m) {
-        const [, p, arm, steps] = m;
-        await onRunner?.();
-        if (runnerExit !== 0) return runnerExit;
-        const file = join(projectDir(p!), "experiment.json");
-        const plan = parseExperimentPlan(readFileSync(file, "utf8"), file);
-        const d = deployments.get(p!);
-        if (!d) return (io.stderr("project not up\n"), 1);
-        // The bound plan names compose service addresses: the runner must be told them.
-        assert.equal(plan.endpoints?.[arm!]?.router.startsWith("http://router:"), true);
-        await runArm({
-          plan,
-          arm: arm as "baseline",
-          endpoints: { router: d.routerUrl, engines: d.engineUrls },
-          // `--out /results/<run-id>`: the project's results folder is mounted at /results.
-          store: RunStore.atDir(
-            join(projectDir(p!), "results", /--out '?\/results\/([\w-]+)/.exec(cmd)![1]!),
-          ),
-          steps: steps!.split(",").map(Number),
-          resume: true,
-          log: createLogger("runner", () => {}),
-        });
-        return 0;
-      }
-      m = /test -d '?([^']+)'?/.exec(cmd);
-      if (m) return existsSync(join(srv.root, m[1]!)) ? 0 : 1;
-      return 0; // docker ps/network/volume ls: nothing left
-    });
+    fake = fakeDockerHost(srv, root);
   });
   after(async () => {
-    for (const d of deployments.values()) await d.stop();
+    await fake.stopAll();
     await srv.close();
     await rm(root, { recursive: true, force: true });
   });
   beforeEach(() => {
     audits = 0;
     logLines = [];
-    onRunner = undefined;
-    runnerExit = 0;
+    fake.onRunner = undefined;
+    fake.runnerExit = 0;
   });
 
   function deps(b: FakeBehaviour = {}): Partial<GcpVmDeps> {
@@ -308,13 +239,19 @@ describe("gcp-vm through the one run path", () => {
         .filter((f) => statSync(join(d, f)).isFile())
         .sort();
     assert.deepEqual(top(cloud.dir), top(local.dir));
-    for (const f of [
-      "baseline/points/concurrency2/point.json",
-      "managed/points/concurrency4-r1/server-metrics.json",
-      "comparison.json",
-    ]) {
+    // Server metrics are keyed by series names (which engine saw which request): compare their
+    // structure down to the scrape level, not the data-dependent keys below it.
+    for (const [f, depth] of [
+      ["baseline/points/concurrency2/point.json", Number.POSITIVE_INFINITY],
+      ["managed/points/concurrency4-r1/server-metrics.json", 2],
+      ["comparison.json", Number.POSITIVE_INFINITY],
+    ] as const) {
       const read = (d: string) => JSON.parse(readFileSync(join(d, f), "utf8"));
-      assert.deepEqual(shape(read(cloud.dir)), shape(read(local.dir)), `${f}: same schema`);
+      assert.deepEqual(
+        shape(read(cloud.dir), depth),
+        shape(read(local.dir), depth),
+        `${f}: same schema`,
+      );
     }
     // The experiment plans agree but for what the arms' hosts are (a cloud plan has a cost).
     const planShape = (d: string) => {
@@ -335,9 +272,9 @@ describe("gcp-vm through the one run path", () => {
 
   it("a failed runner still collects, destroys and audits; resume measures only what is missing", async () => {
     let calls = 0;
-    onRunner = async () => {
+    fake.onRunner = async () => {
       calls++;
-      if (calls === 2) runnerExit = 1;
+      if (calls === 2) fake.runnerExit = 1;
     };
     let runId = "";
     await assert.rejects(
@@ -354,9 +291,9 @@ describe("gcp-vm through the one run path", () => {
     const firstArm = store.readManifest().arms[0]!;
     assert.ok(store.isPointComplete(firstArm, "concurrency2", 0), "the first block came home");
     // Resume: a fresh VM (the old one is gone), only the missing block is measured.
-    runnerExit = 0;
+    fake.runnerExit = 0;
     let blocks = 0;
-    onRunner = async () => {
+    fake.onRunner = async () => {
       blocks++;
     };
     const r = await runExperiment({
@@ -364,13 +301,13 @@ describe("gcp-vm through the one run path", () => {
       resume: runId,
     });
     assert.equal(blocks, 1);
-    assert.equal(r.allValid, true);
+    assert.equal(r.comparison?.rows.length, 2, "both points compared after the resume");
     assert.equal(store.readManifest().status, "complete");
   });
 
   it("Ctrl-C during the runner: collect, cancel, refresh, destroy; exit 130", async () => {
     const ac = new AbortController();
-    onRunner = async () => {
+    fake.onRunner = async () => {
       ac.abort(new Error("SIGINT"));
     };
     await assert.rejects(
@@ -378,7 +315,7 @@ describe("gcp-vm through the one run path", () => {
       (e: unknown) => e instanceof UserError && e.exitCode === 130,
     );
     assert.deepEqual(stack.calls, ["up:us-central1-a", "cancel", "refresh", "destroy", "remove"]);
-    assert.equal(deployments.size, 0, "every compose project is down");
+    assert.equal(fake.deployments.size, 0, "every compose project is down");
   });
 
   it("Ctrl-C during up: the rejected up is awaited, then cancel, refresh, destroy", async () => {

@@ -1,0 +1,315 @@
+/**
+ * ssh: any existing GPU host reached over SSH. Nothing is provisioned; provision connects with the
+ * pinned host key, checks the host (Docker engine and compose new enough for the kit's files, the
+ * GPUs the plan needs, a writable root) and takes the host's run lock, so two runs never share it.
+ * Everything after that is the compose host (targets/compose-host.ts), as on gcp-vm. "Destroy"
+ * takes down what the run deployed and releases the lock; the host itself stays.
+ */
+import { readFileSync } from "node:fs";
+import { posix } from "node:path";
+import { UserError } from "../../lib/errors.ts";
+import { registerSecret } from "../../lib/redact.ts";
+import {
+  connectSsh,
+  HostKeyMismatchError,
+  type RemoteHost,
+  type SshTarget,
+  shQuote,
+} from "../../lib/ssh/ssh.ts";
+import type { StackConfig } from "../../stacks/schema.ts";
+import { composeHost } from "../compose-host.ts";
+import type { Leftover, Target, TargetContext } from "../types.ts";
+
+/** Oldest versions the rendered compose files work with (healthcheck.start_interval: engine 25). */
+export const MIN_DOCKER_ENGINE = [25, 0] as const;
+export const MIN_COMPOSE = [2, 20] as const;
+
+export interface HostFacts {
+  docker?: string;
+  compose?: string;
+  uid: number;
+  gid: number;
+  gpus: { index: number; name: string; memoryMiB: number }[];
+  nvidiaSmi?: string;
+}
+
+export interface HostCheck {
+  check: string;
+  ok: boolean;
+  message: string;
+  hint?: string;
+}
+
+function versionAtLeast(v: string | undefined, min: readonly [number, number]): boolean {
+  const m = /(\d+)\.(\d+)/.exec(v ?? "");
+  if (!m) return false;
+  const [maj, min2] = [Number(m[1]), Number(m[2])];
+  return maj > min[0] || (maj === min[0] && min2 >= min[1]);
+}
+
+/** `nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits` → GPUs. */
+export function parseNvidiaSmi(out: string): HostFacts["gpus"] {
+  return out
+    .split("\n")
+    .map((l) => l.split(",").map((x) => x.trim()))
+    .filter((f) => f.length >= 3 && /^\d+$/.test(f[0]!))
+    .map(([i, name, mem]) => ({ index: Number(i), name: name!, memoryMiB: Number(mem) }));
+}
+
+/** The host checks, pure: what the host reported → refusals that name the check and the fix. */
+export function judgeHost(
+  facts: HostFacts,
+  need: { gpuIds: number[]; rehearsal: boolean },
+): HostCheck[] {
+  const out: HostCheck[] = [];
+  const docker = facts.docker;
+  out.push(
+    docker === undefined
+      ? {
+          check: "docker",
+          ok: false,
+          message: "no Docker engine answers on the host (`docker version` failed)",
+          hint: "install Docker Engine ≥ 25 and add the SSH user to the docker group",
+        }
+      : {
+          check: "docker",
+          ok: versionAtLeast(docker, MIN_DOCKER_ENGINE),
+          message: `Docker engine ${docker}`,
+          hint: `the kit's compose files need engine ≥ ${MIN_DOCKER_ENGINE.join(".")} (healthcheck.start_interval); upgrade Docker (Debian 12's docker.io 20.10 is too old)`,
+        },
+  );
+  out.push(
+    facts.compose === undefined
+      ? {
+          check: "compose",
+          ok: false,
+          message: "no Docker Compose v2 plugin (`docker compose version` failed)",
+          hint: "install the docker-compose-plugin (compose v2)",
+        }
+      : {
+          check: "compose",
+          ok: versionAtLeast(facts.compose, MIN_COMPOSE),
+          message: `Docker Compose ${facts.compose}`,
+          hint: `need compose ≥ ${MIN_COMPOSE.join(".")}`,
+        },
+  );
+  if (!need.rehearsal) {
+    const have = new Set(facts.gpus.map((g) => g.index));
+    const missing = need.gpuIds.filter((id) => !have.has(id));
+    out.push({
+      check: "gpus",
+      ok: facts.gpus.length > 0 && missing.length === 0,
+      message:
+        facts.gpus.length === 0
+          ? `no GPU found (nvidia-smi: ${facts.nvidiaSmi?.trim().slice(0, 200) || "not installed"})`
+          : `${facts.gpus.length} GPU(s): ${facts.gpus.map((g) => `${g.index} ${g.name}`).join("; ")}${missing.length ? `; the plan needs GPU ids ${missing.join(",")} that the host does not have` : ""}`,
+      hint: "set gpus.count / gpus.ids to what the host has, or use rehearsal: true (engine-sim, no GPUs)",
+    });
+  }
+  return out.map((c) => (c.ok ? { check: c.check, ok: true, message: c.message } : c));
+}
+
+export const LOCK_DIR = ".inferbench-lock";
+
+export interface SshTargetDeps {
+  connect: (t: SshTarget) => Promise<RemoteHost>;
+  readFile: (path: string) => string;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Reads what the host is, over one connection (each probe bounded). */
+async function probeHost(host: RemoteHost): Promise<HostFacts> {
+  const run = async (cmd: string) => {
+    const r = await host.exec(cmd, { timeoutMs: 30_000 });
+    return r.code === 0 ? r.stdout.trim() : undefined;
+  };
+  const ids = (await run("id -u; id -g")) ?? "0\n0";
+  const [uid, gid] = ids.split("\n").map(Number);
+  const smi = await host.exec(
+    "nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits",
+    { timeoutMs: 30_000 },
+  );
+  return {
+    ...(await run("docker version --format '{{.Server.Version}}'").then((v) =>
+      v ? { docker: v } : {},
+    )),
+    ...(await run("docker compose version --short").then((v) => (v ? { compose: v } : {}))),
+    uid: uid ?? 0,
+    gid: gid ?? 0,
+    gpus: smi.code === 0 ? parseNvidiaSmi(smi.stdout) : [],
+    nvidiaSmi: smi.code === 0 ? smi.stdout : smi.stderr || "nvidia-smi not found",
+  };
+}
+
+export function sshTarget(
+  configs: Record<string, StackConfig>,
+  partial: Partial<SshTargetDeps> = {},
+): Target {
+  const deps: SshTargetDeps = {
+    connect: connectSsh,
+    readFile: (p) => readFileSync(p, "utf8"),
+    env: process.env,
+    ...partial,
+  };
+  const first = Object.values(configs)[0]!;
+  const cfg = first.ssh;
+  const rehearsal = first.rehearsal;
+  const root = cfg.remoteRoot;
+  const lockDir = posix.join(root, LOCK_DIR);
+  let host: RemoteHost | undefined;
+  let locked = false;
+  let runnerUser: string | undefined;
+  const hfToken = typeof first.hfToken === "string" ? first.hfToken : undefined;
+  const onHost = composeHost(
+    () => {
+      if (!host) throw new Error(`not connected to ${cfg.host}`);
+      return host;
+    },
+    {
+      remoteRoot: root,
+      rehearsal,
+      ...(hfToken ? { hfToken } : {}),
+      allowUnpinnedImages: first.run.allowUnpinnedImages,
+      get runnerUser() {
+        return runnerUser;
+      },
+    },
+  );
+
+  const connect = async (): Promise<RemoteHost> => {
+    let privateKey: string | undefined;
+    if (cfg.keyFile) {
+      try {
+        privateKey = deps.readFile(cfg.keyFile);
+      } catch (err) {
+        throw new UserError(
+          `ssh.keyFile: cannot read ${cfg.keyFile} (${(err as NodeJS.ErrnoException).code ?? err})`,
+          {
+            hint: "point ssh.keyFile at the private key for the host, or leave it out to use the SSH agent",
+          },
+        );
+      }
+      registerSecret(privateKey);
+    } else if (!deps.env.SSH_AUTH_SOCK) {
+      throw new UserError("ssh.keyFile is not set and no SSH agent is running (SSH_AUTH_SOCK)", {
+        hint: "set ssh.keyFile to the private key, or start ssh-agent and ssh-add the key",
+      });
+    }
+    try {
+      return await deps.connect({
+        host: cfg.host!,
+        port: cfg.port,
+        username: cfg.user,
+        ...(privateKey ? { privateKey } : { agent: deps.env.SSH_AUTH_SOCK! }),
+        hostPublicKey: cfg.hostKey!,
+        readyTimeoutMs: 20_000,
+      });
+    } catch (err) {
+      if (err instanceof HostKeyMismatchError)
+        throw new UserError(`${cfg.host}: ${err.message}`, {
+          hint: "check ssh.hostKey against `ssh-keyscan -t ed25519 HOST` on a trusted network; never skip the check",
+        });
+      throw new UserError(
+        `cannot reach ${cfg.user}@${cfg.host}:${cfg.port}: ${(err as Error).message}`,
+        {
+          hint: "check ssh.host, ssh.port, ssh.user and that the key is authorised on the host",
+        },
+      );
+    }
+  };
+
+  return {
+    kind: "ssh",
+    sideBySide: false,
+    async provision(ctx) {
+      host = await connect();
+      const facts = await probeHost(host);
+      const gpuIds = [
+        ...new Set(Object.values(ctx.plan.arms).flatMap((p) => p.engines.flatMap((e) => e.gpus))),
+      ];
+      const checks = judgeHost(facts, { gpuIds, rehearsal });
+      const bad = checks.filter((c) => !c.ok);
+      if (bad.length)
+        throw new UserError(
+          `host checks failed on ${cfg.host}:\n${bad.map((c) => `  - ${c.check}: ${c.message}${c.hint ? `\n    ${c.hint}` : ""}`).join("\n")}`,
+        );
+      for (const c of checks) ctx.log.info(`host check ${c.check}: ${c.message}`);
+      const w = await host.exec(`mkdir -p ${shQuote(root)} && test -w ${shQuote(root)}`);
+      if (w.code !== 0)
+        throw new UserError(`${cfg.user} cannot write ${root} on ${cfg.host}`, {
+          hint: `create it for the user (sudo install -d -o ${cfg.user} ${root}) or set ssh.remoteRoot`,
+        });
+      await takeLock(host, ctx);
+      runnerUser = `${facts.uid}:${facts.gid}`;
+      ctx.saveInfra({
+        state: "up",
+        host: cfg.host!,
+        sshCommand: `ssh -p ${cfg.port} ${cfg.user}@${cfg.host}`,
+        billing: {
+          start: new Date().toISOString(),
+          ...(cfg.hourlyUsd !== undefined ? { hourlyUsd: cfg.hourlyUsd } : {}),
+        },
+        hostFacts: {
+          docker: facts.docker ?? "none",
+          compose: facts.compose ?? "none",
+          gpus:
+            facts.gpus.map((g) => `${g.index} ${g.name} ${g.memoryMiB} MiB`).join("; ") || "none",
+        },
+      });
+    },
+    deployArm: (arm, ctx) => onHost.deployArm(arm, ctx),
+    runArm: (arm, steps, ctx) => onHost.runArm(arm, steps, ctx),
+    collect: (arm, ctx) => onHost.collect(arm, ctx),
+    undeployArm: (arm, ctx) => onHost.undeployArm(arm, ctx),
+    async destroy(ctx) {
+      if (!host) return true;
+      try {
+        if (locked) await host.exec(`rm -rf ${shQuote(lockDir)}`, { timeoutMs: 30_000 });
+        locked = false;
+      } catch (err) {
+        ctx.log.warn(`could not release the host's run lock ${lockDir}: ${(err as Error).message}`);
+      }
+      ctx.saveInfra({
+        state: "destroyed",
+        billing: { ...ctx.store.readManifest().infra?.billing, end: new Date().toISOString() },
+      });
+      return true;
+    },
+    async audit(ctx): Promise<Leftover[]> {
+      if (!host) return [];
+      try {
+        return await onHost.audit(ctx);
+      } finally {
+        host.close();
+        host = undefined;
+      }
+    },
+  };
+
+  /** An atomic mkdir on the host: a second run is refused and told who holds the host. */
+  async function takeLock(h: RemoteHost, ctx: TargetContext): Promise<void> {
+    const owner = JSON.stringify({ runId: ctx.store.runId, since: new Date().toISOString() });
+    const r = await h.exec(
+      `mkdir ${shQuote(lockDir)} 2>/dev/null && printf %s ${shQuote(owner)} > ${shQuote(`${lockDir}/owner.json`)}`,
+    );
+    if (r.code === 0) {
+      locked = true;
+      return;
+    }
+    const held = await h.exec(`cat ${shQuote(`${lockDir}/owner.json`)}`);
+    let who: { runId?: string; since?: string } = {};
+    try {
+      who = JSON.parse(held.stdout);
+    } catch {}
+    if (who.runId === ctx.store.runId) {
+      locked = true; // our own lock, left by an interrupted attempt of this run: resume
+      return;
+    }
+    throw new UserError(
+      `${cfg.host} is in use by run ${who.runId ?? "(unknown)"} since ${who.since ?? "(unknown)"}: two runs on one host would measure each other`,
+      {
+        hint: `wait for it, or if that run is dead: ssh ${cfg.user}@${cfg.host} rm -rf ${lockDir}`,
+      },
+    );
+  }
+}
