@@ -46,6 +46,9 @@ export interface EngineHostOptions {
   maxBodyBytes?: number;
   /** Seconds a client may take to send its request (408 after); default 60. */
   requestTimeoutSec?: number;
+  /** Bounds on each engine's listen() and close() (defaults LISTEN_TIMEOUT_MS, CLOSE_TIMEOUT_MS). */
+  listenTimeoutMs?: number;
+  closeTimeoutMs?: number;
   /** Overrides the profiles' natural (EOS) output length distribution. */
   naturalOutputLen?: { median: number; sigma: number; cap: number };
   log?: Logger;
@@ -206,6 +209,8 @@ export async function startEngineHost(
         log: log.child(e.name),
         now,
         onCrash: () => opts.onCrash?.(e.name),
+        ...(opts.listenTimeoutMs !== undefined ? { listenTimeoutMs: opts.listenTimeoutMs } : {}),
+        ...(opts.closeTimeoutMs !== undefined ? { closeTimeoutMs: opts.closeTimeoutMs } : {}),
       });
       const port = opts.portOverrides?.[e.name] ?? e.port;
       ports[e.name] = await srv.listen(port, opts.bindAddress ?? "127.0.0.1");

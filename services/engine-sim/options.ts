@@ -275,9 +275,9 @@ async function serveUntilSignal(raw: unknown): Promise<void> {
     const stop = (sig: string) => {
       log.info(`${sig}: shutting down`);
       host.close().then(resolve, (e: unknown) => {
-        log.error(`shutdown: ${errorMessage(e)}`);
-        process.exitCode = 1;
-        resolve();
+        // What did not close would keep the process alive: leave now, and say why.
+        log.error(`shutdown: ${errorMessage(e)}; exiting 1`);
+        process.exit(1);
       });
     };
     process.once("SIGINT", () => stop("SIGINT"));

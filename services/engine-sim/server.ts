@@ -9,6 +9,7 @@ import { seededRandom } from "../../lib/random.ts";
 import type { Tokenizer } from "../../lib/tokenizer.ts";
 import { type BodyLimits, readBody } from "./body.ts";
 import type { EngineCore, StepResult } from "./core.ts";
+import { within } from "./deadline.ts";
 import { StepLoop, stepDueWithin } from "./loop.ts";
 import { LagStats, renderMetrics } from "./metrics.ts";
 import { ChunkedEncoder } from "./prompt-tokens.ts";
@@ -56,7 +57,16 @@ export interface EngineServerOptions {
   log: Logger;
   now: () => number;
   onCrash?: () => void;
+  /** Bound on listen() (default LISTEN_TIMEOUT_MS). */
+  listenTimeoutMs?: number;
+  /** Bound on close() (default CLOSE_TIMEOUT_MS). */
+  closeTimeoutMs?: number;
 }
+
+/** Binding a port is immediate or fails; longer means something is wrong. */
+export const LISTEN_TIMEOUT_MS = 10_000;
+/** close() destroys every connection first, so the server's own close follows at once. */
+export const CLOSE_TIMEOUT_MS = 5_000;
 
 /**
  * Request admission (parse, validate, tokenise) for every engine of the process: 0.5 ms slices,
@@ -192,23 +202,35 @@ export class EngineServer {
   }
 
   listen(port: number, host: string): Promise<number> {
-    return new Promise((resolve, reject) => {
+    const listening = new Promise<number>((resolve, reject) => {
       this.server.once("error", reject);
       this.server.listen({ port, host, backlog: 4096 }, () => {
         this.server.off("error", reject);
         resolve((this.server.address() as AddressInfo).port);
       });
     });
+    return within(
+      listening,
+      this.opts.listenTimeoutMs ?? LISTEN_TIMEOUT_MS,
+      `engine ${this.opts.name}: listening on ${host}:${port}`,
+    );
   }
 
+  /** Ends every stream and connection; fails (DeadlineError) if the server has not closed in time. */
   close(): Promise<void> {
     this.loop.close();
     for (const a of this.active.values()) a.res.destroy();
     this.active.clear();
-    return new Promise((resolve) => {
+    const closed = new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       for (const s of this.sockets) s.destroy();
     });
+    return within(
+      closed,
+      this.opts.closeTimeoutMs ?? CLOSE_TIMEOUT_MS,
+      () =>
+        `engine ${this.opts.name}: closing its server (${this.sockets.size} connections still open)`,
+    );
   }
 
   /** Fault injection: the engine dies like a crashed vLLM (streams reset, port closed). */
@@ -216,7 +238,13 @@ export class EngineServer {
     if (this.crashed) return;
     this.crashed = true;
     this.opts.log.error(`engine ${this.opts.name} crashed (fault injection)`);
-    void this.close().then(() => this.opts.onCrash?.());
+    this.close().then(
+      () => this.opts.onCrash?.(),
+      (e: unknown) => {
+        this.opts.log.error(String(e instanceof Error ? e.message : e));
+        this.opts.onCrash?.();
+      },
+    );
   }
 
   private send(res: ServerResponse, status: number, body: string, type = "application/json") {

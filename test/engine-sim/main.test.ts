@@ -7,7 +7,7 @@ import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import { MAIN, ROOT, readyPort, runEngineSim } from "./process.ts";
+import { exitWithin, MAIN, ROOT, readyPort, runEngineSim } from "./process.ts";
 
 /** Relative imports reachable from `entry` (repo-relative paths). */
 function importClosure(entry: string): string[] {
@@ -69,17 +69,17 @@ describe("engine-sim entry point (services/engine-sim/main.ts)", () => {
     const body = (await res.json()) as { usage: { completion_tokens: number } };
     assert.equal(body.usage.completion_tokens, 3);
     p.child.kill("SIGTERM");
-    assert.equal(await p.exit, 0);
+    assert.equal(await exitWithin(p), 0);
   });
 
   it("prints help with exit 0 and rejects a bad flag with exit 2", async () => {
     const help = runEngineSim(["--help"]);
     children.push(help.child);
-    assert.equal(await help.exit, 0);
+    assert.equal(await exitWithin(help), 0);
     assert.match(help.output(), /inferbench-engine-sim --profile/);
     const bad = runEngineSim(["--profile", "llama-3.1-8b@h100", "--max-model-len", "x"]);
     children.push(bad.child);
-    assert.equal(await bad.exit, 2);
+    assert.equal(await exitWithin(bad), 2);
     assert.match(bad.output(), /--max-model-len:/);
   });
 });
