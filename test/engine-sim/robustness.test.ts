@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import http from "node:http";
+import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { createLogger } from "../../lib/logger.ts";
 import { getTokenizer } from "../../lib/tokenizer.ts";
@@ -319,5 +320,24 @@ describe("engine-sim robustness: caps, bounded checks, vLLM's errors", () => {
     assert.equal(e.type, "Request Timeout");
     assert.match(e.message, /request body not received within 1 s/);
     assert.ok(ms >= 900 && ms < 3000, `${ms.toFixed(0)} ms`);
+  });
+
+  it("malformed HTTP gets a JSON 400; headers that never end get 408 within the timeout", async () => {
+    const raw = (data: string) =>
+      new Promise<{ text: string; ms: number }>((resolve) => {
+        const t0 = performance.now();
+        const sock = net.connect(smallPort, "127.0.0.1", () => sock.write(data));
+        let text = "";
+        sock.on("data", (c: Buffer) => (text += c));
+        sock.on("close", () => resolve({ text, ms: performance.now() - t0 }));
+        setTimeout(() => sock.destroy(), 8000).unref();
+      });
+    const garbage = await raw("GARBAGE\r\n\r\n");
+    assert.match(garbage.text, /^HTTP\/1\.1 400 /);
+    assert.match(garbage.text, /"type":"BadRequestError"/);
+    const stuck = await raw("POST /v1/completions HTTP/1.1\r\nHost: x\r\n");
+    assert.match(stuck.text, /^HTTP\/1\.1 408 /);
+    assert.match(stuck.text, /request not received within 1 s/);
+    assert.ok(stuck.ms >= 900 && stuck.ms < 4000, `${stuck.ms.toFixed(0)} ms`);
   });
 });
