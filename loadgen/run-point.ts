@@ -171,7 +171,8 @@ export function buildBody(opts: {
 }): Record<string, unknown> {
   const b: Record<string, unknown> = { model: opts.model };
   if (opts.endpointType === "chat") b["messages"] = opts.messages;
-  else b["prompt"] = opts.messages.map((m) => m.content).join(" ");
+  // A one-element list, as genai-perf's completions converter sends (its parser joins the list).
+  else b["prompt"] = [opts.messages.map((m) => m.content).join(" ")];
   if (opts.streaming) b["stream"] = true;
   if (opts.maxTokens !== undefined) b["max_tokens"] = opts.maxTokens;
   if (opts.ignoreEos) b["ignore_eos"] = true;
@@ -561,7 +562,6 @@ function extremeBig(xs: readonly bigint[], which: "min" | "max"): bigint {
   return best;
 }
 
-
 export function validateLoadPoint(lp: LoadPoint): void {
   if (lp.kind === "concurrency") {
     if (!Number.isInteger(lp.concurrency) || lp.concurrency < 1)
@@ -861,8 +861,8 @@ async function finish(
     extraInputs: opts.extraInputs ?? {},
     headers: opts.headers ?? {},
     goodput: (goodput ?? {}) as Record<string, number>,
-    artifactDirectory: runDir,
-    profileExportFile: join(runDir, profileExportFile),
+    artifactDirectory: opts.artifactDir,
+    profileExportFile,
     generatePlots: opts.generatePlots ?? false,
     tokenizer: opts.tokenizer ?? opts.models[0]!,
     ...opts.inputConfig,

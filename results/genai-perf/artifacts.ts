@@ -1,12 +1,14 @@
 /**
  * Era-D GenAI-Perf artifact writer: folder naming, inputs.json, profile_export.json (perf_analyzer
  * raw, minified), profile_export_genai_perf.json (indent 2) and .csv (CRLF). Extras go into
- * separate `<export>_inferbench*.json[l]` files so existing keys keep their meaning.
+ * separate `<export>_inferbench*.json[l]` files so existing keys keep their meaning. The raw export
+ * leaves out the usage-only stream event (see isUsageOnlyEvent): genai-perf cannot parse it.
  */
 import { join } from "node:path";
 import { writeFileAtomic } from "../../lib/atomic.ts";
 import type { GenAiPerfStats, RawRequest } from "./metrics.ts";
 import { PyFloat, pyCsvRow, pyFloatRepr, pyFormatComma2, pyJsonDumps } from "./pyformat.ts";
+import { isUsageOnlyEvent } from "./sse.ts";
 import type { MetricStats } from "./stats.ts";
 
 export type EndpointType = "chat" | "completions";
@@ -83,12 +85,17 @@ export function profileExportJson(opts: {
               ? new PyFloat(opts.experiment.value)
               : opts.experiment.value,
         },
-        requests: opts.requests.map((r) => ({
-          timestamp: r.timestamp,
-          request_inputs: { payload: r.payload },
-          response_timestamps: r.responseTimestamps,
-          response_outputs: r.responses.map((response) => ({ response })),
-        })),
+        requests: opts.requests.map((r) => {
+          const keep = r.responses.map((x) => !isUsageOnlyEvent(x));
+          return {
+            timestamp: r.timestamp,
+            request_inputs: { payload: r.payload },
+            response_timestamps: r.responseTimestamps.filter((_, i) => keep[i]),
+            response_outputs: r.responses
+              .filter((_, i) => keep[i])
+              .map((response) => ({ response })),
+          };
+        }),
         window_boundaries: opts.windowBoundaries,
       },
     ],
@@ -193,6 +200,7 @@ export interface InputConfigArgs {
   url: string;
   concurrency?: number;
   requestRate?: number;
+  /** Not in input_config (genai-perf hands it to perf_analyzer only); kept in the extras file. */
   requestDistribution?: string;
   measurementInterval?: number;
   warmupRequestCount: number;
@@ -213,47 +221,85 @@ export interface InputConfigArgs {
   tokenizer: string;
 }
 
-/** The era-D nested `input_config` block (keys as genai-perf's ConfigCommand dumps them). */
+/** Header names whose values are credentials: written as `Name:[REDACTED]` (genai-perf writes them). */
+const SECRET_HEADER =
+  /^(authorization|proxy-authorization|cookie|set-cookie)$|key|token|secret|password/i;
+
+/** genai-perf's DEFAULT_DCGM_METRICS_URL, the default of --server-metrics-url (ignored here). */
+const DEFAULT_SERVER_METRICS_URLS = ["http://localhost:9400/metrics"];
+
+/**
+ * The nested `input_config` block exactly as genai-perf 0.0.16 dumps its ConfigCommand
+ * (`to_json_dict`: enums as lower-case names, None and unset dicts as "", key order as declared);
+ * checked key by key against a real genai-perf run by test/peers. Fields genai-perf has and
+ * inferbench does not implement (audio, image, prefix prompts, sessions, checkpoints) carry
+ * genai-perf's defaults, which is what genai-perf writes when those flags are not given.
+ */
 export function inputConfigBlock(a: InputConfigArgs): Record<string, unknown> {
   const stimulus: Record<string, unknown> =
     a.requestRate !== undefined
       ? { request_rate: new PyFloat(a.requestRate) }
       : { concurrency: a.concurrency ?? 1 };
+  const orEmpty = (o: Record<string, unknown>) => (Object.keys(o).length > 0 ? o : "");
+  const headers = Object.entries(a.headers).map(
+    ([k, v]) => `${k}:${SECRET_HEADER.test(k) ? "[REDACTED]" : v}`,
+  );
+  const goodput: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(a.goodput)) goodput[k] = new PyFloat(v);
   return {
     model_names: a.models,
     subcommand: "profile",
+    verbose: false,
+    template_filename: "genai_perf_config.yaml",
+    analyze: { sweep_parameters: { concurrency: { min: 1, max: 1024 } } },
     endpoint: {
       model_selection_strategy: a.modelSelectionStrategy,
+      // genai-perf's default (OutputFormat.TENSORRTLLM), written for every service kind.
       backend: "tensorrtllm",
-      custom: a.endpoint ?? "",
+      custom: (a.endpoint ?? endpointPath(a.endpointType)).replace(/^[ /]+/, ""),
       type: a.endpointType,
-      service_kind: "openai",
       streaming: a.streaming,
-      server_metrics_urls: [],
+      server_metrics_urls: DEFAULT_SERVER_METRICS_URLS,
       url: a.url,
+      grpc_method: "",
+      service_kind: "openai",
+      output_format: a.endpointType === "chat" ? "openai_chat_completions" : "openai_completions",
     },
     perf_analyzer: {
       path: "perf_analyzer",
       verbose: false,
       stimulus,
-      stability_percentage: new PyFloat(999),
+      stability_percentage: 999,
       measurement: {
         mode: a.measurementInterval !== undefined ? "interval" : "request_count",
         num: a.measurementInterval ?? a.requestCount,
       },
       warmup_request_count: a.warmupRequestCount,
-      request_distribution: a.requestDistribution ?? "constant",
     },
     input: {
       batch_size: 1,
-      extra: a.extraInputs,
-      goodput: a.goodput,
-      header: a.headers,
+      extra: orEmpty(a.extraInputs),
+      goodput: orEmpty(goodput),
+      header: headers.length > 0 ? headers : "",
       file: a.inputFile ?? "",
       num_dataset_entries: a.numDatasetEntries,
       random_seed: a.randomSeed,
+      audio: {
+        batch_size: 1,
+        length: { mean: 0, stddev: 0 },
+        format: "wav",
+        depths: [16],
+        sample_rates: [16],
+        num_channels: 1,
+      },
+      image: {
+        width: { mean: 0, stddev: 0 },
+        height: { mean: 0, stddev: 0 },
+        batch_size: 1,
+        format: "png",
+      },
       output_tokens: {
-        mean: a.outputTokensMean ?? 0,
+        mean: a.outputTokensMean ?? "",
         deterministic: false,
         stddev: a.outputTokensStddev,
       },
@@ -261,15 +307,30 @@ export function inputConfigBlock(a: InputConfigArgs): Record<string, unknown> {
         mean: a.syntheticInputTokensMean,
         stddev: a.syntheticInputTokensStddev,
       },
-      request_count: a.requestCount,
+      prefix_prompt: { num: 0, length: 100 },
+      sessions: {
+        num: 0,
+        turns: { mean: 1, stddev: 0 },
+        turn_delay: { mean: 0, ratio: new PyFloat(1), stddev: 0 },
+      },
+      prompt_source: a.inputFile ? "file" : "synthetic",
+      synthetic_files: [],
+      payload_file: "",
     },
     output: {
       artifact_directory: a.artifactDirectory,
-      checkpoint_directory: "./",
-      profile_export_file: a.profileExportFile,
+      checkpoint_directory: "checkpoint",
+      profile_export_file: a.profileExportFile.replace(/^.*[/\\]/, ""),
       generate_plots: a.generatePlots,
+      enable_checkpointing: false,
     },
-    tokenizer: { name: a.tokenizer, revision: "main", trust_remote_code: false },
+    tokenizer: {
+      name: a.tokenizer,
+      revision: "main",
+      trust_remote_code: false,
+      _enable_debug_logging: true,
+    },
+    process: { input_path: "aggregated" },
   };
 }
 

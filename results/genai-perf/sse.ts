@@ -188,3 +188,23 @@ export function splitSseEvents<T>(
   }
   return { timestamps: outTs, responses: out };
 }
+
+/**
+ * True when one raw response is a single SSE event whose JSON has an empty `choices` list (the
+ * `stream_options.include_usage` chunk). genai-perf's parser indexes `choices[0]` and crashes on
+ * it (genai-perf 0.0.16), and perf_analyzer never asks for it, so the raw export leaves it out;
+ * it carries no text, so no metric changes, and its counts stay in the per-request records.
+ */
+export function isUsageOnlyEvent(response: string): boolean {
+  if (response.indexOf('"choices"') === -1) return false;
+  const body = response.replace(/(\r?\n)+$/, "");
+  if (body.includes("\n\n") || body.includes("\r\n\r\n")) return false;
+  const data = eventData(body.replace(/\r\n/g, "\n"));
+  if (data === undefined) return false;
+  try {
+    const obj = JSON.parse(data) as Record<string, unknown>;
+    return Array.isArray(obj["choices"]) && obj["choices"].length === 0;
+  } catch {
+    return false;
+  }
+}

@@ -156,7 +156,7 @@ describe("request bodies and flags", () => {
       endpointType: "completions",
       streaming: false,
     });
-    assert.deepEqual(c, { model: "m", prompt: "a b" });
+    assert.deepEqual(c, { model: "m", prompt: ["a b"] });
   });
   it("--extra-inputs typing rules", () => {
     assert.deepEqual(parseExtraInput("k:True"), { k: true });
