@@ -2,10 +2,10 @@
  * `npm run rehearse:vm`: the gcp-vm path's host side on real parts, on this machine. Installs
  * (cached), brings a rehearsal host up (rehearsal/vm-host.sh: netns + real sshd + real dockerd),
  * connects with the kit's SSH client against the pinned host key, checks the engine and compose
- * versions over SSH, builds the kit image from this repository on the host's engine, brings a
- * small compose project up through the kit's own deploy code (a health check with start_interval,
- * a GPU reservation), reads its health, takes it down, audits that nothing is left, and tears the
- * host down — also on failure and on Ctrl-C. Prints the time of every step.
+ * versions over SSH, brings a small compose project up through the kit's own deploy code (a
+ * health check with start_interval, a GPU reservation), reads its health, takes it down, audits
+ * that nothing is left, builds the kit image from this repository on the host's engine and runs
+ * it, and tears the host down — also on failure and on Ctrl-C. Prints the time of every step.
  *
  * The steps are exported so a longer rehearsal (a benchmark through the kit's ssh target) can
  * reuse them around its own work.
@@ -105,6 +105,8 @@ export async function buildKitImage(
   h: VmHost,
   opts: {
     repoDir?: string;
+    /** Relative to repoDir; default compose/kit.Dockerfile (the services' Dockerfiles work too). */
+    dockerfile?: string;
     tag?: string;
     logFile: string;
     egress?: string[];
@@ -118,7 +120,13 @@ export async function buildKitImage(
   try {
     const args = ["build", "--network", "host"];
     for (const k of ["HTTPS_PROXY", "https_proxy"]) args.push("--build-arg", `${k}=${proxy.url}`);
-    args.push("-f", "compose/kit.Dockerfile", "-t", opts.tag ?? KIT_IMAGE_TAG, ".");
+    args.push(
+      "-f",
+      opts.dockerfile ?? "compose/kit.Dockerfile",
+      "-t",
+      opts.tag ?? KIT_IMAGE_TAG,
+      ".",
+    );
     await runLogged(h.dockerCli.bin, args, {
       cwd: opts.repoDir ?? REPO,
       env: { ...h.dockerCli.env, DOCKER_BUILDKIT: "0" },
@@ -167,6 +175,8 @@ export function smokeCompose(image = "node:20-bookworm-slim"): string {
       web: {
         image,
         pull_policy: "never",
+        // docker-init (bookworm's tini) as PID 1 forwards SIGTERM, so `down` need not wait 10 s.
+        init: true,
         command: ["node", "-e", "require('http').createServer((q,s)=>s.end('ok')).listen(8080)"],
         env_file: ["hf.env"],
         ports: ["127.0.0.1:18080:8080"],
@@ -272,10 +282,18 @@ export async function rehearseVm(opts: {
   const timings = opts.timings ?? [];
   const time = async <T>(step: string, fn: () => Promise<T>): Promise<T> => {
     const t = performance.now();
-    const v = await fn();
-    timings.push({ step, seconds: (performance.now() - t) / 1000, status: "ok" });
-    log(`${step}: ${((performance.now() - t) / 1000).toFixed(1)} s`);
-    return v;
+    const done = (status: string) => {
+      timings.push({ step, seconds: (performance.now() - t) / 1000, status });
+      log(`${step}: ${((performance.now() - t) / 1000).toFixed(1)} s ${status}`);
+    };
+    try {
+      const v = await fn();
+      done("ok");
+      return v;
+    } catch (err) {
+      done("FAILED");
+      throw err;
+    }
   };
   const t0 = performance.now();
   if (!opts.skipInstall) {
@@ -299,13 +317,16 @@ export async function rehearseVm(opts: {
     const engine = await time("engine + compose versions over ssh", () =>
       checkEngine(conn, { docker: env.DOCKER_VERSION!, compose: env.COMPOSE_VERSION! }, signal),
     );
-    const smoke = await composeSmoke(conn, h, signal);
-    timings.push({ step: "compose up --wait → healthy", seconds: smoke.upSeconds, status: "ok" });
-    timings.push({ step: "compose down + audit", seconds: smoke.downSeconds, status: "ok" });
+    const smoke = await time("compose smoke project (kit deploy code)", () =>
+      composeSmoke(conn, h, signal),
+    );
+    timings.push({ step: "  up --wait → healthy", seconds: smoke.upSeconds, status: "ok" });
+    timings.push({ step: "  down (kit undeploy)", seconds: smoke.downSeconds, status: "ok" });
     const logFile = join(opts.logDir, "kit-image-build.log");
-    await time("kit image build", () =>
+    const built = await time("kit image build", () =>
       buildKitImage(h, { logFile, ...(signal ? { signal } : {}) }),
     );
+    log(`build egress: ${built.tunnels} tunnels, refused: ${built.refused.join(" ") || "none"}`);
     await time("kit image runs (--help)", () =>
       must(conn, `docker run --rm --network none ${KIT_IMAGE_TAG} --help >/dev/null`, signal),
     );

@@ -262,12 +262,12 @@ leftover_pids() {
   local f
   for f in "$S/dockerd.pid" "$S/sshd.pid" "$S/exec/containerd/containerd.pid" \
     "$S"/exec/containerd/daemon/io.containerd.runtime.v2.task/*/*/init.pid; do
-    [ -e "$f" ] && pid_of "$f" && echo
+    [ -e "$f" ] && pid_of "$f" && echo || true
   done
-  [ -e "$NETNS" ] && ip netns pids "$NAME" 2>/dev/null
+  [ -e "$NETNS" ] && ip netns pids "$NAME" 2>/dev/null || true
   local c
   for c in /sys/fs/cgroup/*"$CGROUP_PARENT"; do
-    [ -d "$c" ] && find "$c" -name cgroup.procs -exec cat {} + 2>/dev/null
+    [ -d "$c" ] && find "$c" -name cgroup.procs -exec cat {} + 2>/dev/null || true
   done
   true
 }
@@ -284,11 +284,16 @@ cmd_down() {
   local pid
   for pid in $(leftover_pids | sort -un); do stop_pid "$pid" 5; done
   local m
-  for m in $(mounts_under "$S"); do umount "$m" 2>/dev/null || umount -l "$m"; done
+  # Best effort from here on: whatever cannot be removed is named by the audit at the end.
+  for m in $(mounts_under "$S"); do umount "$m" 2>/dev/null || umount -l "$m" || true; done
   for m in $(cgroup_dirs); do rmdir "$m" 2>/dev/null || true; done
-  [ -e "$NETNS" ] && ip netns del "$NAME"
-  ip link show "$VETH" >/dev/null 2>&1 && ip link del "$VETH"
-  rm -rf "$S"
+  # The kernel destroys a deleted namespace's veth end asynchronously: the link may vanish between
+  # the two calls. Errors are left to the audit below, which says what is really left.
+  [ ! -e "$NETNS" ] || ip netns del "$NAME" || true
+  local i
+  for i in $(seq 1 50); do ip link show "$VETH" >/dev/null 2>&1 || break; sleep 0.1; done
+  ! ip link show "$VETH" >/dev/null 2>&1 || ip link del "$VETH" 2>/dev/null || true
+  rm -rf "$S" || true
   cleanup_shared
   audit_down
   timing host-down "$t0" down
