@@ -303,6 +303,8 @@ export async function rehearseVm(opts: {
   }
   const env = await installEnv();
   const signal = opts.signal;
+  if (opts.name)
+    log(`host ${opts.name} (if this process is killed: rehearsal/vm-host.sh down ${opts.name})`);
   if (signal?.aborted) throw signal.reason;
   const h = await startVmHost({
     baseImage: true,
