@@ -16,6 +16,8 @@ COPY infra ./infra
 COPY loadgen ./loadgen
 COPY datagen ./datagen
 COPY runner ./runner
+COPY targets ./targets
+COPY experiments ./experiments
 COPY results ./results
 COPY services ./services
 RUN printf '#!/bin/sh\nexec node /app/bin/inferbench.js "$@"\n' >/usr/local/bin/inferbench \

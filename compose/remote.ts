@@ -44,6 +44,43 @@ export function composeDownCommand(project: string): string {
 
 export const COMPOSE_LS_COMMAND = "docker compose ls -a --format json";
 
+export function composePsCommand(dir: string, project: string): string {
+  return `cd ${shQuote(dir)} && docker compose -p ${shQuote(project)} ps -a --format json`;
+}
+
+export interface ComposePsEntry {
+  Service: string;
+  State: string;
+  Health: string;
+}
+
+/** `docker compose ps --format json`: a JSON array (older compose) or one object per line. */
+export function parseComposePs(text: string): ComposePsEntry[] {
+  const t = text.trim();
+  if (!t) return [];
+  const items: unknown[] = t.startsWith("[")
+    ? JSON.parse(t)
+    : t.split("\n").map((l) => JSON.parse(l));
+  return items.map((i) => {
+    const o = i as Record<string, unknown>;
+    return {
+      Service: String(o.Service ?? ""),
+      State: String(o.State ?? ""),
+      Health: String(o.Health ?? ""),
+    };
+  });
+}
+
+/**
+ * Services that are not up and healthy (those with a health check) after `up --wait`. Compose
+ * 2.26/2.40 have exited 0 from `up --wait` for a never-healthy service, so the state is read back.
+ */
+export function unhealthyServices(ps: readonly ComposePsEntry[]): string[] {
+  return ps
+    .filter((p) => p.State !== "running" || (p.Health !== "" && p.Health !== "healthy"))
+    .map((p) => `${p.Service} (${p.State}${p.Health ? `, ${p.Health}` : ""})`);
+}
+
 /** Other inferbench projects on the host (from `docker compose ls --format json`) to stop. */
 export function projectsToStop(lsJson: string, keep: string): string[] {
   let list: unknown;
@@ -93,6 +130,12 @@ export async function deployBundle(host: RemoteHost, req: DeployRequest): Promis
     { [HF_ENV_FILE]: 0o600 },
   );
   await must(host, composeUpCommand(dir, req.projectName, req.waitTimeoutSec), req);
+  const ps = await must(host, composePsCommand(dir, req.projectName), req);
+  const bad = unhealthyServices(parseComposePs(ps.stdout));
+  if (bad.length)
+    throw new Error(
+      `compose up --wait returned, but these services are not healthy: ${bad.join(", ")} (logs: docker compose -p ${req.projectName} logs)`,
+    );
   await host.upload(dir, { [BUNDLE_HASH_FILE]: `${hash}\n` });
   return hash;
 }

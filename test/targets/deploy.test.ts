@@ -7,8 +7,10 @@ import {
   BUNDLE_HASH_FILE,
   deployBundle,
   hfEnvFile,
+  parseComposePs,
   projectsToStop,
   StartupFailedError,
+  unhealthyServices,
   waitForHostReady,
 } from "../../compose/remote.ts";
 import { renderCompose } from "../../compose/render.ts";
@@ -178,6 +180,7 @@ describe("deploy and benchmark over a loopback SSH server", () => {
         "docker compose ls -a --format json",
         "docker compose -p inferbench-baseline down --remove-orphans",
         `cd /opt/inferbench/inferbench-managed && docker compose -p inferbench-managed up -d --wait --wait-timeout ${rendered.waitTimeoutSec} --remove-orphans`,
+        "cd /opt/inferbench/inferbench-managed && docker compose -p inferbench-managed ps -a --format json",
       ]);
       assert.ok(!srv.commands.join("\n").includes("hf_secret"), "token leaked into a command line");
     } finally {
@@ -218,6 +221,39 @@ describe("deploy and benchmark over a loopback SSH server", () => {
         ),
       );
       assert.match(ran.at(-1)!, / --out \/results\/20261201-120000-abcd --resume --steps 1,3$/);
+    } finally {
+      host.close();
+    }
+  });
+
+  it("up --wait is not trusted alone: a service that never got healthy fails the deploy", async () => {
+    const ps = [
+      '{"Service":"router","State":"running","Health":"healthy"}',
+      '{"Service":"llama-3.1-8b-0","State":"running","Health":"starting"}',
+      '{"Service":"x","State":"exited","Health":""}',
+    ].join("\n");
+    assert.deepEqual(unhealthyServices(parseComposePs(ps)), [
+      "llama-3.1-8b-0 (running, starting)",
+      "x (exited)",
+    ]);
+    assert.deepEqual(parseComposePs('[{"Service":"a","State":"running","Health":""}]'), [
+      { Service: "a", State: "running", Health: "" },
+    ]);
+    srv.setExec(async (cmd, io) => {
+      if (cmd.includes(" ps -a --format json")) io.stdout(ps);
+      return 0; // up --wait "succeeds", as compose 2.26 sometimes does
+    });
+    const host = await connect();
+    try {
+      await assert.rejects(
+        deployBundle(host, {
+          remoteRoot: "/opt/inferbench",
+          projectName: "inferbench-managed",
+          files: { "compose.yaml": "services: {}\n" },
+          waitTimeoutSec: 5,
+        }),
+        /not healthy: llama-3\.1-8b-0 \(running, starting\), x \(exited\)/,
+      );
     } finally {
       host.close();
     }
