@@ -44,6 +44,10 @@ export function composeDownCommand(project: string): string {
 
 export const COMPOSE_LS_COMMAND = "docker compose ls -a --format json";
 
+export function composeLogsCommand(dir: string, project: string, tail: number): string {
+  return `cd ${shQuote(dir)} && docker compose -p ${shQuote(project)} logs --no-color --tail ${tail}`;
+}
+
 export function composePsCommand(dir: string, project: string): string {
   return `cd ${shQuote(dir)} && docker compose -p ${shQuote(project)} ps -a --format json`;
 }
@@ -129,12 +133,27 @@ export async function deployBundle(host: RemoteHost, req: DeployRequest): Promis
     { ...req.files, [HF_ENV_FILE]: hfEnvFile(req.hfToken) },
     { [HF_ENV_FILE]: 0o600 },
   );
-  await must(host, composeUpCommand(dir, req.projectName, req.waitTimeoutSec), req);
+  // A failed start names the services and carries their last log lines: the host may be gone
+  // (destroyed in `finally`) by the time a person looks.
+  const withLogs = async (err: Error): Promise<Error> => {
+    const logs = await host
+      .exec(composeLogsCommand(dir, req.projectName, 40), { timeoutMs: 30_000 })
+      .catch(() => undefined);
+    if (logs?.stdout) err.message += `\nlast log lines:\n${logs.stdout.slice(-4000)}`;
+    return err;
+  };
+  try {
+    await must(host, composeUpCommand(dir, req.projectName, req.waitTimeoutSec), req);
+  } catch (err) {
+    throw await withLogs(err as Error);
+  }
   const ps = await must(host, composePsCommand(dir, req.projectName), req);
   const bad = unhealthyServices(parseComposePs(ps.stdout));
   if (bad.length)
-    throw new Error(
-      `compose up --wait returned, but these services are not healthy: ${bad.join(", ")} (logs: docker compose -p ${req.projectName} logs)`,
+    throw await withLogs(
+      new Error(
+        `compose up --wait returned, but these services are not healthy: ${bad.join(", ")}`,
+      ),
     );
   await host.upload(dir, { [BUNDLE_HASH_FILE]: `${hash}\n` });
   return hash;

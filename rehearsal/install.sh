@@ -8,7 +8,7 @@
 #   rehearsal/install.sh env                print the cache paths as KEY=VALUE lines
 #
 # Steps: engine (Docker 26.1.5 + containerd 1.7.24 + compose 2.26.1, unpacked Debian trixie
-# packages), sshd (Debian openssh-server + runc/tini/debootstrap from bookworm, system packages),
+# packages), sshd (Debian openssh-server + runc/tini/debootstrap/iptables from bookworm, system packages),
 # pulumi (CLI v3.248.0 built from the Go module proxy, ≈ 5 CPU-min), base-image (debootstrap
 # minbase + this machine's node, a tarball the rehearsal engine imports as node:20-bookworm-slim).
 set -euo pipefail
@@ -34,7 +34,7 @@ cached() {
 install_sshd() {
   local p pkgs=() guard=""
   # Only what is missing: naming an installed package would upgrade it as a side effect.
-  for p in openssh-server runc tini debootstrap ca-certificates; do
+  for p in openssh-server runc tini debootstrap ca-certificates iptables; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || pkgs+=("$p")
   done
   [ ${#pkgs[@]} -gt 0 ] || return 0

@@ -20,6 +20,7 @@ import { stringify } from "yaml";
 import { deployBundle, projectDir, undeployBundle } from "../compose/remote.ts";
 import { connectSsh, type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
 import { startEgressProxy } from "./egress-proxy.ts";
+import { lockReleased, rehearseSshRun, tagServiceImages } from "./run-ssh.ts";
 import {
   type InstallStep,
   installEnv,
@@ -332,6 +333,18 @@ export async function rehearseVm(opts: {
     await time("kit image runs (--help)", () =>
       must(conn, `docker run --rm --network none ${KIT_IMAGE_TAG} --help >/dev/null`, signal),
     );
+    await time("router + engine-sim images (kit image, own entry points)", () =>
+      tagServiceImages(h, KIT_IMAGE_TAG),
+    );
+    const run = await time("benchmark through the ssh target (both arms, ABBA, EMULATED)", () =>
+      rehearseSshRun(h, { workDir: opts.logDir, ...(signal ? { signal } : {}), log }),
+    );
+    log(
+      `run ${run.runId}: ${run.points} points, ${run.swaps} arm swaps, ${run.allValid ? "all valid" : "SOME INVALID"} → ${run.dir}`,
+    );
+    const left = await engineLeftovers(conn, signal);
+    if (left.length) throw new Error(`the benchmark left on the host: ${left.join("; ")}`);
+    if (!(await lockReleased(conn, h))) throw new Error("the host's run lock was not released");
     return { timings, engine: { server: engine.server, api: engine.api, compose: engine.compose } };
   } finally {
     ssh?.close();

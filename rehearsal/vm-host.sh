@@ -154,14 +154,16 @@ start_dockerd() {
   [ -d /run/containerd ] || note_created /run/containerd
   [ -d /run/docker ] || note_created /run/docker
   # nsenter --net only: `ip netns exec` would also remount /sys, hiding the cgroup mounts.
-  # --iptables=false: no firewall edits at all; compose networks, DNS and port publishing inside
-  # the namespace still work.
+  # --iptables=true edits only the namespace's own tables (a netns has its own): Docker's embedded
+  # DNS (127.0.0.11, how the router finds engines by service name) needs its rules in each
+  # container; with --iptables=false names do not resolve (EAI_AGAIN). No masquerading: the
+  # namespace has no route out anyway.
   nsenter --net="$NETNS" -- setsid env -i \
     PATH="$S/hook-bin:$ENGINE_ROOT/usr/sbin:$ENGINE_ROOT/usr/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     "$ENGINE_ROOT/usr/sbin/dockerd" --config-file "$S/daemon.json" \
     --data-root "$S/docker" --exec-root "$S/exec" --pidfile "$S/dockerd.pid" \
     -H "unix://$S/docker.sock" --group "$REHEARSAL_DOCKER_GROUP" \
-    --storage-driver overlay2 --iptables=false --ip-masq=false --cgroup-parent "$CGROUP_PARENT" \
+    --storage-driver overlay2 --iptables=true --ip-masq=false --cgroup-parent "$CGROUP_PARENT" \
     --shutdown-timeout 10 >"$S/dockerd.log" 2>&1 </dev/null &
   # nsenter (net only), setsid (not a group leader here) and env all exec: $! is dockerd.
   local pid=$! i
