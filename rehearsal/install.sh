@@ -23,7 +23,7 @@ cached() {
   case $1 in
     engine) [ -x "$ENGINE_ROOT/usr/sbin/dockerd" ] ;;
     sshd) [ -x /usr/sbin/sshd ] && command -v runc >/dev/null && [ -x /usr/bin/tini-static ] &&
-      command -v debootstrap >/dev/null ;;
+      command -v debootstrap >/dev/null && command -v iptables >/dev/null ;;
     pulumi) [ -x "$PULUMI_DIR/bin/pulumi" ] ;;
     base-image) [ -s "$BASE_IMAGE_TAR" ] ;;
     *) die "unknown step '$1' (expected: ${ALL_STEPS[*]})" 2 ;;
