@@ -22,29 +22,64 @@ export interface ResourceAuditor {
     runId: string,
     opts: { project?: string; namePrefix: string },
   ): Promise<LeftoverResource[]>;
+  /**
+   * Deletes what an audit found (label- or prefix-matched to one run), in dependency order; used
+   * when `pulumi destroy` failed, so a failed destroy does not leave a VM billing.
+   */
+  remove?(left: readonly LeftoverResource[], project?: string): Promise<CleanupResult[]>;
+}
+
+export interface CleanupResult {
+  command: string;
+  ok: boolean;
+  error?: string;
 }
 
 const ORDER: LeftoverResource["kind"][] = ["instance", "disk", "firewall", "subnet", "network"];
 
-/** gcloud commands that delete what is left, in dependency order. */
-export function cleanupCommands(left: LeftoverResource[], project?: string): string[] {
-  const p = project ? ` --project ${project}` : "";
+/** gcloud argument vectors that delete what is left, in dependency order. */
+export function cleanupArgv(left: readonly LeftoverResource[], project?: string): string[][] {
+  const p = project ? ["--project", project] : [];
   return [...left]
     .sort((a, b) => ORDER.indexOf(a.kind) - ORDER.indexOf(b.kind) || a.name.localeCompare(b.name))
     .map((r) => {
-      switch (r.kind) {
-        case "instance":
-          return `gcloud compute instances delete ${r.name} --zone ${r.location}${p} --quiet`;
-        case "disk":
-          return `gcloud compute disks delete ${r.name} --zone ${r.location}${p} --quiet`;
-        case "firewall":
-          return `gcloud compute firewall-rules delete ${r.name}${p} --quiet`;
-        case "subnet":
-          return `gcloud compute networks subnets delete ${r.name} --region ${r.location}${p} --quiet`;
-        default:
-          return `gcloud compute networks delete ${r.name}${p} --quiet`;
-      }
+      const where = r.location ? [r.kind === "subnet" ? "--region" : "--zone", r.location] : [];
+      const noun: Record<LeftoverResource["kind"], string[]> = {
+        instance: ["compute", "instances"],
+        disk: ["compute", "disks"],
+        firewall: ["compute", "firewall-rules"],
+        subnet: ["compute", "networks", "subnets"],
+        network: ["compute", "networks"],
+      };
+      return [...noun[r.kind], "delete", r.name, ...where, ...p, "--quiet"];
     });
+}
+
+/** The same as commands a person can paste. */
+export function cleanupCommands(left: readonly LeftoverResource[], project?: string): string[] {
+  return cleanupArgv(left, project).map((a) => `gcloud ${a.join(" ")}`);
+}
+
+/**
+ * Runs the cleanup: every command is tried (one failure does not stop the rest: a disk may go
+ * although its instance is already gone), each result reported.
+ */
+export async function runCleanup(
+  left: readonly LeftoverResource[],
+  project: string | undefined,
+  run: (args: string[]) => Promise<string>,
+): Promise<CleanupResult[]> {
+  const out: CleanupResult[] = [];
+  for (const args of cleanupArgv(left, project)) {
+    const command = `gcloud ${args.join(" ")}`;
+    try {
+      await run(args);
+      out.push({ command, ok: true });
+    } catch (err) {
+      out.push({ command, ok: false, error: (err as Error).message.slice(0, 500) });
+    }
+  }
+  return out;
 }
 
 /** Last path segment of a GCP self link or zone URL. */
@@ -63,9 +98,11 @@ export function parseGcloudList(kind: LeftoverResource["kind"], json: string): L
 
 export function gcloudAuditor(
   run: (args: string[]) => Promise<string> = async (args) =>
-    (await promisify(execFile)("gcloud", args, { maxBuffer: 16 << 20 })).stdout,
+    (await promisify(execFile)("gcloud", args, { maxBuffer: 16 << 20, timeout: 10 * 60_000 }))
+      .stdout,
 ): ResourceAuditor {
   return {
+    remove: (left, project) => runCleanup(left, project, run),
     async leftovers(runId, { project, namePrefix: prefix }) {
       const p = project ? [`--project=${project}`] : [];
       const label = `labels.inferbench-run=${labelValue(runId)}`;

@@ -8,8 +8,9 @@
  * never in the committed stacks/Pulumi.<stack>.yaml files.
  */
 import { mkdirSync } from "node:fs";
-import { relative } from "node:path";
+import { delimiter, dirname, isAbsolute, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { type DetachedRunner, detachedRunner } from "./pulumi-process.ts";
 
 export interface ConfigEntry {
   value: string;
@@ -17,7 +18,10 @@ export interface ConfigEntry {
 }
 
 export interface OpOptions {
+  /** First abort: one SIGINT to Pulumi (graceful cancel). */
   signal?: AbortSignal;
+  /** Hard abort (second Ctrl-C): a second SIGINT, Pulumi stops at once. */
+  hardSignal?: AbortSignal;
   onOutput?: (line: string) => void;
 }
 
@@ -37,9 +41,17 @@ export interface StackOps {
 export interface AutomationApi {
   /** Creates or selects the stack `stackName` in `workDir`. */
   stack(workDir: string, stackName: string): Promise<StackOps>;
+  /**
+   * A config value of an existing stack of this repository's project (stacks/Pulumi.<stack>.yaml),
+   * decrypted: how a `pulumi config set --secret hfToken` reaches a run, whose own per-run stack
+   * cannot decrypt another stack's ciphertext. Undefined when the key is not set.
+   */
+  readProjectConfig?(stackName: string, key: string): Promise<string | undefined>;
 }
 
 const INFRA_DIR = fileURLToPath(new URL(".//", import.meta.url));
+/** The repository root: Pulumi.yaml with `stackConfigDir: stacks`. */
+export const REPO_DIR = resolve(INFRA_DIR, "..");
 
 export function projectSettingsFor(workDir: string) {
   return {
@@ -53,9 +65,62 @@ export function projectSettingsFor(workDir: string) {
   };
 }
 
+type Auto = typeof import("@pulumi/pulumi").automation;
+
+/**
+ * A PulumiCommand whose processes run detached (infra/pulumi-process.ts). It replaces the
+ * SDK's `run` (the one method the workspace calls), keeping what that method adds: the
+ * non-interactive flag, the CLI's folder first on PATH, PULUMI_AUTOMATION_API.
+ */
+async function detachedPulumiCommand(auto: Auto, runner: DetachedRunner) {
+  const real = await auto.PulumiCommand.get();
+  const internals = auto as unknown as {
+    CommandResult: new (stdout: string, stderr: string, code: number) => unknown;
+    createCommandError: (r: unknown) => Error;
+  };
+  const run = async (
+    args: string[],
+    cwd: string,
+    env: Record<string, string>,
+    onOutput?: (s: string) => void,
+    onError?: (s: string) => void,
+    signal?: AbortSignal,
+  ) => {
+    const argv = args.includes("--non-interactive") ? args : [...args, "--non-interactive"];
+    const extra: Record<string, string> = { ...env, PULUMI_AUTOMATION_API: "true" };
+    if (isAbsolute(real.command))
+      extra.PATH = `${dirname(real.command)}${delimiter}${env.PATH ?? process.env.PATH ?? ""}`;
+    const r = await runner.run(real.command, argv, {
+      cwd,
+      env: extra,
+      ...(onOutput ? { onOutput } : {}),
+      ...(onError ? { onError } : {}),
+      ...(signal ? { signal } : {}),
+    });
+    const result = new internals.CommandResult(r.stdout, r.stderr, r.code);
+    if (r.code !== 0) throw internals.createCommandError(result);
+    return result;
+  };
+  return Object.create(real, { run: { value: run } }) as typeof real;
+}
+
 /** Real Automation API. Loaded lazily so that tests and `--help` never touch it. */
 export function localAutomation(envVars: Record<string, string> = {}): AutomationApi {
+  const runner = detachedRunner();
   return {
+    async readProjectConfig(stackName, key) {
+      const { automation: auto } = await import("@pulumi/pulumi");
+      const stack = await auto.LocalWorkspace.selectStack(
+        { stackName, workDir: REPO_DIR },
+        { workDir: REPO_DIR, pulumiCommand: await detachedPulumiCommand(auto, runner), envVars },
+      );
+      try {
+        return (await stack.getConfig(`inferbench:${key}`)).value;
+      } catch (err) {
+        if (/not found|missing/i.test((err as Error).message)) return undefined;
+        throw err;
+      }
+    },
     async stack(workDir, stackName) {
       mkdirSync(workDir, { recursive: true });
       const { automation: auto } = await import("@pulumi/pulumi");
@@ -64,10 +129,13 @@ export function localAutomation(envVars: Record<string, string> = {}): Automatio
         {
           workDir,
           projectSettings: projectSettingsFor(workDir) as never,
+          pulumiCommand: await detachedPulumiCommand(auto, runner),
           // The dynamic deploy provider runs in its own node process and must load TypeScript.
           envVars: { NODE_OPTIONS: "--import tsx", ...envVars },
         },
       );
+      const hard = (o: OpOptions) =>
+        o.hardSignal?.addEventListener("abort", () => runner.interruptAgain(), { once: true });
       const flat = (outs: Record<string, { value: unknown }>) =>
         Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, v.value]));
       return {
@@ -91,6 +159,7 @@ export function localAutomation(envVars: Record<string, string> = {}): Automatio
           await stack.setAllConfig(all);
         },
         async up(o = {}) {
+          hard(o);
           const r = await stack.up({
             ...(o.onOutput ? { onOutput: o.onOutput } : {}),
             ...(o.signal ? { signal: o.signal } : {}),

@@ -7,6 +7,7 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "../stacks/schema.ts";
 import { labelValue, namePrefix, vmLabels } from "./naming.ts";
+import { sshRangeProblems, WHERE_TO_SET } from "./ssh-ranges.ts";
 import { HOST_KEY_METADATA_KEY, renderStartupScript } from "./startup-script.ts";
 
 export { labelValue, vmLabels };
@@ -27,22 +28,51 @@ export interface GpuVmArgs {
   hostPublicKey: string;
   /** False for GPU-less rehearsal machines. */
   requireGpu?: boolean;
+  /** Absolute deadline (RFC 3339): the VM is deleted then, whatever restarts happened. */
+  deadline?: string;
 }
 
 /**
- * Scheduling: GPU VMs cannot live-migrate (TERMINATE on host maintenance); every model carries
- * maxRunDuration with DELETE so a VM outlives a crashed operator by at most `maxRunHours`.
+ * Scheduling: GPU VMs cannot live-migrate (TERMINATE on host maintenance); every VM is deleted by
+ * GCE itself at a time limit, so it outlives a crashed operator by at most `maxRunHours`.
+ * With a deadline, the limit is absolute (terminationTime): a maxRunDuration restarts counting
+ * whenever the VM is stopped and started again, which an automatic restart after a host error
+ * does. GCE takes the limit as either a duration or a time, so the deadline replaces the
+ * duration — except on FLEX_START, which requires maxRunDuration and never restarts by itself.
  */
-export function schedulingFor(model: GcpSettings["provisioningModel"], maxRunHours: number) {
+export function schedulingFor(
+  model: GcpSettings["provisioningModel"],
+  maxRunHours: number,
+  deadline?: string,
+) {
+  const limit =
+    deadline && model !== "FLEX_START"
+      ? { terminationTime: deadline }
+      : { maxRunDuration: { seconds: Math.round(maxRunHours * 3600) } };
   const base = {
     onHostMaintenance: "TERMINATE",
     provisioningModel: model,
-    maxRunDuration: { seconds: Math.round(maxRunHours * 3600) },
+    ...limit,
     instanceTerminationAction: "DELETE",
   };
   if (model === "SPOT") return { ...base, preemptible: true, automaticRestart: false };
   if (model === "FLEX_START") return { ...base, automaticRestart: false };
   return { ...base, automaticRestart: true };
+}
+
+/** The deadline must lie within the dead-man switch's hours (and in the future) to be believed. */
+export function checkDeadline(
+  deadline: string,
+  maxRunHours: number,
+  now = new Date(),
+): string | undefined {
+  const t = Date.parse(deadline);
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/.test(deadline) || !Number.isFinite(t))
+    return `deadline ${deadline} is not an RFC 3339 UTC time (YYYY-MM-DDThh:mm:ssZ)`;
+  if (t <= now.getTime()) return `deadline ${deadline} has passed; start a new run`;
+  if (t > now.getTime() + maxRunHours * 3_600_000 + 60_000)
+    return `deadline ${deadline} is more than gcp.maxRunHours (${maxRunHours} h) away`;
+  return undefined;
 }
 
 /**
@@ -103,6 +133,14 @@ export class GpuVm extends pulumi.ComponentResource {
     if (g.sshSourceRanges.length === 0) {
       throw new pulumi.ResourceError("gcp.sshSourceRanges is empty: refusing to open SSH", this);
     }
+    const ranges = sshRangeProblems(g.sshSourceRanges);
+    if (ranges.length)
+      throw new pulumi.ResourceError(
+        `${ranges.map((r) => r.message).join("; ")}; ${WHERE_TO_SET}`,
+        this,
+      );
+    const late = args.deadline ? checkDeadline(args.deadline, g.maxRunHours) : undefined;
+    if (late) throw new pulumi.ResourceError(late, this);
     let accelerators: [];
     try {
       accelerators = guestAcceleratorsFor(g.machineType, args.requireGpu ?? true);
@@ -175,9 +213,10 @@ export class GpuVm extends pulumi.ComponentResource {
             labels,
           },
         },
-        networkInterfaces: [{ subnetwork: subnet.id, accessConfigs: [{}] }],
+        // gVNIC: A3 (and every machine with more than 100 Gbps) has no VirtIO NIC.
+        networkInterfaces: [{ subnetwork: subnet.id, accessConfigs: [{}], nicType: "GVNIC" }],
         ...(accelerators.length ? { guestAccelerators: accelerators } : {}),
-        scheduling: schedulingFor(g.provisioningModel, g.maxRunHours),
+        scheduling: schedulingFor(g.provisioningModel, g.maxRunHours, args.deadline),
         ...(g.provisioningModel === "FLEX_START"
           ? { reservationAffinity: { type: "NO_RESERVATION" } }
           : {}),

@@ -8,6 +8,8 @@ export const RUN_KEYS = {
   sshPublicKey: "sshGeneratedPublicKey",
   hostPrivateKey: "sshHostPrivateKey",
   hostPublicKey: "sshHostPublicKey",
+  /** Absolute deadline (RFC 3339) for scheduling.terminationTime: set once per run. */
+  deadline: "deadline",
   /** "false": provision only; the CLI deploys the arms itself (it swaps them on one VM). */
   deploy: "deploy",
 } as const;

@@ -12,6 +12,7 @@ export const READY_MARKER = "/var/lib/inferbench/ready";
 export const FAILED_MARKER = "/var/lib/inferbench/failed";
 export const HOST_KEY_METADATA_KEY = "inferbench-ssh-host-key";
 export const DEFAULT_REMOTE_ROOT = "/opt/inferbench";
+const STATE_DIR = "/var/lib/inferbench";
 
 export interface StartupScriptOptions {
   sshUser: string;
@@ -27,6 +28,48 @@ const PATH_RE = /^\/[A-Za-z0-9_./-]+$/;
 // Deep Learning VM images may still be installing or loading the driver on first boot: wait.
 const GPU_CHECK = `for _ in $(seq 60); do nvidia-smi -L >/dev/null 2>&1 && break; sleep 10; done
 nvidia-smi -L
+`;
+
+/**
+ * Oldest Docker engine and compose plugin the kit's compose files work with (engine 25 for
+ * healthcheck.start_interval; compose 2.20 for `--wait` and `include`). The ssh target checks
+ * the same numbers on a host it is given.
+ */
+export const MIN_DOCKER_ENGINE = [25, 0] as const;
+export const MIN_COMPOSE = [2, 20] as const;
+
+/**
+ * Shell helpers of the script, also run by the tests against a fake docker: apt that waits for
+ * the lock (first boot runs unattended-upgrades), version comparison, and the final version
+ * check that writes the failure marker with what was found and what is needed.
+ */
+export const SHELL_HELPERS = `APT_LOCK_WAIT=600
+apt_get() { apt-get -q -y -o DPkg::Lock::Timeout=$APT_LOCK_WAIT "$@"; }
+# apt-get update takes the lists lock, which DPkg::Lock::Timeout does not cover: retry.
+apt_update() {
+  local i
+  for i in $(seq 60); do apt_get update && return 0; echo "apt-get update: retry $i (lock?)"; sleep 10; done
+  return 1
+}
+# version_ge 26.1.5 25.0 → true when major.minor is at least the second argument's.
+version_ge() {
+  local v=\${1#v} IFS=.
+  local -a a=($v) b=($2)
+  [[ \${a[0]:-x} =~ ^[0-9]+$ && \${a[1]:-0} =~ ^[0-9]+ ]] || return 1
+  local minor=\${a[1]%%[!0-9]*}
+  [ "\${a[0]}" -gt "\${b[0]}" ] || { [ "\${a[0]}" -eq "\${b[0]}" ] && [ "\${minor:-0}" -ge "\${b[1]}" ]; }
+}
+engine_version() { docker version --format '{{.Server.Version}}' 2>/dev/null || true; }
+compose_version() { docker compose version --short 2>/dev/null || true; }
+fail() { echo "$*" >${FAILED_MARKER}; echo "FAILED: $*"; exit 1; }
+check_docker_versions() {
+  local e c
+  e=$(engine_version)
+  c=$(compose_version)
+  version_ge "$e" ${MIN_DOCKER_ENGINE.join(".")} || fail "Docker engine \${e:-not running} is older than ${MIN_DOCKER_ENGINE.join(".")} (the kit's compose files need it)"
+  version_ge "$c" ${MIN_COMPOSE.join(".")} || fail "Docker Compose \${c:-missing} is older than ${MIN_COMPOSE.join(".")}"
+  echo "docker=$e compose=$c"
+}
 `;
 
 export function renderStartupScript(opts: StartupScriptOptions): string {
@@ -67,26 +110,33 @@ if ! grep -q '^set_host_keys = false' /etc/default/instance_configs.cfg 2>/dev/n
 fi
 if [ "\${RESTART_SSHD:-0}" = 1 ]; then systemctl restart ssh || systemctl restart sshd; fi
 
-# 2. Docker engine, compose plugin, NVIDIA container toolkit.
-if ! command -v docker >/dev/null 2>&1; then
-  apt-get update -q
-  apt-get install -y -q ca-certificates curl gnupg
+# 2. Docker engine ≥ ${MIN_DOCKER_ENGINE.join(".")} and compose ≥ ${MIN_COMPOSE.join(".")} (from Docker's repository when the
+# image's own are missing or too old), NVIDIA container toolkit.
+${SHELL_HELPERS}
+docker_repo() {
+  [ -f /etc/apt/sources.list.d/docker.list ] && return 0
+  apt_update
+  apt_get install ca-certificates curl gnupg
   install -m 0755 -d /etc/apt/keyrings
   curl -fsSL https://download.docker.com/linux/ubuntu/gpg | gpg --dearmor --yes -o /etc/apt/keyrings/docker.gpg
   echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.gpg] https://download.docker.com/linux/ubuntu $(. /etc/os-release && echo "$VERSION_CODENAME") stable" >/etc/apt/sources.list.d/docker.list
-  apt-get update -q
-  apt-get install -y -q docker-ce docker-ce-cli containerd.io docker-compose-plugin
+  apt_update
+}
+if ! command -v docker >/dev/null 2>&1 || ! version_ge "$(docker version --format '{{.Client.Version}}' 2>/dev/null)" ${MIN_DOCKER_ENGINE.join(".")}; then
+  docker_repo
+  apt_get install docker-ce docker-ce-cli containerd.io docker-compose-plugin
 fi
-if ! docker compose version >/dev/null 2>&1; then
-  apt-get update -q && apt-get install -y -q docker-compose-plugin
+if ! version_ge "$(compose_version)" ${MIN_COMPOSE.join(".")}; then
+  docker_repo
+  apt_get install docker-compose-plugin
 fi
 if ! command -v nvidia-ctk >/dev/null 2>&1; then
   curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey | gpg --dearmor --yes -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
   curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \\
     | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#g' \\
     >/etc/apt/sources.list.d/nvidia-container-toolkit.list
-  apt-get update -q
-  apt-get install -y -q nvidia-container-toolkit
+  apt_update
+  apt_get install nvidia-container-toolkit
 fi
 if ! grep -q nvidia /etc/docker/daemon.json 2>/dev/null; then
   nvidia-ctk runtime configure --runtime=docker
@@ -94,6 +144,7 @@ if ! grep -q nvidia /etc/docker/daemon.json 2>/dev/null; then
 fi
 systemctl enable --now docker
 docker info >/dev/null
+check_docker_versions >${STATE_DIR}/versions
 ${requireGpu ? GPU_CHECK : ""}
 # 3. Deploy directory and docker access for the SSH user (the guest agent creates the user
 # from the ssh-keys metadata; it may not exist yet on the very first boot).

@@ -426,7 +426,10 @@ export const kubeconfigSchema = z.strictObject({
 
 export const runSchema = z.strictObject({
   destroyAfterRun: z.boolean().default(true),
-  /** Run the benchmark right after provisioning (cloud targets). */
+  /**
+   * `pulumi up` by hand on a gcp-vm stack: deploy the arm right after provisioning (false: the VM
+   * only). `inferbench run` always deploys and measures.
+   */
   onProvision: z.boolean().default(true),
   repeats: boundedInt(1, LIMITS.repeats, "LIMITS.repeats").default(1),
   warmupRequests: boundedInt(0, LIMITS.warmupRequests, "LIMITS.warmupRequests").default(10),
@@ -434,6 +437,11 @@ export const runSchema = z.strictObject({
   seed: boundedInt(0, LIMITS.seed, "seeds are 32-bit").default(0),
   /** Cloud targets refuse images not pinned by digest unless this is set. */
   allowUnpinnedImages: z.boolean().default(false),
+  /**
+   * Most this run may cost (USD). A cloud run whose worst case (hourly price × the dead-man
+   * switch's hours) is above it is refused before anything is created.
+   */
+  budgetUsd: z.number().positive().max(1_000_000).optional(),
 });
 
 /** An existing GPU host reached over SSH (on-prem box, a VM made by hand, another cloud). */

@@ -8,6 +8,7 @@ import { redactObject } from "../../lib/redact.ts";
 import { renderTable } from "../../lib/table.ts";
 import { loadPointText } from "../../stacks/load-point.ts";
 import type { StackPlan } from "../../stacks/plan-types.ts";
+import type { StackConfig } from "../../stacks/schema.ts";
 import { addStackOptions, parseOptions, stackOptionsSchema } from "../options.ts";
 import { planStack } from "../plan-stack.ts";
 
@@ -40,37 +41,54 @@ export function registerPlan(program: Command): void {
         process.stdout.write(`${formatPlanSummary(plan)}\n`);
       }
       if (opts.out) {
+        // Everything is rendered before anything is written: a refusal leaves no folder behind.
+        const files = await planOutFiles(plan, opts.stack, opts.set, loaded.config);
         const dir = resolve(opts.out);
-        writeFileAtomicSync(
-          join(dir, "plan.json"),
-          `${JSON.stringify(redactObject(plan), null, 2)}\n`,
+        for (const [rel, content] of Object.entries(files))
+          writeFileAtomicSync(join(dir, rel), content);
+        logger.info(
+          `wrote ${Object.keys(files)
+            .map((f) => join(dir, f))
+            .join(", ")}`,
         );
-        logger.info(`wrote ${join(dir, "plan.json")}`);
-        if (plan.target === "gcp-vm") {
-          const { writePlanBundle } = await import("../../compose/bundle.ts");
-          const { readDatasetFiles } = await import("../../compose/datasets.ts");
-          const { experimentPlan } = await import("../../experiments/plan.ts");
-          const { bindPlanForCompose } = await import("../../targets/compose-host.ts");
-          // The runner's plan for this one arm, bound to the project's addresses.
-          const experiment = experimentPlan({
-            stacks: [opts.stack],
-            overrides: opts.set,
-            quick: false,
-            plans: [plan],
-            interleave: true,
-          });
-          const bound = bindPlanForCompose(experiment, plan.mode, plan.emulated);
-          const files = await writePlanBundle(dir, plan, {
-            allowUnpinnedImages: loaded.config.run.allowUnpinnedImages,
-            datasets: readDatasetFiles(plan),
-            experimentPlan: `${JSON.stringify(redactObject(bound), null, 2)}\n`,
-          });
-          logger.info(
-            `wrote the compose project: ${files.map((f) => f.slice(dir.length + 1)).join(", ")}`,
-          );
-        }
       }
     });
+}
+
+/**
+ * The files `plan --out` writes, keyed by path in the folder: plan.json, and for gcp-vm the
+ * compose project with the runner's plan for this one arm bound to the project's addresses.
+ * Throws (refusing an unpinned image, an unreadable dataset) before anything is on disk.
+ */
+export async function planOutFiles(
+  plan: StackPlan,
+  stack: string,
+  overrides: string[],
+  config: StackConfig,
+): Promise<Record<string, string>> {
+  const files: Record<string, string> = {
+    "plan.json": `${JSON.stringify(redactObject(plan), null, 2)}\n`,
+  };
+  if (plan.target !== "gcp-vm") return files;
+  const { renderCompose } = await import("../../compose/render.ts");
+  const { readDatasetFiles } = await import("../../compose/datasets.ts");
+  const { experimentPlan } = await import("../../experiments/plan.ts");
+  const { bindPlanForCompose } = await import("../../targets/compose-host.ts");
+  const experiment = experimentPlan({
+    stacks: [stack],
+    overrides,
+    quick: false,
+    plans: [plan],
+    interleave: true,
+  });
+  const bound = bindPlanForCompose(experiment, plan.mode, plan.emulated);
+  const rendered = renderCompose(plan, {
+    allowUnpinnedImages: config.run.allowUnpinnedImages,
+    datasets: readDatasetFiles(plan),
+    experimentPlan: `${JSON.stringify(redactObject(bound), null, 2)}\n`,
+  });
+  // The command's own plan.json (redacted) wins over the renderer's copy.
+  return { ...rendered.files, ...files };
 }
 
 export function formatPlanSummary(plan: StackPlan): string {

@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { waitForHostReady } from "../../compose/remote.ts";
 import {
+  type CleanupResult,
   cleanupCommands,
   gcloudAuditor,
   type LeftoverResource,
@@ -28,6 +29,7 @@ import {
   ensureRunKeys,
   type PreflightReport,
   runPreflight,
+  type TokenState,
   writeLocalSshFiles,
 } from "./preflight/index.ts";
 
@@ -35,7 +37,8 @@ export interface GcpVmDeps {
   automation: AutomationApi;
   auditor: ResourceAuditor;
   connect: (t: SshTarget) => Promise<RemoteHost>;
-  preflight: (arms: ArmInput[]) => PreflightReport;
+  preflight: (arms: ArmInput[], extra: { hfToken: TokenState }) => PreflightReport;
+  now: () => Date;
   sleep: (ms: number) => Promise<void>;
   /** Where ~/.inferbench/<run-id>/ ssh files go; undefined skips writing them. */
   sshFilesRoot?: string;
@@ -49,7 +52,8 @@ export function defaultGcpVmDeps(): GcpVmDeps {
     automation: localAutomation(),
     auditor: gcloudAuditor(),
     connect: connectSsh,
-    preflight: (arms) => runPreflight(arms),
+    preflight: (arms, extra) => runPreflight(arms, extra),
+    now: () => new Date(),
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     sshFilesRoot: join(process.env.HOME ?? ".", ".inferbench"),
     readyTimeoutMs: 30 * 60_000,
@@ -58,41 +62,123 @@ export function defaultGcpVmDeps(): GcpVmDeps {
   };
 }
 
-/** What a failed `up` means and what to do: capacity → next zone; quota → which quota to ask for. */
+/** GCP's quota names for the GPUs of a machine family (on-demand pool, preemptible pool). */
+export function gpuQuotaNames(machineType: string): { standard: string; preemptible: string } {
+  const gpu = /^a3-ultra/.test(machineType)
+    ? "NVIDIA_H200"
+    : /^a3-/.test(machineType)
+      ? "NVIDIA_H100"
+      : /^a2-ultragpu/.test(machineType)
+        ? "NVIDIA_A100_80GB"
+        : /^a2-/.test(machineType)
+          ? "NVIDIA_A100"
+          : /^g2-/.test(machineType)
+            ? "NVIDIA_L4"
+            : "NVIDIA_H100";
+  return { standard: `${gpu}_GPUS`, preemptible: `PREEMPTIBLE_${gpu}_GPUS` };
+}
+
+/**
+ * What a failed `up` means and what to do: no capacity, or a machine type the zone does not
+ * offer → next zone; quota → which quota to ask for, in which pool. A STANDARD VM with a time
+ * limit and DELETE (the dead-man switch) may draw on either pool, so both are named for it.
+ */
 export function classifyUpError(
   message: string,
   model: StackConfig["gcp"]["provisioningModel"],
-): { kind: "capacity" | "quota" | "other"; hint?: string } {
-  const quota = model === "STANDARD" ? "NVIDIA_H100_GPUS" : "PREEMPTIBLE_NVIDIA_H100_GPUS";
+  machineType = "a3-highgpu-8g",
+): { kind: "capacity" | "unavailable" | "quota" | "other"; hint?: string } {
+  const q = gpuQuotaNames(machineType);
+  const pools =
+    model === "STANDARD"
+      ? `${q.standard} (on-demand) — or ${q.preemptible}: a STANDARD GPU VM with a time limit and DELETE may use either pool`
+      : `${q.preemptible} (SPOT and FLEX_START use the preemptible pool)`;
   if (
-    /ZONE_RESOURCE_POOL_EXHAUSTED|does not have enough resources available|STOCKOUT/i.test(message)
+    /ZONE_RESOURCE_POOL_EXHAUSTED|does not have enough resources available|STOCKOUT|resource pool exhausted/i.test(
+      message,
+    )
   ) {
     return {
       kind: "capacity",
-      hint: `no capacity in this zone; if every zone fails, request ${quota} quota in more regions or try SPOT/FLEX_START`,
+      hint: `no capacity in this zone; if every zone fails, list more zones in gcp.zones, request ${pools} in more regions, or try SPOT/FLEX_START`,
     };
   }
+  if (
+    /not offered in zone|does not exist in zone|not available in zone|is not supported in zone|machine type with name .* does not exist/i.test(
+      message,
+    )
+  ) {
+    return {
+      kind: "unavailable",
+      hint: `${machineType} is not offered in this zone; list zones that offer it in gcp.zones (\`gcloud compute machine-types list --filter=name=${machineType}\`)`,
+    };
+  }
+  const named = /Quota '([A-Z0-9_]+)' exceeded/i.exec(message)?.[1];
   if (/QUOTA_EXCEEDED|Quota '.*' exceeded|quota.*exceeded/i.test(message)) {
     return {
       kind: "quota",
-      hint: `request quota in the console (IAM & Admin → Quotas): ${quota} in the region and GPUS_ALL_REGIONS ≥ 8`,
+      hint: `${named ? `quota ${named} is exhausted. ` : ""}Request quota in the console (IAM & Admin → Quotas) in the region: ${pools}; and GPUS_ALL_REGIONS ≥ the machine's GPUs`,
     };
   }
   return { kind: "other" };
 }
 
-/** The Pulumi config entries for one arm's StackConfig (objects as JSON, the HF token secret). */
+/**
+ * The Pulumi config entries for one arm's StackConfig (objects as JSON). The HF token goes in as
+ * a secret from its plaintext: a `{secure: …}` value from a stack file is another stack's
+ * ciphertext, which this run's stack cannot decrypt.
+ */
 export function configEntries(
   config: StackConfig,
+  opts: { hfToken?: string; project?: string } = {},
 ): Record<string, { value: string; secret?: boolean }> {
   const out: Record<string, { value: string; secret?: boolean }> = {};
   for (const [k, v] of Object.entries(config)) {
     if (v === undefined || k === "hfToken") continue;
     out[k] = { value: typeof v === "string" ? v : JSON.stringify(v) };
   }
-  if (typeof config.hfToken === "string") out.hfToken = { value: config.hfToken, secret: true };
-  if (config.gcp.project) out["gcp:project"] = { value: config.gcp.project };
+  const token = opts.hfToken ?? (typeof config.hfToken === "string" ? config.hfToken : undefined);
+  if (token) out.hfToken = { value: token, secret: true };
+  const project = opts.project ?? config.gcp.project;
+  if (project) out["gcp:project"] = { value: project };
   return out;
+}
+
+/**
+ * The HF token of the run in plaintext: given in plain (env HF_TOKEN, --set), or a Pulumi secret
+ * of the user's stack (`pulumi config set --secret hfToken --stack <stack>`) read through the
+ * Automation API.
+ */
+export async function resolveHfToken(
+  config: StackConfig,
+  stack: string,
+  automation: AutomationApi,
+): Promise<{ token?: string; state: TokenState }> {
+  const t = config.hfToken;
+  if (typeof t === "string") return { token: t, state: { kind: "set" } };
+  if (t === undefined) return { state: { kind: "none" } };
+  if (!automation.readProjectConfig)
+    return { state: { kind: "unreadable", stack, reason: "no Pulumi backend to decrypt it with" } };
+  try {
+    const token = await automation.readProjectConfig(stack, "hfToken");
+    if (!token) return { state: { kind: "unreadable", stack, reason: "the stack has no value" } };
+    registerSecret(token);
+    return { token, state: { kind: "set" } };
+  } catch (err) {
+    return { state: { kind: "unreadable", stack, reason: errorMessage(err).slice(0, 300) } };
+  }
+}
+
+/**
+ * The run's absolute deadline (scheduling.terminationTime): kept from the stack config while it
+ * is still ahead (a changed terminationTime would replace a running VM), else now + maxRunHours.
+ */
+export function runDeadline(existing: string | undefined, now: Date, maxRunHours: number): string {
+  const ms = existing ? Date.parse(existing) : Number.NaN;
+  if (Number.isFinite(ms) && ms > now.getTime() + 10 * 60_000) return existing!;
+  return new Date(now.getTime() + Math.round(maxRunHours * 3600) * 1000)
+    .toISOString()
+    .replace(/\.\d{3}Z$/, "Z");
 }
 
 /**
@@ -135,6 +221,29 @@ export async function destroyWithRetries(
   return false;
 }
 
+/**
+ * After a failed destroy: delete what the audit finds by the run's label and name prefix, with
+ * gcloud, so that a VM does not keep billing until someone reads the log; then audit again.
+ */
+export async function cleanupAfterFailedDestroy(
+  runId: string,
+  where: { project?: string; namePrefix: string },
+  auditor: ResourceAuditor,
+  log: Logger,
+): Promise<{ results: CleanupResult[]; left: LeftoverResource[] }> {
+  const found = await auditor.leftovers(runId, where);
+  if (!found.length || !auditor.remove) return { results: [], left: found };
+  log.warn(
+    `destroy failed; deleting what is labelled ${runId}: ${found.map((l) => `${l.kind} ${l.name}`).join(", ")}`,
+  );
+  const results = await auditor.remove(found, where.project);
+  for (const r of results)
+    (r.ok ? log.info : log.error)(
+      `${r.ok ? "ok" : "FAILED"}: ${r.command}${r.error ? ` (${r.error})` : ""}`,
+    );
+  return { results, left: await auditor.leftovers(runId, where) };
+}
+
 export function gcpVmTarget(
   configs: Record<string, StackConfig>,
   partial: Partial<GcpVmDeps> = {},
@@ -147,7 +256,7 @@ export function gcpVmTarget(
   let upStarted = false;
   let failed = false;
   let host: RemoteHost | undefined;
-  const hfToken = typeof first.hfToken === "string" ? first.hfToken : undefined;
+  let hfToken = typeof first.hfToken === "string" ? first.hfToken : undefined;
   if (hfToken) registerSecret(hfToken);
   const onHost = composeHost(
     () => {
@@ -155,7 +264,9 @@ export function gcpVmTarget(
       return host;
     },
     {
-      ...(hfToken ? { hfToken } : {}),
+      get hfToken() {
+        return hfToken;
+      },
       allowUnpinnedImages: first.run.allowUnpinnedImages,
     },
   );
@@ -167,17 +278,30 @@ export function gcpVmTarget(
       throw err;
     }
   };
+  /** Project and network as this run resolved and stored them (the manifest outlives config). */
+  const where = (ctx: TargetContext) => {
+    const infra = ctx.store.readManifest().infra;
+    const project = infra?.project ?? gcp.project;
+    return {
+      ...(project ? { project } : {}),
+      namePrefix: namePrefix(infra?.network ?? gcp.networkName, ctx.store.runId),
+    };
+  };
 
   return {
     kind: "gcp-vm",
     sideBySide: false,
     async provision(ctx) {
+      const firstStack = ctx.plan.arms[arms[0]!]!.stack;
+      const token = await resolveHfToken(first, firstStack, deps.automation);
+      if (token.token) hfToken = token.token;
       const report = deps.preflight(
         arms.map((a) => ({
           stack: ctx.plan.arms[a]!.stack,
           config: configs[a]!,
           plan: ctx.plan.arms[a]!,
         })),
+        { hfToken: token.state },
       );
       for (const w of report.warnings) ctx.log.warn(`${w.message}${w.hint ? ` — ${w.hint}` : ""}`);
       for (const l of report.costLines) ctx.log.info(l);
@@ -187,12 +311,13 @@ export function gcpVmTarget(
         );
       const runId = ctx.store.runId;
       const workDir = join(ctx.store.dir, "pulumi");
+      const project = report.project ?? gcp.project;
       ctx.saveInfra({
         state: "provisioning",
         pulumiStack: runId,
         workDir,
         network: gcp.networkName,
-        ...(gcp.project ? { project: gcp.project } : {}),
+        ...(project ? { project } : {}),
         billing: {
           ...(ctx.plan.arms[arms[0]!]!.cost
             ? { hourlyUsd: ctx.plan.arms[arms[0]!]!.cost!.hourly }
@@ -200,10 +325,19 @@ export function gcpVmTarget(
         },
       });
       stack = await deps.automation.stack(workDir, runId);
+      const deadline = runDeadline(
+        (await stack.getConfig(RUN_KEYS.deadline))?.value,
+        deps.now(),
+        gcp.maxRunHours,
+      );
       await stack.setConfig({
-        ...configEntries(first),
+        ...configEntries(first, {
+          ...(hfToken ? { hfToken } : {}),
+          ...(project ? { project } : {}),
+        }),
         [RUN_KEYS.runId]: { value: runId },
         [RUN_KEYS.deploy]: { value: "false" },
+        [RUN_KEYS.deadline]: { value: deadline },
       });
       const keys = await ensureRunKeys(stack, runId);
       registerSecret(keys.sshPrivateKey);
@@ -213,11 +347,14 @@ export function gcpVmTarget(
       for (const z of gcp.zones) {
         ctx.signal.throwIfAborted();
         await stack.setConfig({ [RUN_KEYS.zone]: { value: z } });
-        ctx.log.info(`provisioning ${gcp.machineType} in ${z} (run ${runId})`);
+        ctx.log.info(
+          `provisioning ${gcp.machineType} in ${z} (run ${runId}, deleted at ${deadline} at the latest)`,
+        );
         try {
           upStarted = true;
           outputs = await stack.up({
             signal: ctx.signal,
+            hardSignal: ctx.hardSignal,
             onOutput: (l) => ctx.log.debug(l.trimEnd()),
           });
           zone = z;
@@ -225,8 +362,8 @@ export function gcpVmTarget(
         } catch (err) {
           failed = true;
           ctx.signal.throwIfAborted();
-          const c = classifyUpError(errorMessage(err), gcp.provisioningModel);
-          if (c.kind === "capacity" && z !== gcp.zones.at(-1)) {
+          const c = classifyUpError(errorMessage(err), gcp.provisioningModel, gcp.machineType);
+          if ((c.kind === "capacity" || c.kind === "unavailable") && z !== gcp.zones.at(-1)) {
             ctx.log.warn(`${z}: ${c.hint}; trying the next zone`);
             continue;
           }
@@ -287,22 +424,37 @@ export function gcpVmTarget(
         { ...deps, log: ctx.log },
         { afterFailure: failed || ctx.signal.aborted },
       );
+      let cleaned = false;
+      if (!ok) {
+        const c = await cleanupAfterFailedDestroy(
+          ctx.store.runId,
+          where(ctx),
+          deps.auditor,
+          ctx.log,
+        ).catch((err) => {
+          ctx.log.error(`cleanup after the failed destroy: ${errorMessage(err)}`);
+          return undefined;
+        });
+        // Gone from the cloud, though Pulumi's state may still list it: `inferbench destroy`
+        // (refresh, then destroy) clears that; the manifest keeps destroy-failed until then.
+        cleaned = c !== undefined && c.results.length > 0 && c.left.length === 0;
+      }
       ctx.saveInfra({
         state: ok ? "destroyed" : "destroy-failed",
         billing: { ...ctx.store.readManifest().infra?.billing, end: new Date().toISOString() },
       });
-      if (!ok) ctx.log.error(`destroy failed: run \`inferbench destroy --run ${ctx.store.runId}\``);
+      if (!ok)
+        ctx.log.error(
+          `pulumi destroy failed${cleaned ? "; gcloud deleted every resource labelled with the run" : ""}: run \`inferbench destroy --run ${ctx.store.runId}\` to clear the Pulumi state`,
+        );
       return ok;
     },
     async audit(ctx): Promise<Leftover[]> {
       if (!upStarted) return [];
-      const left = await deps.auditor.leftovers(ctx.store.runId, {
-        ...(gcp.project ? { project: gcp.project } : {}),
-        namePrefix: namePrefix(gcp.networkName, ctx.store.runId),
-      });
+      const left = await deps.auditor.leftovers(ctx.store.runId, where(ctx));
       if (!left.length) ctx.log.info(`audit: nothing labelled ${ctx.store.runId} is left`);
       return left;
     },
-    cleanupCommands: (left) => cleanupCommands(left as LeftoverResource[], gcp.project),
+    cleanupCommands: (left, ctx) => cleanupCommands(left as LeftoverResource[], where(ctx).project),
   };
 }

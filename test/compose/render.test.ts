@@ -82,11 +82,11 @@ describe("compose renderer", () => {
   });
 
   it("managed engines get KVCached env and ipc: host; baseline gets neither", () => {
-    const managed = renderCompose(fixturePlan("managed")).project.services["llama-3.1-8b-0"]!;
+    const managed = renderCompose(fixturePlan("managed")).project.services["llama-3-1-8b-0"]!;
     assert.equal(managed.ipc, "host");
     assert.equal(managed.environment?.ENABLE_KVCACHED, "true");
-    assert.equal(managed.environment?.KVCACHED_IPC_NAME, "kvcached-llama-3.1-8b-0");
-    const baseline = renderCompose(fixturePlan("baseline")).project.services["llama-3.1-8b-0"]!;
+    assert.equal(managed.environment?.KVCACHED_IPC_NAME, "kvcached-llama-3-1-8b-0");
+    const baseline = renderCompose(fixturePlan("baseline")).project.services["llama-3-1-8b-0"]!;
     assert.equal(baseline.ipc, undefined);
     assert.equal(baseline.environment?.ENABLE_KVCACHED, undefined);
   });
@@ -112,7 +112,7 @@ describe("compose renderer", () => {
     for (const svc of Object.values(project.services)) {
       assert.ok(!Object.keys(svc.environment ?? {}).some((k) => /HF_TOKEN|HUGGING_FACE/.test(k)));
     }
-    assert.deepEqual(project.services["qwen2.5-7b-1"]!.env_file, [
+    assert.deepEqual(project.services["qwen2-5-7b-1"]!.env_file, [
       { path: `./${HF_ENV_FILE}`, required: true },
     ]);
     assert.ok(!(HF_ENV_FILE in files));
@@ -154,8 +154,8 @@ describe("compose renderer", () => {
   it("an emulated plan renders the rehearsal by default", () => {
     const plan = { ...fixturePlan("managed"), emulated: true };
     const { project } = renderCompose(plan);
-    assert.equal(project.services["qwen2.5-7b-0"]!.image, DEFAULT_ENGINE_SIM_IMAGE);
-    assert.equal(project.services["qwen2.5-7b-0"]!.deploy, undefined);
+    assert.equal(project.services["qwen2-5-7b-0"]!.image, DEFAULT_ENGINE_SIM_IMAGE);
+    assert.equal(project.services["qwen2-5-7b-0"]!.deploy, undefined);
   });
 
   for (const stack of ["gcp-baseline", "gcp-managed"]) {

@@ -25,8 +25,9 @@ import {
 import type { InfraRun } from "../../targets/runs.ts";
 
 const PINNED = `ghcr.io/ovg-project/kvcached-vllm@sha256:${"e".repeat(64)}`;
+const MY_IP = "gcp.sshSourceRanges=[34.118.7.7/32]";
 function arm(stack: string, sets: string[] = []): ArmInput {
-  const { loaded, plan } = planStack(stack, [`engine.images.managed=${PINNED}`, ...sets]);
+  const { loaded, plan } = planStack(stack, [`engine.images.managed=${PINNED}`, MY_IP, ...sets]);
   return { stack, config: loaded.config, plan };
 }
 

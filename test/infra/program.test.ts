@@ -74,12 +74,14 @@ const stackValues = {
     zones: ["us-central1-a", "us-central1-b"],
     provisioningModel: "SPOT",
     maxRunHours: 3,
-    sshSourceRanges: ["203.0.113.7/32"],
+    sshSourceRanges: ["34.118.7.7/32"],
   },
 };
 
+const DEADLINE = new Date(Date.now() + 2 * 3_600_000).toISOString().replace(/\.\d{3}Z$/, "Z");
 const config: Record<string, string> = {
   "inferbench:runId": "ib-20261124-abc123",
+  "inferbench:deadline": DEADLINE,
   "inferbench:zone": "us-central1-b",
   "inferbench:sshPrivateKey": login.privateKey,
   "inferbench:sshGeneratedPublicKey": login.publicKey,
@@ -127,7 +129,7 @@ describe("Pulumi program (mocks)", () => {
       assert.ok(types.includes(t), t);
     }
     const fw = find("gcp:compute/firewall:Firewall").inputs;
-    assert.deepEqual(fw.sourceRanges, ["203.0.113.7/32"]);
+    assert.deepEqual(fw.sourceRanges, ["34.118.7.7/32"]);
     assert.deepEqual(fw.allows, [{ protocol: "tcp", ports: ["22"] }]);
     assert.equal(fw.direction, "INGRESS");
   });
@@ -142,8 +144,12 @@ describe("Pulumi program (mocks)", () => {
     assert.equal(s.onHostMaintenance, "TERMINATE");
     assert.equal(s.provisioningModel, "SPOT");
     assert.equal(s.instanceTerminationAction, "DELETE");
-    assert.deepEqual(s.maxRunDuration, { seconds: 3 * 3600 });
+    // The run's absolute deadline, not a duration that a restart would reset.
+    assert.equal(s.terminationTime, DEADLINE);
+    assert.equal(s.maxRunDuration, undefined);
     assert.equal(s.preemptible, true);
+    const nics = vm.networkInterfaces as Record<string, unknown>[];
+    assert.equal(nics[0]!.nicType, "GVNIC", "A3 machines have no VirtIO NIC");
     assert.equal((vm.labels as Record<string, string>)["inferbench-run"], "ib-20261124-abc123");
     const disk = (vm.bootDisk as { initializeParams: Record<string, unknown> }).initializeParams;
     assert.equal(disk.size, 1000);
@@ -199,7 +205,7 @@ describe("GpuVm secrets", () => {
   it("instance metadata output is secret", async () => {
     const { GpuVm } = await import("../../infra/gpu-vm.ts");
     const { stackConfigSchema } = await import("../../stacks/schema.ts");
-    const gcp = stackConfigSchema.shape.gcp.parse({ sshSourceRanges: ["198.51.100.0/24"] });
+    const gcp = stackConfigSchema.shape.gcp.parse({ sshSourceRanges: ["34.118.0.0/24"] });
     const vm = new GpuVm("t", {
       runId: "r1",
       stack: "s",
@@ -215,7 +221,7 @@ describe("GpuVm secrets", () => {
   it("refuses a zone outside gcp.zones and an empty SSH range", async () => {
     const { GpuVm } = await import("../../infra/gpu-vm.ts");
     const { stackConfigSchema } = await import("../../stacks/schema.ts");
-    const gcp = stackConfigSchema.shape.gcp.parse({ sshSourceRanges: ["198.51.100.0/24"] });
+    const gcp = stackConfigSchema.shape.gcp.parse({ sshSourceRanges: ["34.118.0.0/24"] });
     const args = {
       runId: "r1",
       stack: "s",
@@ -255,5 +261,66 @@ describe("config round trip", () => {
     assert.deepEqual(got, expected);
     assert.equal(await pulumi.isSecret(hfToken), true);
     assert.equal(await value(hfToken), HF);
+  });
+});
+
+describe("program refusals (before any resource is registered)", () => {
+  const base = () => {
+    const c: Record<string, string> = { ...config };
+    delete c["inferbench:hfToken"];
+    return c;
+  };
+  const run = (cfg: Record<string, string>, secrets: string[] = []) => {
+    pulumi.runtime.setAllConfig(cfg, [
+      "inferbench:sshPrivateKey",
+      "inferbench:sshHostPrivateKey",
+      ...secrets,
+    ]);
+    const before = resources.length;
+    const saved = process.env.HF_TOKEN;
+    delete process.env.HF_TOKEN;
+    try {
+      return { threw: undefined as unknown, out: program(), before };
+    } catch (err) {
+      return { threw: err, out: undefined, before };
+    } finally {
+      if (saved !== undefined) process.env.HF_TOKEN = saved;
+    }
+  };
+
+  it("a gated model without `pulumi config set --secret hfToken` (or HF_TOKEN)", () => {
+    const r = run(base());
+    assert.match(
+      String(r.threw),
+      /models\[0\]\.hfPath = meta-llama\/Llama-3\.1-8B-Instruct: gated/,
+    );
+    assert.equal(resources.length, r.before, "nothing registered");
+  });
+
+  it("a documentation address as the SSH range", () => {
+    const c = base();
+    c["inferbench:hfToken"] = HF;
+    c["inferbench:gcp"] = JSON.stringify({
+      ...stackValues.gcp,
+      sshSourceRanges: ["203.0.113.7/32"],
+    });
+    const r = run(c, ["inferbench:hfToken"]);
+    assert.match(
+      String(r.threw),
+      /gcp\.sshSourceRanges\[0\] = 203\.0\.113\.7\/32 is in the documentation range/,
+    );
+  });
+
+  it("run.onProvision=false provisions the VM only", async () => {
+    const c = base();
+    c["inferbench:hfToken"] = HF;
+    c["inferbench:run"] = JSON.stringify({ onProvision: false });
+    const r = run(c, ["inferbench:hfToken"]);
+    assert.equal(r.threw, undefined);
+    await value(r.out!.sshCommand);
+    await new Promise((res) => setTimeout(res, 50));
+    const added = resources.slice(r.before).map((x) => x.type);
+    assert.ok(added.includes("gcp:compute/instance:Instance"));
+    assert.ok(!added.some((t) => t.includes("ComposeDeployment")), added.join(", "));
   });
 });

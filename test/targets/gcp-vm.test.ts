@@ -14,15 +14,25 @@ import { join, relative } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { planStack } from "../../cli/plan-stack.ts";
 import { type ExperimentOptions, runExperiment } from "../../experiments/execute.ts";
+import { experimentPlan } from "../../experiments/plan.ts";
 import type { LeftoverResource } from "../../infra/audit.ts";
 import type { AutomationApi, ConfigEntry, StackOps } from "../../infra/automation.ts";
 import { UserError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/logger.ts";
+import type { RemoteHost } from "../../lib/ssh/ssh.ts";
 import { connectSsh } from "../../lib/ssh/ssh.ts";
 import { RunStore } from "../../results/store.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
-import { classifyUpError, type GcpVmDeps, gcpVmTarget } from "../../targets/gcp-vm/index.ts";
+import {
+  classifyUpError,
+  type GcpVmDeps,
+  gcpVmTarget,
+  gpuQuotaNames,
+  runDeadline,
+} from "../../targets/gcp-vm/index.ts";
+import type { TokenState } from "../../targets/gcp-vm/preflight/index.ts";
 import { localTarget } from "../../targets/local/index.ts";
+import type { TargetContext } from "../../targets/types.ts";
 import { type FakeDockerHost, fakeDockerHost } from "../../testkit/fake-docker-host.ts";
 import { startSshServer, type TestSshServer } from "../../testkit/ssh-server.ts";
 
@@ -63,7 +73,9 @@ class FakeStack implements StackOps {
   async setConfig(entries: Record<string, ConfigEntry>) {
     for (const [k, v] of Object.entries(entries)) this.config.set(k, v);
   }
-  async up(o: { signal?: AbortSignal } = {}) {
+  upOpts: { signal?: AbortSignal; hardSignal?: AbortSignal }[] = [];
+  async up(o: { signal?: AbortSignal; hardSignal?: AbortSignal } = {}) {
+    this.upOpts.push(o);
     this.calls.push(`up:${this.config.get("zone")?.value}`);
     if (this.b.upWaitsForAbort)
       await new Promise((_r, rej) =>
@@ -402,5 +414,194 @@ describe("gcp-vm decisions", () => {
     assert.equal(q.kind, "quota");
     assert.match(q.hint!, /PREEMPTIBLE_NVIDIA_H100_GPUS/);
     assert.equal(classifyUpError("permission denied", "STANDARD").kind, "other");
+  });
+
+  it("a machine type the zone does not offer moves to the next zone too", () => {
+    for (const m of [
+      "Invalid value for field 'resource.machineType': 'zones/us-central1-f/machineTypes/a3-highgpu-8g'. Machine type with name 'a3-highgpu-8g' does not exist in zone 'us-central1-f'.",
+      "The resource 'projects/p/zones/us-west1-c/acceleratorTypes/nvidia-h100-80gb' is not offered in zone us-west1-c",
+    ]) {
+      const c = classifyUpError(m, "STANDARD");
+      assert.equal(c.kind, "unavailable", m);
+      assert.match(c.hint!, /gcp\.zones/);
+    }
+  });
+
+  it("quota hints name both pools for STANDARD (a time-limited GPU VM may use either), the preemptible one for SPOT", () => {
+    const std = classifyUpError("Quota 'PREEMPTIBLE_NVIDIA_H100_GPUS' exceeded", "STANDARD");
+    assert.match(std.hint!, /quota PREEMPTIBLE_NVIDIA_H100_GPUS is exhausted/);
+    assert.match(std.hint!, /NVIDIA_H100_GPUS \(on-demand\) — or PREEMPTIBLE_NVIDIA_H100_GPUS/);
+    const spot = classifyUpError("QUOTA_EXCEEDED", "FLEX_START");
+    assert.doesNotMatch(spot.hint!, /on-demand/);
+    assert.match(spot.hint!, /PREEMPTIBLE_NVIDIA_H100_GPUS/);
+    assert.deepEqual(gpuQuotaNames("g2-standard-8"), {
+      standard: "NVIDIA_L4_GPUS",
+      preemptible: "PREEMPTIBLE_NVIDIA_L4_GPUS",
+    });
+    assert.match(
+      classifyUpError("QUOTA_EXCEEDED", "STANDARD", "a2-ultragpu-8g").hint!,
+      /NVIDIA_A100_80GB_GPUS/,
+    );
+  });
+
+  it("the run's deadline is kept while ahead and renewed once past", () => {
+    const now = new Date("2026-12-01T12:00:00Z");
+    assert.equal(runDeadline(undefined, now, 4), "2026-12-01T16:00:00Z");
+    assert.equal(runDeadline("2026-12-01T15:00:00Z", now, 4), "2026-12-01T15:00:00Z");
+    assert.equal(runDeadline("2026-12-01T11:00:00Z", now, 4), "2026-12-01T16:00:00Z");
+  });
+});
+
+/** A host that is ready at once and runs nothing: for provisioning decisions only. */
+const readyHost = (): RemoteHost => ({
+  exec: async () => ({ code: 0, signal: undefined, stdout: "ready\n", stderr: "" }) as never,
+  upload: async () => {},
+  download: async () => [],
+  close: () => {},
+});
+
+describe("gcp-vm provisioning (fake cloud, fake host)", () => {
+  let root: string;
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "ib-gcpvm-prov-"));
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  /** A context like the executor's, on a stack without gcp.project (the environment gives it). */
+  function setup(extra: string[] = [], b: FakeBehaviour = {}) {
+    const sets = [
+      ...SMALL.filter((x) => !x.startsWith("gcp.project")),
+      "gcp.sshSourceRanges=[34.118.7.7/32]",
+      ...extra,
+    ];
+    const { plan, loaded } = planStack("gcp-managed", sets, { env: {} });
+    const ep = experimentPlan({
+      stacks: ["gcp-managed"],
+      overrides: sets,
+      quick: false,
+      plans: [plan],
+      interleave: true,
+    });
+    const runId = `20261201-120000-${Math.random().toString(16).slice(2, 6)}`;
+    const store = new RunStore(runId, join(root, "runs"));
+    store.writeJson(store.manifestPath(), { runId, status: "running", arms: ["managed"] });
+    const logs: string[] = [];
+    const ctx: TargetContext = {
+      plan: ep,
+      store,
+      log: createLogger("t", (l) => logs.push(l)),
+      signal: new AbortController().signal,
+      hardSignal: new AbortController().signal,
+      saveInfra: (f) => {
+        store.updateInfra(f);
+      },
+    };
+    let stack!: FakeStack;
+    const audits: { project?: string; namePrefix: string }[] = [];
+    const removed: LeftoverResource[][] = [];
+    const tokenStates: TokenState[] = [];
+    let leftovers = b.leftovers ?? [];
+    const deps: Partial<GcpVmDeps> = {
+      automation: {
+        async stack(_w, name) {
+          stack = new FakeStack(name, b);
+          return stack;
+        },
+        async readProjectConfig(s, key) {
+          assert.equal(s, "gcp-managed");
+          assert.equal(key, "hfToken");
+          return "hf_from_the_users_stack_secret";
+        },
+      },
+      auditor: {
+        leftovers: async (_id, w) => {
+          audits.push(w);
+          return leftovers;
+        },
+        remove: async (left, project) => {
+          removed.push([...left]);
+          leftovers = [];
+          return left.map((l) => ({
+            command: `gcloud delete ${l.name} --project ${project}`,
+            ok: true,
+          }));
+        },
+      },
+      connect: async () => readyHost(),
+      preflight: (_arms, extra) => {
+        tokenStates.push(extra.hfToken);
+        return { problems: [], warnings: [], costLines: [], project: "env-proj" };
+      },
+      now: () => new Date("2026-12-01T12:00:00Z"),
+      sleep: async () => {},
+      readyTimeoutMs: 1000,
+      destroyAttempts: 2,
+      destroyBackoffMs: 1,
+    };
+    const target = gcpVmTarget({ managed: loaded.config }, deps);
+    return { target, ctx, store, logs, audits, removed, tokenStates, stack: () => stack };
+  }
+
+  it("stores the resolved project and network; audit and cleanup read them from the manifest", async () => {
+    const t = setup();
+    await t.target.provision(t.ctx);
+    const infra = t.store.readManifest().infra!;
+    assert.equal(
+      infra.project,
+      "env-proj",
+      "the project the environment resolved, in the manifest",
+    );
+    assert.equal(infra.network, "inferbench");
+    const cfg = t.stack().config;
+    assert.equal(cfg.get("gcp:project")?.value, "env-proj", "the provider gets the same project");
+    assert.equal(cfg.get("deadline")?.value, "2026-12-01T16:00:00Z");
+    assert.ok(t.stack().upOpts[0]?.hardSignal, "a second Ctrl-C reaches pulumi as a second SIGINT");
+    // What the manifest says wins over today's config (e.g. `destroy` long after the run).
+    t.store.updateInfra({ project: "moved-proj", network: "othernet" });
+    assert.equal(await t.target.destroy(t.ctx), true);
+    await t.target.audit(t.ctx);
+    assert.deepEqual(t.audits.at(-1), {
+      project: "moved-proj",
+      namePrefix: `othernet-${t.store.runId}`.slice(0, 50),
+    });
+    const cmds = t.target.cleanupCommands!([{ kind: "network", name: "n" }], t.ctx);
+    assert.deepEqual(cmds, ["gcloud compute networks delete n --project moved-proj --quiet"]);
+  });
+
+  it("a failed destroy runs the label-matched cleanup, then audits again", async () => {
+    const left: LeftoverResource[] = [
+      { kind: "instance", name: "inferbench-r-vm", location: "us-central1-a" },
+      { kind: "network", name: "inferbench-r-net" },
+    ];
+    const t = setup([], { destroyFailures: 99, leftovers: left });
+    await t.target.provision(t.ctx);
+    assert.equal(await t.target.destroy(t.ctx), false);
+    assert.deepEqual(t.removed, [left], "the leftovers were deleted, not only printed");
+    assert.equal(t.store.readManifest().infra?.state, "destroy-failed");
+    assert.deepEqual(await t.target.audit(t.ctx), []);
+    assert.ok(t.logs.some((l) => /gcloud deleted every resource labelled with the run/.test(l)));
+  });
+
+  it("`pulumi config set --secret hfToken` on the user's stack reaches the run as a secret", async () => {
+    const t = setup(["hfToken={secure: v1:AAAAciphertext}"]);
+    await t.target.provision(t.ctx);
+    assert.deepEqual(t.tokenStates, [{ kind: "set" }]);
+    assert.deepEqual(t.stack().config.get("hfToken"), {
+      value: "hf_from_the_users_stack_secret",
+      secret: true,
+    });
+    await t.target.destroy(t.ctx);
+  });
+
+  it("a zone that does not offer the machine type moves on to the next", async () => {
+    const t = setup([], {
+      upErrors: ["Machine type with name 'a3-highgpu-8g' does not exist in zone 'us-central1-a'."],
+    });
+    await t.target.provision(t.ctx);
+    assert.deepEqual(t.stack().calls, ["up:us-central1-a", "up:us-central1-b"]);
+    assert.equal(t.store.readManifest().infra?.zone, "us-central1-b");
+    await t.target.destroy(t.ctx);
   });
 });

@@ -5,11 +5,13 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { gatedModelIndexes } from "../../../infra/gated-models.ts";
+import { sshRangeProblems, WHERE_TO_SET } from "../../../infra/ssh-ranges.ts";
 import type { StackPlan } from "../../../stacks/plan-types.ts";
 import type { StackConfig } from "../../../stacks/schema.ts";
 
 export interface Finding {
-  check: "config" | "credentials" | "pulumi" | "cost" | "backend";
+  check: "config" | "credentials" | "pulumi" | "cost" | "backend" | "budget" | "hfToken";
   message: string;
   hint?: string;
 }
@@ -19,6 +21,8 @@ export interface PreflightReport {
   warnings: Finding[];
   /** Human lines: cost estimate and where the money goes. */
   costLines: string[];
+  /** The GCP project the run will use (config, else the environment), for the manifest and audit. */
+  project?: string;
 }
 
 export interface ArmInput {
@@ -52,6 +56,13 @@ export function checkConfig(arms: ArmInput[]): { problems: Finding[]; warnings: 
           break;
         }
       }
+    }
+    for (const p of sshRangeProblems(a.config.gcp.sshSourceRanges)) {
+      problems.push({
+        check: "config",
+        message: `stack ${a.stack}: ${p.message}`,
+        hint: WHERE_TO_SET,
+      });
     }
     for (const r of a.config.gcp.sshSourceRanges) {
       if (OPEN_WORLD.has(r)) {
@@ -126,12 +137,20 @@ export function checkGcloudCredentials({
   ];
 }
 
-export function checkProject(arms: ArmInput[], env: NodeJS.ProcessEnv): Finding[] {
-  const project =
+/** The project as the Google provider resolves it: gcp.project, else the environment. */
+export function resolveProject(arms: ArmInput[], env: NodeJS.ProcessEnv): string | undefined {
+  return (
     arms[0]?.config.gcp.project ??
-    env.GOOGLE_CLOUD_PROJECT ??
-    env.CLOUDSDK_CORE_PROJECT ??
-    env.GCLOUD_PROJECT;
+    (env.GOOGLE_CLOUD_PROJECT ||
+      env.GOOGLE_PROJECT ||
+      env.CLOUDSDK_CORE_PROJECT ||
+      env.GCLOUD_PROJECT ||
+      undefined)
+  );
+}
+
+export function checkProject(arms: ArmInput[], env: NodeJS.ProcessEnv): Finding[] {
+  const project = resolveProject(arms, env);
   return project
     ? []
     : [
@@ -170,6 +189,69 @@ export function checkBackend(env: NodeJS.ProcessEnv): Finding[] {
   return [];
 }
 
+/** Where the run's HF token stands: given in plain (env/--set), read from a Pulumi secret, absent, or a secret that could not be read. */
+export type TokenState =
+  | { kind: "set" }
+  | { kind: "none" }
+  | { kind: "unreadable"; stack: string; reason: string };
+
+export function checkHfToken(arms: ArmInput[], token: TokenState): Finding[] {
+  if (token.kind === "unreadable")
+    return [
+      {
+        check: "hfToken",
+        message: `hfToken is a Pulumi secret in stack ${token.stack} but could not be read: ${token.reason}`,
+        hint: "log in to the backend that encrypted it (and export PULUMI_CONFIG_PASSPHRASE for a local one), or export HF_TOKEN=hf_... instead",
+      },
+    ];
+  if (token.kind === "set") return [];
+  const out: Finding[] = [];
+  for (const a of arms) {
+    if (a.plan.emulated) continue; // engine-sim downloads nothing
+    for (const i of gatedModelIndexes(a.config.models)) {
+      const m = a.config.models[i]!;
+      out.push({
+        check: "hfToken",
+        message: `stack ${a.stack}: models[${i}].hfPath = ${m.hfPath} is a gated Hugging Face model and no token is set`,
+        hint: `accept the model's licence on Hugging Face, then export HF_TOKEN=hf_... or \`pulumi config set --secret hfToken --stack ${a.stack}\``,
+      });
+    }
+  }
+  return out;
+}
+
+/** run.budgetUsd against the worst case: the dead-man switch bounds what the VM can cost. */
+export function checkBudget(arms: ArmInput[]): Finding[] {
+  const budgets = arms.flatMap((a) =>
+    a.config.run.budgetUsd === undefined ? [] : [{ stack: a.stack, usd: a.config.run.budgetUsd }],
+  );
+  if (!budgets.length) return [];
+  const tightest = budgets.reduce((x, y) => (y.usd < x.usd ? y : x));
+  const first = arms[0]!;
+  const cost = first.plan.cost;
+  const g = first.config.gcp;
+  if (!cost)
+    return [
+      {
+        check: "budget",
+        message: `stack ${tightest.stack}: run.budgetUsd is set but ${g.machineType} has no price in the table, so the budget cannot be checked`,
+        hint: "use a machine type from stacks/catalog.ts or remove run.budgetUsd",
+      },
+    ];
+  if (cost.maxRunCost <= tightest.usd) return [];
+  const hours = Math.floor((tightest.usd / cost.hourly) * 10) / 10;
+  return [
+    {
+      check: "budget",
+      message: `stack ${tightest.stack}: run.budgetUsd = $${tightest.usd.toFixed(2)} is below this run's worst case of ~$${cost.maxRunCost.toFixed(2)} (~$${cost.hourly.toFixed(2)}/h × gcp.maxRunHours ${g.maxRunHours} h, when the VM deletes itself)`,
+      hint:
+        hours >= 0.5
+          ? `set gcp.maxRunHours ≤ ${hours} (the VM then deletes itself within budget), or raise run.budgetUsd`
+          : `the budget buys under 30 minutes of ${g.machineType}; raise run.budgetUsd or pick a cheaper machine`,
+    },
+  ];
+}
+
 export function costLines(arms: ArmInput[]): { lines: string[]; warnings: Finding[] } {
   const first = arms[0];
   const cost = first?.plan.cost;
@@ -192,16 +274,33 @@ export function costLines(arms: ArmInput[]): { lines: string[]; warnings: Findin
 
 export function preflightReport(
   arms: ArmInput[],
-  envs: CredentialEnv & { which: (cmd: string) => string | undefined },
+  envs: CredentialEnv & { which: (cmd: string) => string | undefined; hfToken?: TokenState },
 ): PreflightReport {
   const cfg = checkConfig(arms);
   const cost = costLines(arms);
   const problems = [
     ...cfg.problems,
     ...checkProject(arms, envs.env),
+    ...checkHfToken(arms, envs.hfToken ?? tokenStateOf(arms)),
+    ...checkBudget(arms),
     ...checkGcloudCredentials(envs),
     ...checkPulumiCli(envs.which),
     ...checkBackend(envs.env),
   ];
-  return { problems, warnings: [...cfg.warnings, ...cost.warnings], costLines: cost.lines };
+  const project = resolveProject(arms, envs.env);
+  return {
+    problems,
+    warnings: [...cfg.warnings, ...cost.warnings],
+    costLines: cost.lines,
+    ...(project ? { project } : {}),
+  };
+}
+
+/** The token state from the configs alone (a `{secure}` value counts as unread). */
+export function tokenStateOf(arms: ArmInput[]): TokenState {
+  const t = arms[0]?.config.hfToken;
+  if (typeof t === "string") return { kind: "set" };
+  if (t && typeof t === "object")
+    return { kind: "unreadable", stack: arms[0]!.stack, reason: "not decrypted yet" };
+  return { kind: "none" };
 }

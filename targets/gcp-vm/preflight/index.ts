@@ -14,7 +14,7 @@ import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
 import { RUN_KEYS } from "../../../infra/program-keys.ts";
 import { generateEd25519 } from "../../../lib/ssh/keys.ts";
-import { type ArmInput, type PreflightReport, preflightReport } from "./checks.ts";
+import { type ArmInput, type PreflightReport, preflightReport, type TokenState } from "./checks.ts";
 
 export * from "./checks.ts";
 
@@ -27,9 +27,15 @@ export function whichOnPath(cmd: string, env: NodeJS.ProcessEnv = process.env): 
 
 export function runPreflight(
   arms: ArmInput[],
-  env: NodeJS.ProcessEnv = process.env,
+  opts: { env?: NodeJS.ProcessEnv; hfToken?: TokenState } = {},
 ): PreflightReport {
-  return preflightReport(arms, { env, exists: existsSync, which: (c) => whichOnPath(c, env) });
+  const env = opts.env ?? process.env;
+  return preflightReport(arms, {
+    env,
+    exists: existsSync,
+    which: (c) => whichOnPath(c, env),
+    ...(opts.hfToken ? { hfToken: opts.hfToken } : {}),
+  });
 }
 
 export interface RunKeys {

@@ -30,26 +30,60 @@ if ! grep -q '^set_host_keys = false' /etc/default/instance_configs.cfg 2>/dev/n
 fi
 if [ "${RESTART_SSHD:-0}" = 1 ]; then systemctl restart ssh || systemctl restart sshd; fi
 
-# 2. Docker engine, compose plugin, NVIDIA container toolkit.
-if ! command -v docker >/dev/null 2>&1; then
-  apt-get update -q
-  apt-get install -y -q ca-certificates curl gnupg
+# 2. Docker engine ≥ 25.0 and compose ≥ 2.20 (from Docker's repository when the
+# image's own are missing or too old), NVIDIA container toolkit.
+APT_LOCK_WAIT=600
+apt_get() { apt-get -q -y -o DPkg::Lock::Timeout=$APT_LOCK_WAIT "$@"; }
+# apt-get update takes the lists lock, which DPkg::Lock::Timeout does not cover: retry.
+apt_update() {
+  local i
+  for i in $(seq 60); do apt_get update && return 0; echo "apt-get update: retry $i (lock?)"; sleep 10; done
+  return 1
+}
+# version_ge 26.1.5 25.0 → true when major.minor is at least the second argument's.
+version_ge() {
+  local v=${1#v} IFS=.
+  local -a a=($v) b=($2)
+  [[ ${a[0]:-x} =~ ^[0-9]+$ && ${a[1]:-0} =~ ^[0-9]+ ]] || return 1
+  local minor=${a[1]%%[!0-9]*}
+  [ "${a[0]}" -gt "${b[0]}" ] || { [ "${a[0]}" -eq "${b[0]}" ] && [ "${minor:-0}" -ge "${b[1]}" ]; }
+}
+engine_version() { docker version --format '{{.Server.Version}}' 2>/dev/null || true; }
+compose_version() { docker compose version --short 2>/dev/null || true; }
+fail() { echo "$*" >/var/lib/inferbench/failed; echo "FAILED: $*"; exit 1; }
+check_docker_versions() {
+  local e c
+  e=$(engine_version)
+  c=$(compose_version)
+  version_ge "$e" 25.0 || fail "Docker engine ${e:-not running} is older than 25.0 (the kit's compose files need it)"
+  version_ge "$c" 2.20 || fail "Docker Compose ${c:-missing} is older than 2.20"
+  echo "docker=$e compose=$c"
+}
+
+docker_repo() {
+  [ -f /etc/apt/sources.list.d/docker.list ] && return 0
+  apt_update
+  apt_get install ca-certificates curl gnupg
   install -m 0755 -d /etc/apt/keyrings
   curl -fsSL https://download.docker.com/linux/ubuntu/gpg | gpg --dearmor --yes -o /etc/apt/keyrings/docker.gpg
   echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.gpg] https://download.docker.com/linux/ubuntu $(. /etc/os-release && echo "$VERSION_CODENAME") stable" >/etc/apt/sources.list.d/docker.list
-  apt-get update -q
-  apt-get install -y -q docker-ce docker-ce-cli containerd.io docker-compose-plugin
+  apt_update
+}
+if ! command -v docker >/dev/null 2>&1 || ! version_ge "$(docker version --format '{{.Client.Version}}' 2>/dev/null)" 25.0; then
+  docker_repo
+  apt_get install docker-ce docker-ce-cli containerd.io docker-compose-plugin
 fi
-if ! docker compose version >/dev/null 2>&1; then
-  apt-get update -q && apt-get install -y -q docker-compose-plugin
+if ! version_ge "$(compose_version)" 2.20; then
+  docker_repo
+  apt_get install docker-compose-plugin
 fi
 if ! command -v nvidia-ctk >/dev/null 2>&1; then
   curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey | gpg --dearmor --yes -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
   curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \
     | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#g' \
     >/etc/apt/sources.list.d/nvidia-container-toolkit.list
-  apt-get update -q
-  apt-get install -y -q nvidia-container-toolkit
+  apt_update
+  apt_get install nvidia-container-toolkit
 fi
 if ! grep -q nvidia /etc/docker/daemon.json 2>/dev/null; then
   nvidia-ctk runtime configure --runtime=docker
@@ -57,6 +91,7 @@ if ! grep -q nvidia /etc/docker/daemon.json 2>/dev/null; then
 fi
 systemctl enable --now docker
 docker info >/dev/null
+check_docker_versions >/var/lib/inferbench/versions
 for _ in $(seq 60); do nvidia-smi -L >/dev/null 2>&1 && break; sleep 10; done
 nvidia-smi -L
 
