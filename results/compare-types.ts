@@ -1,3 +1,5 @@
+import type { ArmDifference } from "../stacks/arm-differences.ts";
+
 /**
  * The comparison data model: what `inferbench compare` computes and every report format renders.
  * Side A and side B are usually the baseline and managed arms of one run; they may also be two
@@ -99,4 +101,6 @@ export interface Comparison {
   rows: ComparisonRow[];
   /** Plain-language findings, e.g. "managed does not win at concurrency 1". */
   notes: string[];
+  /** The arms of one run: what differs between their plans, and a warning when not one thing. */
+  arms?: { differences: ArmDifference[]; warning?: string };
 }

@@ -5,6 +5,9 @@
  */
 import { UserError } from "../lib/errors.ts";
 import { groupBy } from "../lib/group.ts";
+import { percentileSorted } from "../lib/percentile.ts";
+import { armDifferences, attributionWarning } from "../stacks/arm-differences.ts";
+import type { StackPlan } from "../stacks/plan-types.ts";
 import {
   bootstrapDeltas,
   type DeltaInterval,
@@ -21,7 +24,6 @@ import type {
   SideSummary,
   Verdict,
 } from "./compare-types.ts";
-import { percentileSorted } from "../lib/percentile.ts";
 import { mean } from "./genai-perf/stats.ts";
 
 /** One measured request as the comparison needs it (failed requests carry ok=false). */
@@ -63,6 +65,24 @@ export interface SideData {
 export interface CompareOptions {
   force?: boolean;
   seed?: number;
+  /** The two arms of one run: their plans (what differs), see runContext(). */
+  run?: RunContext;
+}
+
+/** What a comparison of a run's arms knows beyond the measurements. */
+export interface RunContext {
+  plans: { a: StackPlan; b: StackPlan };
+}
+
+/** The context of a stored run's two arms (side A = first arm), from its manifest. */
+export function runContext(m: {
+  arms: string[];
+  plans: Record<string, StackPlan>;
+}): RunContext | undefined {
+  const [a, b] = m.arms;
+  const pa = a ? m.plans[a] : undefined;
+  const pb = b ? m.plans[b] : undefined;
+  return pa && pb ? { plans: { a: pa, b: pb } } : undefined;
 }
 
 /** Describes workload differences; empty when comparable. */
@@ -364,6 +384,13 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
     if (!a.points.some((p) => key(p) === key(pb)))
       notes.push(`${pb.model} at ${pb.point}: only ${b.label} has this point.`);
   notes.push(...findings(rows, a.label, b.label));
+  let arms: Comparison["arms"];
+  if (opts.run) {
+    const differences = armDifferences(opts.run.plans.a, opts.run.plans.b);
+    const warning = attributionWarning(differences);
+    arms = { differences, ...(warning ? { warning } : {}) };
+    if (warning) notes.unshift(warning);
+  }
   return {
     schemaVersion: 1,
     createdAt: new Date().toISOString(),
@@ -377,6 +404,7 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
       .join(", "),
     rows,
     notes,
+    ...(arms ? { arms } : {}),
   };
 }
 

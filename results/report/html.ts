@@ -25,6 +25,7 @@ import {
   renderServerRows,
   sampleText,
 } from "./metrics.ts";
+import { armsTable, type FactTable } from "./run-facts.ts";
 import type { ChartDoc } from "./svg.ts";
 
 export const CSP =
@@ -96,6 +97,22 @@ function pointSection(c: Comparison, row: ComparisonRow): string {
   return parts.join("\n");
 }
 
+function factTableHtml(t: FactTable): string {
+  const parts = [`<section class="facts"><h2>${esc(t.title)}</h2>`];
+  if (t.warning) parts.push(`<p class="invalid"><strong>Warning: ${esc(t.warning)}</strong></p>`);
+  if (t.lead) parts.push(`<p>${esc(t.lead)}</p>`);
+  if (t.rows.length)
+    parts.push(
+      htmlTable(
+        t.headers,
+        t.rows.map((r) => `<tr>${r.map((x) => cell(x)).join("")}</tr>`),
+      ),
+    );
+  if (t.notes.length) parts.push(`<ul>${t.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`);
+  parts.push("</section>");
+  return parts.join("");
+}
+
 export function renderHtml(c: Comparison): string {
   const title = `inferbench comparison: ${c.labels.a} vs ${c.labels.b}${c.emulated ? " (EMULATED)" : ""}`;
   const body: string[] = [];
@@ -105,6 +122,7 @@ export function renderHtml(c: Comparison): string {
   body.push(
     `<ul class="meta"><li>A: ${esc(c.labels.a)} — <code>${esc(c.sources.a)}</code>${esc(sideOrigin(c, "a"))}</li><li>B: ${esc(c.labels.b)} — <code>${esc(c.sources.b)}</code>${esc(sideOrigin(c, "b"))}</li><li>Workload: ${esc(c.workload)}</li><li>SLOs (goodput): ${esc(sloText(c))}</li><li>Created: ${esc(c.createdAt)}</li><li>${esc(ITL_DEFINITION)}</li><li>Δ is (B − A) / A in %, with its 95% confidence interval and the comparison's verdict (better / worse / within noise). Request rates on chart axes are achieved rates.</li></ul>`,
   );
+  for (const t of [armsTable(c)]) if (t) body.push(factTableHtml(t));
   if (c.notes.length) {
     body.push(`<h2>Findings</h2><ul>${c.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`);
   }

@@ -15,6 +15,7 @@ import {
   renderServerRows,
   sampleText,
 } from "./metrics.ts";
+import { armsTable, type FactTable } from "./run-facts.ts";
 
 export const EMULATED_BANNER =
   "EMULATED: these numbers come from emulated engines (engine-sim), not from GPUs. Do not read them as hardware performance.";
@@ -73,6 +74,23 @@ export function verdictCounts(row: ComparisonRow): Record<Verdict, number> {
   return n;
 }
 
+function factTableMd(t: FactTable): string[] {
+  const out = [`## ${md(t.title)}`, ""];
+  if (t.warning) out.push(`> **Warning: ${md(t.warning)}**`, "");
+  if (t.lead) out.push(md(t.lead), "");
+  if (t.rows.length)
+    out.push(
+      table(
+        t.headers.map(md),
+        t.rows.map((r) => r.map(md)),
+      ),
+      "",
+    );
+  for (const n of t.notes) out.push(`- ${md(n)}`);
+  if (t.notes.length) out.push("");
+  return out;
+}
+
 export function renderMarkdown(c: Comparison): string {
   const A = md(c.labels.a);
   const B = md(c.labels.b);
@@ -90,6 +108,7 @@ export function renderMarkdown(c: Comparison): string {
     "- Request rates are achieved rates (completed requests per second over the measured window).",
     "",
   );
+  for (const t of [armsTable(c)]) if (t) out.push(...factTableMd(t));
   if (c.notes.length) {
     out.push("## Findings", "", ...c.notes.map((n) => `- ${md(n)}`), "");
   }
