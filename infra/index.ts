@@ -4,6 +4,7 @@ import { program } from "./program.ts";
 const out = program();
 
 export const instance = out.instance;
+export const createdAt = out.createdAt;
 export const zone = out.zone;
 export const externalIp = out.externalIp;
 export const sshUser = out.sshUser;

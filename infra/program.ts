@@ -24,6 +24,8 @@ export { RUN_KEYS };
 
 export interface ProgramOutputs {
   instance: pulumi.Output<string>;
+  /** GCE's creation time of the VM: where the billing window starts. */
+  createdAt: pulumi.Output<string>;
   zone: pulumi.Output<string>;
   externalIp: pulumi.Output<string>;
   sshUser: string;
@@ -171,6 +173,7 @@ export function program(): ProgramOutputs {
 
   return {
     instance: vm.instanceName,
+    createdAt: vm.instance.creationTimestamp,
     zone: vm.zone,
     externalIp: vm.externalIp,
     sshUser: config.gcp.sshUser,

@@ -53,6 +53,10 @@ export interface SideSummary {
   invalidReason?: string;
   repeats: number;
   server: ServerView;
+  /** Host price ÷ output token rate, USD per 1M output tokens (runs with a price only). */
+  usdPerMillionOutputTokens?: number;
+  /** Host price ÷ goodput (÷ completed requests without SLOs), USD per good request. */
+  usdPerGoodRequest?: number;
 }
 
 export interface MetricDelta {
@@ -101,6 +105,23 @@ export interface Comparison {
   rows: ComparisonRow[];
   /** Plain-language findings, e.g. "managed does not win at concurrency 1". */
   notes: string[];
+  /** What the run cost and how the per-point prices were made (runs with a price only). */
+  cost?: RunCost;
   /** The arms of one run: what differs between their plans, and a warning when not one thing. */
   arms?: { differences: ArmDifference[]; warning?: string };
+}
+
+export interface RunCost {
+  currency: "USD";
+  hourlyUsd: number;
+  /** Where the price comes from: the price table and its date, or the user's stated price. */
+  source: string;
+  /** GPUs billed per hour of the host (a3-highgpu-8g: all 8, however many the plan uses). */
+  gpus?: number;
+  /** Billing window, provisioned → destroyed, when the run recorded both ends. */
+  window?: { start: string; end: string; hours: number };
+  gpuHours?: number;
+  totalUsd?: number;
+  /** Always an estimate: list prices, not a bill. */
+  estimate: true;
 }

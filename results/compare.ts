@@ -7,6 +7,7 @@ import { UserError } from "../lib/errors.ts";
 import { groupBy } from "../lib/group.ts";
 import { percentileSorted } from "../lib/percentile.ts";
 import { armDifferences, attributionWarning } from "../stacks/arm-differences.ts";
+import { GCP_MACHINES } from "../stacks/catalog.ts";
 import type { StackPlan } from "../stacks/plan-types.ts";
 import {
   bootstrapDeltas,
@@ -20,11 +21,13 @@ import type {
   ComparisonRow,
   MetricDelta,
   Quantiles,
+  RunCost,
   ServerView,
   SideSummary,
   Verdict,
 } from "./compare-types.ts";
 import { mean } from "./genai-perf/stats.ts";
+import type { RunManifest } from "./store.ts";
 
 /** One measured request as the comparison needs it (failed requests carry ok=false). */
 export interface RequestSample {
@@ -72,17 +75,70 @@ export interface CompareOptions {
 /** What a comparison of a run's arms knows beyond the measurements. */
 export interface RunContext {
   plans: { a: StackPlan; b: StackPlan };
+  /** The host's price and the billing window, from the manifest's infra facts. */
+  cost?: RunCost;
+}
+
+/** GPUs billed per host hour: the machine type's, else what the host reported, else the plan's. */
+function billedGpus(m: Partial<RunManifest>, plan: StackPlan, arm: string): number | undefined {
+  const cfg = (m.config as Record<string, { gcp?: { machineType?: string } }> | undefined)?.[arm];
+  const machine = cfg?.gcp?.machineType;
+  if (m.target === "gcp-vm" && machine && GCP_MACHINES[machine]) return GCP_MACHINES[machine]!.gpus;
+  const reported = m.infra?.hostFacts?.gpus;
+  if (reported && reported !== "none") return reported.split(";").length;
+  return plan.hosts[0]?.gpuIds.length;
+}
+
+/** The run's cost from its billing window and the price it recorded (undefined without a price). */
+export function runCost(
+  m: Partial<RunManifest>,
+  plan: StackPlan,
+  arm: string,
+): RunCost | undefined {
+  const billing = m.infra?.billing;
+  const hourly = billing?.hourlyUsd;
+  if (hourly === undefined) return undefined;
+  let source =
+    m.target === "ssh"
+      ? "ssh.hourlyUsd: the price stated for this host in the stack"
+      : plan.cost
+        ? `${plan.cost.basis}; ${plan.cost.source}`
+        : "the price recorded by the run";
+  if (m.emulated)
+    source +=
+      " — EMULATED run: the price is the host's, the throughput is engine-sim's, so these $ figures describe no GPU";
+  const gpus = billedGpus(m, plan, arm);
+  const cost: RunCost = { currency: "USD", hourlyUsd: hourly, source, estimate: true };
+  if (gpus !== undefined) cost.gpus = gpus;
+  const start = billing?.start ? Date.parse(billing.start) : Number.NaN;
+  const end = billing?.end ? Date.parse(billing.end) : Number.NaN;
+  if (Number.isFinite(start) && Number.isFinite(end) && end >= start) {
+    const hours = (end - start) / 3_600_000;
+    cost.window = { start: billing!.start!, end: billing!.end!, hours };
+    cost.totalUsd = hourly * hours;
+    if (gpus !== undefined) cost.gpuHours = gpus * hours;
+  }
+  return cost;
 }
 
 /** The context of a stored run's two arms (side A = first arm), from its manifest. */
-export function runContext(m: {
-  arms: string[];
-  plans: Record<string, StackPlan>;
-}): RunContext | undefined {
+export function runContext(
+  m: Pick<RunManifest, "arms" | "plans"> & Partial<RunManifest>,
+): RunContext | undefined {
   const [a, b] = m.arms;
   const pa = a ? m.plans[a] : undefined;
   const pb = b ? m.plans[b] : undefined;
-  return pa && pb ? { plans: { a: pa, b: pb } } : undefined;
+  if (!pa || !pb) return undefined;
+  const cost = runCost(m, pa, a!);
+  return { plans: { a: pa, b: pb }, ...(cost ? { cost } : {}) };
+}
+
+/** Per-side prices at a load point: the host's price per second over what the arm produced. */
+export function priceSide(s: SideSummary, hourlyUsd: number): void {
+  const perSec = hourlyUsd / 3600;
+  if (s.outputTokensPerSec > 0) s.usdPerMillionOutputTokens = (perSec / s.outputTokensPerSec) * 1e6;
+  const good = s.goodputRps ?? s.achievedRps;
+  if (good > 0) s.usdPerGoodRequest = perSec / good;
 }
 
 /** Describes workload differences; empty when comparable. */
@@ -358,6 +414,11 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
     }
     const sa = summarizeSide(a.label, pa, slo);
     const sb = summarizeSide(b.label, pb, slo);
+    const price = opts.run?.cost?.hourlyUsd;
+    if (price !== undefined && sa.valid && sb.valid) {
+      priceSide(sa, price);
+      priceSide(sb, price);
+    }
     const deltas =
       sa.valid && sb.valid
         ? [...latencyDeltas(pa, pb, opts.seed ?? 1), ...rateDeltas(pa, pb, sa, sb, slo)]
@@ -404,6 +465,7 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
       .join(", "),
     rows,
     notes,
+    ...(opts.run?.cost ? { cost: opts.run.cost } : {}),
     ...(arms ? { arms } : {}),
   };
 }
@@ -428,6 +490,11 @@ export function findings(rows: readonly ComparisonRow[], la: string, lb: string)
   }
   return out;
 }
+
+const COST_METRICS: [string, (s: SideSummary) => number | undefined][] = [
+  ["usd_per_1m_output_tokens", (s) => s.usdPerMillionOutputTokens],
+  ["usd_per_good_request", (s) => s.usdPerGoodRequest],
+];
 
 /** The comparison table as CSV (one row per model × point × metric). */
 export function comparisonCsv(c: Comparison): string {
@@ -465,6 +532,32 @@ export function comparisonCsv(c: Comparison): string {
           num(d.ciHighPct),
           d.verdict,
           d.method,
+          String(r.a.valid),
+          String(r.b.valid),
+          String(c.emulated),
+        ]
+          .map(esc)
+          .join(","),
+      );
+    }
+    // Prices are derived from the rates above (no interval of their own); the source is named.
+    for (const [metric, pick] of COST_METRICS) {
+      const a = pick(r.a);
+      const b = pick(r.b);
+      if (a === undefined || b === undefined) continue;
+      lines.push(
+        [
+          r.model,
+          r.point,
+          metric,
+          "USD",
+          num(a),
+          num(b),
+          num(((b - a) / a) * 100),
+          "",
+          "",
+          b < a ? "cheaper" : b > a ? "dearer" : "same",
+          `estimate: host price ${c.cost?.hourlyUsd ?? "?"} USD/h ÷ measured rate (${c.cost?.source ?? ""})`,
           String(r.a.valid),
           String(r.b.valid),
           String(c.emulated),

@@ -27,8 +27,10 @@ export interface MachineSpec {
   onDemandHourly: number;
 }
 
-export const PRICE_SOURCE =
-  "approximate GCP list prices, us-central1, USD (https://cloud.google.com/compute/gpus-pricing); SPOT/FLEX_START assume a 60% discount";
+/** When the table's prices were taken: every cost the kit reports names it. */
+export const PRICE_TABLE_DATE = "2026-11-24";
+
+export const PRICE_SOURCE = `approximate GCP list prices of ${PRICE_TABLE_DATE}, us-central1, USD (https://cloud.google.com/compute/gpus-pricing); SPOT/FLEX_START assume a 60% discount`;
 
 export const GCP_MACHINES: Record<string, MachineSpec> = {
   "a3-highgpu-8g": { gpuType: "h100-80gb", gpus: 8, onDemandHourly: 88.49 },

@@ -33,3 +33,56 @@ export function armsTable(c: Comparison): FactTable | undefined {
     notes: [],
   };
 }
+
+const usd = (x: number | undefined, digits: number) =>
+  x === undefined || !Number.isFinite(x) ? "—" : `$${x.toFixed(digits)}`;
+
+/** Digits that keep a few significant figures of small prices ($0.000123 per request). */
+function priceDigits(xs: (number | undefined)[]): number {
+  const min = Math.min(...xs.filter((x): x is number => x !== undefined && x > 0));
+  if (!Number.isFinite(min)) return 2;
+  return Math.min(8, Math.max(2, 2 - Math.floor(Math.log10(min))));
+}
+
+/** "Cost": the run's window, GPU-hours and $, and per point the price of output and of good requests. */
+export function costTable(c: Comparison): FactTable | undefined {
+  const k = c.cost;
+  if (!k) return undefined;
+  const w = k.window;
+  const lead = [
+    `Priced at ${usd(k.hourlyUsd, 2)}/h (ESTIMATE; ${k.source}).`,
+    w
+      ? `Billing window ${w.start} → ${w.end}: ${w.hours.toFixed(2)} h${k.gpuHours !== undefined ? `, ${k.gpuHours.toFixed(2)} GPU-hours (${k.gpus} GPUs billed)` : ""}, ~${usd(k.totalUsd, 2)} for the whole run (provisioning, weight loading and both arms).`
+      : "The run recorded no complete billing window (still up, or kept): no total.",
+  ].join(" ");
+  const tok = c.rows.flatMap((r) => [r.a.usdPerMillionOutputTokens, r.b.usdPerMillionOutputTokens]);
+  const req = c.rows.flatMap((r) => [r.a.usdPerGoodRequest, r.b.usdPerGoodRequest]);
+  const dt = priceDigits(tok);
+  const dr = priceDigits(req);
+  const good = Object.keys(c.slo).length
+    ? "good request (meets every SLO)"
+    : "completed request (no SLOs)";
+  return {
+    title: "Cost",
+    lead,
+    headers: [
+      "model",
+      "load point",
+      `$/1M output tokens A: ${c.labels.a}`,
+      `B: ${c.labels.b}`,
+      `$ per ${good} A`,
+      "B",
+    ],
+    rows: c.rows.map((r) => [
+      r.model,
+      r.point,
+      usd(r.a.usdPerMillionOutputTokens, dt),
+      usd(r.b.usdPerMillionOutputTokens, dt),
+      usd(r.a.usdPerGoodRequest, dr),
+      usd(r.b.usdPerGoodRequest, dr),
+    ]),
+    notes: [
+      "Per point: the host's price per second ÷ the arm's measured output-token rate (or goodput) at that point. Both arms ran on the same host, one after the other, so both are priced at the whole host's rate; INVALID points are not priced.",
+    ],
+  };
+}

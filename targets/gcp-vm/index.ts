@@ -221,6 +221,12 @@ export async function destroyWithRetries(
   return false;
 }
 
+/** The billing window starts at GCE's own creation time of the VM when the outputs carry it. */
+export function billingStart(outputs: Record<string, unknown>, now: Date): string {
+  const t = typeof outputs.createdAt === "string" ? Date.parse(outputs.createdAt) : Number.NaN;
+  return new Date(Number.isFinite(t) ? t : now.getTime()).toISOString();
+}
+
 /**
  * After a failed destroy: delete what the audit finds by the run's label and name prefix, with
  * gcloud, so that a VM does not keep billing until someone reads the log; then audit again.
@@ -384,7 +390,10 @@ export function gcpVmTarget(
         instance: String(outputs.instance ?? ""),
         host: ip,
         sshCommand: String(outputs.sshCommand ?? ""),
-        billing: { ...ctx.store.readManifest().infra?.billing, start: new Date().toISOString() },
+        billing: {
+          ...ctx.store.readManifest().infra?.billing,
+          start: billingStart(outputs, deps.now()),
+        },
       });
       if (deps.sshFilesRoot) await writeLocalSshFiles(runId, keys, ip, deps.sshFilesRoot);
       ctx.log.info(
@@ -441,7 +450,7 @@ export function gcpVmTarget(
       }
       ctx.saveInfra({
         state: ok ? "destroyed" : "destroy-failed",
-        billing: { ...ctx.store.readManifest().infra?.billing, end: new Date().toISOString() },
+        billing: { ...ctx.store.readManifest().infra?.billing, end: deps.now().toISOString() },
       });
       if (!ok)
         ctx.log.error(

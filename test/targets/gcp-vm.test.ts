@@ -83,7 +83,13 @@ class FakeStack implements StackOps {
       );
     const err = this.b.upErrors?.shift();
     if (err) throw new Error(err);
-    return { externalIp: "127.0.0.1", sshUser: "inferbench", instance: "vm", sshCommand: "ssh …" };
+    return {
+      externalIp: "127.0.0.1",
+      sshUser: "inferbench",
+      instance: "vm",
+      sshCommand: "ssh …",
+      createdAt: "2026-12-01T03:58:00.123-08:00",
+    };
   }
   async outputs() {
     return {};
@@ -239,7 +245,11 @@ describe("gcp-vm through the one run path", () => {
     assert.equal(plan.order, "abba");
     assert.deepEqual(plan.steps.map((s: { arm: string }) => s.arm[0]).join(""), "bbmmmmbb");
     assert.equal(plan.swaps.count, 2);
-    assert.ok(srv.commands.includes("docker compose -p inferbench-baseline down --remove-orphans"));
+    assert.ok(
+      srv.commands.includes(
+        "docker compose -p inferbench-baseline --profile runner down --remove-orphans",
+      ),
+    );
     // The same folder layout under each arm's points/ and the same run-level files.
     for (const arm of ["baseline", "managed"]) {
       const c = tree(join(cloud.dir, arm, "points"));
@@ -557,6 +567,8 @@ describe("gcp-vm provisioning (fake cloud, fake host)", () => {
     const cfg = t.stack().config;
     assert.equal(cfg.get("gcp:project")?.value, "env-proj", "the provider gets the same project");
     assert.equal(cfg.get("deadline")?.value, "2026-12-01T16:00:00Z");
+    // The billing window starts at GCE's creation time of the VM.
+    assert.equal(infra.billing?.start, "2026-12-01T11:58:00.123Z");
     assert.ok(t.stack().upOpts[0]?.hardSignal, "a second Ctrl-C reaches pulumi as a second SIGINT");
     // What the manifest says wins over today's config (e.g. `destroy` long after the run).
     t.store.updateInfra({ project: "moved-proj", network: "othernet" });
