@@ -105,14 +105,18 @@ async function detachedPulumiCommand(auto: Auto, runner: DetachedRunner) {
 }
 
 /** Real Automation API. Loaded lazily so that tests and `--help` never touch it. */
-export function localAutomation(envVars: Record<string, string> = {}): AutomationApi {
+export function localAutomation(
+  envVars: Record<string, string> = {},
+  /** Where the user's stacks live (Pulumi.yaml); the repository unless a test says otherwise. */
+  projectDir = REPO_DIR,
+): AutomationApi {
   const runner = detachedRunner();
   return {
     async readProjectConfig(stackName, key) {
       const { automation: auto } = await import("@pulumi/pulumi");
       const stack = await auto.LocalWorkspace.selectStack(
-        { stackName, workDir: REPO_DIR },
-        { workDir: REPO_DIR, pulumiCommand: await detachedPulumiCommand(auto, runner), envVars },
+        { stackName, workDir: projectDir },
+        { workDir: projectDir, pulumiCommand: await detachedPulumiCommand(auto, runner), envVars },
       );
       try {
         return (await stack.getConfig(`inferbench:${key}`)).value;
@@ -134,8 +138,16 @@ export function localAutomation(envVars: Record<string, string> = {}): Automatio
           envVars: { NODE_OPTIONS: "--import tsx", ...envVars },
         },
       );
-      const hard = (o: OpOptions) =>
-        o.hardSignal?.addEventListener("abort", () => runner.interruptAgain(), { once: true });
+      /** Runs an operation with a hard abort wired to a second SIGINT (and unwired after). */
+      const withHard = async <T>(o: OpOptions, f: () => Promise<T>): Promise<T> => {
+        const onHard = () => runner.interruptAgain();
+        o.hardSignal?.addEventListener("abort", onHard, { once: true });
+        try {
+          return await f();
+        } finally {
+          o.hardSignal?.removeEventListener("abort", onHard);
+        }
+      };
       const flat = (outs: Record<string, { value: unknown }>) =>
         Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, v.value]));
       return {
@@ -159,11 +171,12 @@ export function localAutomation(envVars: Record<string, string> = {}): Automatio
           await stack.setAllConfig(all);
         },
         async up(o = {}) {
-          hard(o);
-          const r = await stack.up({
-            ...(o.onOutput ? { onOutput: o.onOutput } : {}),
-            ...(o.signal ? { signal: o.signal } : {}),
-          });
+          const r = await withHard(o, () =>
+            stack.up({
+              ...(o.onOutput ? { onOutput: o.onOutput } : {}),
+              ...(o.signal ? { signal: o.signal } : {}),
+            }),
+          );
           return flat(r.outputs);
         },
         async outputs() {
