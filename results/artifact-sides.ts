@@ -11,6 +11,7 @@ import { getTokenizer } from "../lib/tokenizer.ts";
 import type { PointData, RequestSample, SideData } from "./compare.ts";
 import { requestMetrics } from "./genai-perf/metrics.ts";
 import { readProfileExport } from "./genai-perf/reader.ts";
+import { IMPORT_FILE, loadImportedSide } from "./importers/index.ts";
 import { RECORDS_FILE, readRecords } from "./run-sides.ts";
 
 const RAW = "profile_export.json";
@@ -61,6 +62,7 @@ function modelOf(folder: string, payload: string): string {
 
 export function loadArtifactSide(root: string, label: string): SideData {
   if (!existsSync(root)) throw new UserError(`${root}: no such run id or folder`);
+  if (existsSync(join(root, IMPORT_FILE))) return loadImportedSide(root, label); // inferbench import
   const folders = findArtifactFolders(root);
   if (folders.length === 0) {
     const summaries = findFolders(root, (f) => summariesIn(f).length > 0).flatMap(summariesIn);

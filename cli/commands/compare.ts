@@ -14,6 +14,7 @@ import {
   type SideData,
 } from "../../results/compare.ts";
 import type { Comparison } from "../../results/compare-types.ts";
+import { definitionDifferences, definitionsOf } from "../../results/importers/index.ts";
 import { loadArmSide, loadRunSides } from "../../results/run-sides.ts";
 import { DEFAULT_RUNS_DIR, RunStore } from "../../results/store.ts";
 import type { Arm } from "../../stacks/plan-types.ts";
@@ -22,6 +23,7 @@ import { formatRunSummary } from "../run-summary.ts";
 
 const optionsSchema = z.object({
   force: z.boolean().default(false),
+  allowMixedDefinitions: z.boolean().default(false),
   json: z.boolean().default(false),
   out: z.string().min(1).optional(),
   runsDir: z.string().min(1).default(DEFAULT_RUNS_DIR),
@@ -55,13 +57,30 @@ export function resolveSide(spec: string, runsDir: string): SideData {
   });
 }
 
-export function compareSpecs(specs: string[], runsDir: string, opts: CompareOptions): Comparison {
+export function compareSpecs(
+  specs: string[],
+  runsDir: string,
+  opts: CompareOptions & { allowMixedDefinitions?: boolean },
+): Comparison {
   if (specs.length === 1) {
     const store = RunStore.open(specs[0]!, runsDir);
     const sides = loadRunSides(store);
     return compareSides(sides.a, sides.b, opts);
   }
-  return compareSides(resolveSide(specs[0]!, runsDir), resolveSide(specs[1]!, runsDir), opts);
+  const [a, b] = [resolveSide(specs[0]!, runsDir), resolveSide(specs[1]!, runsDir)];
+  // Sides measured by different tools may define a metric differently (see inferbench import).
+  const mixed = definitionDifferences(definitionsOf(a.source), definitionsOf(b.source));
+  if (mixed.length > 0 && !opts.allowMixedDefinitions)
+    throw new UserError(
+      `refusing to compare ${a.label} with ${b.label}: their metrics are defined differently:\n  ${mixed.join("\n  ")}`,
+      {
+        hint: "pass --allow-mixed-definitions to compare anyway (the notes will say which differ)",
+      },
+    );
+  const c = compareSides(a, b, opts);
+  if (mixed.length > 0)
+    c.notes.push(`Mixed metric definitions (--allow-mixed-definitions): ${mixed.join("; ")}.`);
+  return c;
 }
 
 export function registerCompare(program: Command): void {
@@ -79,6 +98,10 @@ export function registerCompare(program: Command): void {
       "--force",
       "compare even when the workloads differ (the differences are listed in the notes)",
     )
+    .option(
+      "--allow-mixed-definitions",
+      "compare sides whose tools define a metric differently (e.g. an AIPerf import counting OSL from server usage)",
+    )
     .option("--json", "print the comparison as JSON on stdout")
     .option("--out <dir>", "write comparison.json and comparison.csv into <dir>")
     .option("--runs-dir <dir>", "where runs are stored", DEFAULT_RUNS_DIR)
@@ -88,7 +111,10 @@ export function registerCompare(program: Command): void {
     )
     .action(async (a: string, b: string | undefined, raw: unknown) => {
       const opts = parseOptions(optionsSchema, raw);
-      const c = compareSpecs(b === undefined ? [a] : [a, b], opts.runsDir, { force: opts.force });
+      const c = compareSpecs(b === undefined ? [a] : [a, b], opts.runsDir, {
+        force: opts.force,
+        allowMixedDefinitions: opts.allowMixedDefinitions,
+      });
       if (opts.json) process.stdout.write(`${JSON.stringify(c, null, 2)}\n`);
       else process.stdout.write(`${formatRunSummary(c)}\n`);
       if (opts.out) {
