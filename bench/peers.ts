@@ -360,14 +360,14 @@ async function main(): Promise<void> {
   lines.push(
     `bench:peers ${new Date().toISOString().slice(0, 10)} — backend ${backendKind}${backendKind === "engine-sim" ? " (EMULATED llama-3.1-8b@h100)" : " (zero-delay SSE)"}, streaming completions ${ISL} in / ${OSL} out, concurrency ${concurrency}, ${requests} requests, ${repeats} repeats alternated, medians; ${host}`,
     "",
-    "| tool | req/s | requests per client CPU-second | TTFT p50 ms | TTFT p99 ms | errors | in-flight |",
-    "|---|---|---|---|---|---|---|",
+    "| tool | req/s | requests per client CPU-second | client CPU s per run (start-up included) | TTFT p50 ms | TTFT p99 ms | errors | in-flight |",
+    "|---|---|---|---|---|---|---|---|",
   );
   for (const tool of TOOLS) {
     const rs = runs.filter((x) => x.tool === tool);
     const med = (k: keyof Measured) => median(rs.map((x) => x[k] as number));
     lines.push(
-      `| ${tool} | ${f(med("rps"))} | ${f(med("perCpuSec"), 0)} | ${f(med("ttftP50"))} | ${f(med("ttftP99"))} | ${rs.reduce((t, x) => t + x.errors, 0)}/${rs.reduce((t, x) => t + x.requests, 0)} | ${f(med("inFlight"))} |`,
+      `| ${tool} | ${f(med("rps"))} | ${f(med("perCpuSec"), 0)} | ${f(med("cpuSec"), 2)} | ${f(med("ttftP50"))} | ${f(med("ttftP99"))} | ${rs.reduce((t, x) => t + x.errors, 0)}/${rs.reduce((t, x) => t + x.requests, 0)} | ${f(med("inFlight"))} |`,
     );
   }
   const base = agreement.find((a) => a.tool === "inferbench")!;
