@@ -34,12 +34,25 @@ export function hfEnvFile(token: string | undefined): string {
   return `HF_TOKEN=${token}\nHUGGING_FACE_HUB_TOKEN=${token}\n`;
 }
 
+/** The pid file of a running `compose up` (the shell execs compose, keeping its pid). */
+export const UP_PID_FILE = ".inferbench-up.pid";
+
 export function composeUpCommand(dir: string, project: string, waitTimeoutSec: number): string {
-  return `cd ${shQuote(dir)} && docker compose -p ${shQuote(project)} up -d --wait --wait-timeout ${Math.ceil(waitTimeoutSec)} --remove-orphans`;
+  return `cd ${shQuote(dir)} && echo $$ > ${UP_PID_FILE} && exec docker compose -p ${shQuote(project)} up -d --wait --wait-timeout ${Math.ceil(waitTimeoutSec)} --remove-orphans`;
 }
 
+/**
+ * Stops an interrupted `compose up` on the host: closing the SSH channel does not, and an up that
+ * goes on creating containers would outlive the `down` that follows.
+ */
+export function stopUpCommand(dir: string): string {
+  const pid = `${shQuote(dir)}/${UP_PID_FILE}`;
+  return `p=$(cat ${pid} 2>/dev/null) && kill -TERM "$p" 2>/dev/null; for i in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done; rm -f ${pid}`;
+}
+
+/** Down with the runner's profile active, so its (one-off) containers go too. */
 export function composeDownCommand(project: string): string {
-  return `docker compose -p ${shQuote(project)} down --remove-orphans`;
+  return `docker compose -p ${shQuote(project)} --profile runner down --remove-orphans`;
 }
 
 export const COMPOSE_LS_COMMAND = "docker compose ls -a --format json";
@@ -145,6 +158,10 @@ export async function deployBundle(host: RemoteHost, req: DeployRequest): Promis
   try {
     await must(host, composeUpCommand(dir, req.projectName, req.waitTimeoutSec), req);
   } catch (err) {
+    if (req.signal?.aborted) {
+      await host.exec(stopUpCommand(dir), { timeoutMs: 30_000 }).catch(() => undefined);
+      throw err;
+    }
     throw await withLogs(err as Error);
   }
   const ps = await must(host, composePsCommand(dir, req.projectName), req);

@@ -228,8 +228,10 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
             deployed.delete(other);
           }
       if (!deployed.has(block.arm)) {
-        await target.deployArm(block.arm, ctx);
+        // Counted as deployed before it is: a deploy that fails or is interrupted half-way still
+        // gets its undeploy in `finally`.
         deployed.add(block.arm);
+        await target.deployArm(block.arm, ctx);
       }
       for (const s of block.steps)
         opts.onProgress?.(
@@ -252,7 +254,9 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
       await target
         .undeployArm(arm, ctx)
         .catch((err) => opts.log.warn(`undeploying ${arm}: ${errorMessage(err)}`));
-    if (opts.keep && !opts.signal.aborted) {
+    // `run.destroyAfterRun: false` in a stack keeps the host, as `--keep` does.
+    const keep = opts.keep || Object.values(plan.arms).some((p) => !p.runner.destroyAfterRun);
+    if (keep && !opts.signal.aborted) {
       ctx.saveInfra({ state: "kept" });
     } else {
       destroyed = await target.destroy(ctx).catch((err) => {

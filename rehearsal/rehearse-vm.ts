@@ -20,7 +20,14 @@ import { stringify } from "yaml";
 import { deployBundle, projectDir, undeployBundle } from "../compose/remote.ts";
 import { connectSsh, type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
 import { startEgressProxy } from "./egress-proxy.ts";
-import { lockReleased, rehearseSshRun, tagServiceImages } from "./run-ssh.ts";
+import { rehearseFaults } from "./faults.ts";
+import {
+  copyImages,
+  lockReleased,
+  REHEARSAL_IMAGES,
+  rehearseSshRun,
+  tagServiceImages,
+} from "./run-ssh.ts";
 import {
   type InstallStep,
   installEnv,
@@ -273,6 +280,8 @@ export async function rehearseVm(opts: {
   name?: string;
   logDir: string;
   skipInstall?: boolean;
+  /** Skip the fault rehearsals (host death, Ctrl-C, network drop, a second run). */
+  skipFaults?: boolean;
   installSteps?: InstallStep[];
   signal?: AbortSignal;
   log?: (line: string) => void;
@@ -345,6 +354,22 @@ export async function rehearseVm(opts: {
     const left = await engineLeftovers(conn, signal);
     if (left.length) throw new Error(`the benchmark left on the host: ${left.join("; ")}`);
     if (!(await lockReleased(conn, h))) throw new Error("the host's run lock was not released");
+    if (!opts.skipFaults) {
+      const victim = await time("second host up (to be killed)", () =>
+        startVmHost({ onLog: log, name: `${h.name}v`.slice(0, 12) }),
+      );
+      try {
+        await time("images → second host", () => copyImages(h, victim, REHEARSAL_IMAGES));
+        const faults = await time("fault rehearsals", () =>
+          rehearseFaults({ host: h, victim, workDir: opts.logDir, log }),
+        );
+        for (const f of faults)
+          timings.push({ step: `  ${f.fault}`, seconds: f.seconds, status: "ok" });
+      } finally {
+        const down = await victim.stop();
+        timings.push({ step: "second host down", seconds: down, status: "ok" });
+      }
+    }
     return { timings, engine: { server: engine.server, api: engine.api, compose: engine.compose } };
   } finally {
     ssh?.close();
@@ -364,6 +389,7 @@ export function formatTimings(timings: StepTiming[]): string {
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
   const skipInstall = args.includes("--skip-install");
+  const skipFaults = args.includes("--no-faults");
   const unknown = args.filter((a) => a !== "--skip-install");
   if (unknown.length) {
     console.error(`rehearse-vm: unknown argument ${unknown[0]} (only --skip-install)`);
@@ -386,7 +412,15 @@ async function main(): Promise<number> {
   const name = `vm${process.pid % 100000}`;
   const timings: StepTiming[] = [];
   try {
-    const report = await rehearseVm({ name, logDir, skipInstall, signal: ac.signal, log, timings });
+    const report = await rehearseVm({
+      name,
+      logDir,
+      skipInstall,
+      skipFaults,
+      signal: ac.signal,
+      log,
+      timings,
+    });
     console.log(
       `rehearse:vm passed: engine ${report.engine.server} (API ${report.engine.api}), compose ${report.engine.compose}`,
     );

@@ -58,6 +58,33 @@ export async function tagServiceImages(h: VmHost, kitImage: string): Promise<voi
   }
 }
 
+/** Copies images from one rehearsal host's engine to another's (docker save | docker load). */
+export async function copyImages(from: VmHost, to: VmHost, tags: readonly string[]): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const save = spawn(from.dockerCli.bin, ["save", ...tags], {
+      env: from.dockerCli.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const load = spawn(to.dockerCli.bin, ["load", "-q"], {
+      env: to.dockerCli.env,
+      stdio: ["pipe", "ignore", "pipe"],
+    });
+    save.stdout.pipe(load.stdin);
+    let err = "";
+    for (const c of [save, load]) c.stderr.on("data", (d) => (err += d));
+    let n = 0;
+    const done = (code: number | null) => {
+      if (code !== 0) reject(new Error(`docker save | load: exit ${code}: ${err.slice(-500)}`));
+      else if (++n === 2) resolve();
+    };
+    save.on("close", done);
+    load.on("close", done);
+  });
+}
+
+/** Every image the rehearsal's compose projects use. */
+export const REHEARSAL_IMAGES = [DEFAULT_KIT_IMAGE, ROUTER_IMAGE, DEFAULT_ENGINE_SIM_IMAGE];
+
 /** The rehearsal's stack: the local reference layout shrunk to one model, on the ssh target. */
 export function rehearsalStack(h: VmHost, keyFile: string): Record<string, unknown> {
   return {

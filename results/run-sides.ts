@@ -13,6 +13,7 @@ import {
   comparisonCsv,
   type PointData,
   type RequestSample,
+  runContext,
   type SideData,
 } from "./compare.ts";
 import type { Comparison } from "./compare-types.ts";
@@ -205,7 +206,9 @@ export async function compareRun(
   store: RunStore,
 ): Promise<{ comparison: Comparison; reportHtml: string }> {
   const sides = loadRunSides(store);
-  const comparison = compareSides(sides.a, sides.b);
+  // The run's own context: what differs between the arms, and the cost of its billing window.
+  const run = runContext(store.readManifest());
+  const comparison = compareSides(sides.a, sides.b, run ? { run } : {});
   store.writeJson(store.file("comparison.json"), comparison);
   writeFileAtomicSync(store.file("comparison.csv"), comparisonCsv(comparison));
   await writeReport(comparison, store.dir);

@@ -21,6 +21,9 @@ import type { PointRecord, RunStore } from "../results/store.ts";
 import type { Arm } from "../stacks/plan-types.ts";
 import type { ArmEndpoints, ExperimentPlan, ExperimentStep } from "./plan-file.ts";
 
+/** `inferbench runner`'s exit status when it measured every step but some are INVALID. */
+export const RUNNER_SOME_INVALID = 3;
+
 export interface RunArmOptions {
   plan: ExperimentPlan;
   arm: Arm;

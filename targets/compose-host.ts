@@ -19,6 +19,7 @@ import { DEFAULT_REMOTE_ROOT } from "../infra/startup-script.ts";
 import { writeFileAtomic } from "../lib/atomic.ts";
 import { type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
 import type { ExperimentPlan, ExperimentStep } from "../runner/plan-file.ts";
+import { RUNNER_SOME_INVALID } from "../runner/run-arm.ts";
 import type { Arm, DatasetPlan, StackPlan } from "../stacks/plan-types.ts";
 import type { Leftover, TargetContext } from "./types.ts";
 
@@ -72,7 +73,12 @@ export function runnerRunCommand(
   steps: readonly number[],
 ): string {
   const argv = [...runnerArgv(arm, runId), "--steps", steps.join(",")];
-  return `cd ${shQuote(dir)} && mkdir -p ${RESULTS_DIR} && docker compose -p ${shQuote(project)} --profile runner run --rm --no-deps runner ${argv.map(shQuote).join(" ")}`;
+  return `cd ${shQuote(dir)} && mkdir -p ${RESULTS_DIR} && docker compose -p ${shQuote(project)} --profile runner run --rm --no-deps --name ${shQuote(runnerContainer(project, runId))} runner ${argv.map(shQuote).join(" ")}`;
+}
+
+/** The runner's container name: known, so an interrupted runner can be removed by name. */
+export function runnerContainer(project: string, runId: string): string {
+  return `${project}-runner-${runId}`;
 }
 
 export interface ComposeHost {
@@ -128,13 +134,26 @@ export function composeHost(host: () => RemoteHost, opts: ComposeHostOptions = {
         ctx.store.runId,
         steps.map((s) => s.index),
       );
-      const r = await host().exec(cmd, {
-        signal: ctx.signal,
-        onStdout: (s) => ctx.log.info(s.trimEnd()),
-        onStderr: out(ctx),
-      });
+      let r: Awaited<ReturnType<RemoteHost["exec"]>>;
+      try {
+        r = await host().exec(cmd, {
+          signal: ctx.signal,
+          onStdout: (s) => ctx.log.info(s.trimEnd()),
+          onStderr: out(ctx),
+        });
+      } catch (err) {
+        // Closing the SSH channel does not stop `compose run` on the host: remove its container.
+        if (ctx.signal.aborted)
+          await host()
+            .exec(`docker rm -f ${shQuote(runnerContainer(projectOf(arm), ctx.store.runId))}`, {
+              timeoutMs: 60_000,
+            })
+            .catch((e) => ctx.log.warn(`removing the interrupted runner: ${(e as Error).message}`));
+        throw err;
+      }
       ctx.signal.throwIfAborted();
-      if (r.code !== 0)
+      // Exit 3: every point measured, some INVALID — evidence the report marks, not a failure.
+      if (r.code !== 0 && r.code !== RUNNER_SOME_INVALID)
         throw new Error(
           `the runner failed on the host (exit ${r.code ?? r.signal}) for ${arm}: ${r.stderr.slice(-1500)}`,
         );

@@ -96,7 +96,7 @@ export function fakeDockerHost(srv: TestSshServer, scratch: string): FakeDockerH
         JSON.stringify([...fake.deployments.keys()].map((Name) => ({ Name }))),
         0,
       );
-    m = /^cd ('[^']+'|\S+) && docker compose -p '?(inferbench-\w+)'? up /.exec(cmd);
+    m = /^cd ('[^']+'|\S+) && (?:echo \$\$ > \S+ && exec )?docker compose -p '?(inferbench-\w+)'? up /.exec(cmd);
     if (m) {
       const plan = JSON.parse(
         readFileSync(join(projectDir(unq(m[1]!)), "plan.json"), "utf8"),
@@ -116,7 +116,7 @@ export function fakeDockerHost(srv: TestSshServer, scratch: string): FakeDockerH
       fake.deployments.set(m[2]!, d);
       return 0;
     }
-    m = /docker compose -p '?(inferbench-\w+)'? down/.exec(cmd);
+    m = /docker compose -p '?(inferbench-\w+)'? (?:--profile runner )?down/.exec(cmd);
     if (m) {
       await fake.deployments.get(m[1]!)?.stop();
       fake.deployments.delete(m[1]!);

@@ -11,6 +11,7 @@ import {
   type CompareOptions,
   compareSides,
   comparisonCsv,
+  runContext,
   type SideData,
 } from "../../results/compare.ts";
 import type { Comparison } from "../../results/compare-types.ts";
@@ -65,7 +66,8 @@ export function compareSpecs(
   if (specs.length === 1) {
     const store = RunStore.open(specs[0]!, runsDir);
     const sides = loadRunSides(store);
-    return compareSides(sides.a, sides.b, opts);
+    const run = runContext(store.readManifest());
+    return compareSides(sides.a, sides.b, { ...opts, ...(run ? { run } : {}) });
   }
   const [a, b] = [resolveSide(specs[0]!, runsDir), resolveSide(specs[1]!, runsDir)];
   // Sides measured by different tools may define a metric differently (see inferbench import).

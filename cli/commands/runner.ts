@@ -10,7 +10,7 @@ import { UserError } from "../../lib/errors.ts";
 import { logger } from "../../lib/logger.ts";
 import { RunStore } from "../../results/store.ts";
 import { parseExperimentPlan } from "../../runner/plan-file.ts";
-import { runArm } from "../../runner/run-arm.ts";
+import { RUNNER_SOME_INVALID, runArm } from "../../runner/run-arm.ts";
 import type { Arm } from "../../stacks/plan-types.ts";
 import { parseOptions } from "../options.ts";
 
@@ -86,7 +86,7 @@ export function registerRunner(program: Command): void {
         logger.info(
           `${opts.arm}: ${r.measured.length} point(s) measured, ${r.skipped} already complete${invalid.length ? `, ${invalid.length} INVALID` : ""}`,
         );
-        if (invalid.length) process.exitCode = 3;
+        if (invalid.length) process.exitCode = RUNNER_SOME_INVALID;
       } catch (err) {
         if (controller.signal.aborted)
           throw new UserError("interrupted; completed points are kept", { exitCode: 130 });

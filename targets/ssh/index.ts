@@ -7,6 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { posix } from "node:path";
+import { MIN_COMPOSE, MIN_DOCKER_ENGINE } from "../../infra/startup-script.ts";
 import { UserError } from "../../lib/errors.ts";
 import { registerSecret } from "../../lib/redact.ts";
 import {
@@ -19,10 +20,6 @@ import {
 import type { StackConfig } from "../../stacks/schema.ts";
 import { composeHost } from "../compose-host.ts";
 import type { Leftover, Target, TargetContext } from "../types.ts";
-
-/** Oldest versions the rendered compose files work with (healthcheck.start_interval: engine 25). */
-export const MIN_DOCKER_ENGINE = [25, 0] as const;
-export const MIN_COMPOSE = [2, 20] as const;
 
 export interface HostFacts {
   docker?: string;

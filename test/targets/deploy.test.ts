@@ -178,8 +178,8 @@ describe("deploy and benchmark over a loopback SSH server", () => {
       assert.equal((await readFile(join(dir, BUNDLE_HASH_FILE), "utf8")).trim(), hash);
       assert.deepEqual(srv.commands, [
         "docker compose ls -a --format json",
-        "docker compose -p inferbench-baseline down --remove-orphans",
-        `cd /opt/inferbench/inferbench-managed && docker compose -p inferbench-managed up -d --wait --wait-timeout ${rendered.waitTimeoutSec} --remove-orphans`,
+        "docker compose -p inferbench-baseline --profile runner down --remove-orphans",
+        `cd /opt/inferbench/inferbench-managed && echo $$ > .inferbench-up.pid && exec docker compose -p inferbench-managed up -d --wait --wait-timeout ${rendered.waitTimeoutSec} --remove-orphans`,
         "cd /opt/inferbench/inferbench-managed && docker compose -p inferbench-managed ps -a --format json",
       ]);
       assert.ok(!srv.commands.join("\n").includes("hf_secret"), "token leaked into a command line");

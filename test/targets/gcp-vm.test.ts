@@ -268,7 +268,11 @@ describe("gcp-vm through the one run path", () => {
       ["managed/points/concurrency4-r1/server-metrics.json", 2],
       ["comparison.json", Number.POSITIVE_INFINITY],
     ] as const) {
-      const read = (d: string) => JSON.parse(readFileSync(join(d, f), "utf8"));
+      // Cost is the one thing only a priced host has (a local run has no price).
+      const read = (d: string) =>
+        JSON.parse(readFileSync(join(d, f), "utf8"), (k, v) =>
+          /^(cost|usd)/i.test(k) ? undefined : v,
+        );
       assert.deepEqual(
         shape(read(cloud.dir), depth),
         shape(read(local.dir), depth),
@@ -282,6 +286,9 @@ describe("gcp-vm through the one run path", () => {
     };
     assert.deepEqual(planShape(cloud.dir), planShape(local.dir));
     assert.ok(cloud.reportHtml && existsSync(cloud.reportHtml));
+    // The cloud run is priced from its billing window (the price table's estimate).
+    assert.equal(typeof cloud.comparison?.cost?.totalUsd, "number");
+    assert.equal(local.comparison?.cost, undefined);
     assert.equal(cloud.comparison?.rows.length, local.comparison?.rows.length);
     const m = new RunStore(cloud.runId, join(root, "runs")).readManifest();
     assert.equal(m.status, "complete");

@@ -124,8 +124,7 @@ describe("ssh target through the one run path", () => {
     };
   }
   /** Commands that deploy or run something (a version probe is not one). */
-  const uploads = () =>
-    srv.commands.filter((c) => /docker compose .*(up|run) /.test(c));
+  const uploads = () => srv.commands.filter((c) => /docker compose .*(up|run) /.test(c));
 
   it("a whole run: host checks, both arms swapped on one host, runner as the SSH user, lock released", async () => {
     const r = await runExperiment(options());

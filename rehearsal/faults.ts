@@ -1,0 +1,282 @@
+/**
+ * Fault rehearsals on the rehearsal host, each through the kit's real executor and ssh target:
+ * - a second run against a host another run holds: refused, naming the holder;
+ * - Ctrl-C during deploy and during a load point: exit 130, completed points kept, nothing left on
+ *   the host, the lock released; the interrupted run then resumes and measures only what is missing;
+ * - the network drops for 20 s (the host's veth down) during a point: the run rides it out;
+ * - the host dies mid-point (every process in its namespace killed): noticed within 60 s, the run
+ *   is marked failed with its completed points, and resumes on another host.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { planStack } from "../cli/plan-stack.ts";
+import { type ExperimentOptions, runExperiment } from "../experiments/execute.ts";
+import { UserError } from "../lib/errors.ts";
+import { createLogger } from "../lib/logger.ts";
+import { connectSsh } from "../lib/ssh/ssh.ts";
+import { RunStore } from "../results/store.ts";
+import type { StackConfig } from "../stacks/schema.ts";
+import { sshTarget } from "../targets/ssh/index.ts";
+import { rehearsalStack } from "./run-ssh.ts";
+import { sshTargetOf, type VmHost } from "./vm-host.ts";
+
+export interface FaultResult {
+  fault: string;
+  seconds: number;
+  detail: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Writes the fault stack (one model, one replica, short points) for host `h`; returns its name. */
+function writeStack(dir: string, h: VmHost, keyFile: string): string {
+  const stack = rehearsalStack(h, keyFile) as { config: Record<string, unknown> };
+  stack.config["inferbench:models"] = [
+    {
+      name: "llama-3.1-8b",
+      hfPath: "meta-llama/Llama-3.1-8B-Instruct",
+      replicas: 1,
+      maxModelLen: 8192,
+      profile: "llama-3.1-8b@h100",
+    },
+  ];
+  stack.config["inferbench:gpus"] = { type: "h100-80gb", count: 1 };
+  stack.config["inferbench:run"] = { repeats: 1, warmupRequests: 1 };
+  // Long enough points (about 10–20 s) that a fault lands inside one.
+  (stack.config["inferbench:workload"] as Record<string, unknown>).requestCount = 60;
+  (stack.config["inferbench:workload"] as Record<string, unknown>).outputTokensMean = 256;
+  writeFileSync(join(dir, "Pulumi.rehearsal-fault.yaml"), stringify(stack));
+  return "rehearsal-fault";
+}
+
+function options(
+  stacksDir: string,
+  runsDir: string,
+  signal: AbortSignal,
+  log: (l: string) => void,
+  extra: Partial<ExperimentOptions> = {},
+): ExperimentOptions {
+  return {
+    stacks: ["rehearsal-fault"],
+    overrides: [],
+    quick: false,
+    interleave: true,
+    runsDir,
+    log: createLogger("fault", log),
+    signal,
+    planArm: (s, o) => {
+      const { plan, loaded } = planStack(s, o, { stacksDir });
+      return { plan, config: loaded.config };
+    },
+    target: (_p, configs) => sshTarget(configs as Record<string, StackConfig>),
+    onProgress: log,
+    ...extra,
+  };
+}
+
+/** Resolves when `pred(line)` holds for a progress line (polled from the collected lines). */
+async function until(lines: string[], pred: (l: string) => boolean, ms: number, what: string) {
+  const t0 = Date.now();
+  while (!lines.some(pred)) {
+    if (Date.now() - t0 > ms) throw new Error(`fault rehearsal: timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Containers, networks and volumes on the host's engine, and whether the run lock is there. */
+async function hostState(h: VmHost): Promise<{ left: string; locked: boolean }> {
+  const ssh = await connectSsh(sshTargetOf(h));
+  try {
+    const r = await ssh.exec(
+      "docker ps -aq; docker network ls -q --filter type=custom; docker volume ls -q",
+    );
+    const lock = await ssh.exec(`test -e ${h.workDir}/.inferbench-lock`);
+    return { left: r.stdout.trim(), locked: lock.code === 0 };
+  } finally {
+    ssh.close();
+  }
+}
+
+async function expectClean(h: VmHost, what: string): Promise<void> {
+  const s = await hostState(h);
+  if (s.left) throw new Error(`${what}: left on the host: ${s.left.replace(/\n/g, " ")}`);
+  if (s.locked) throw new Error(`${what}: the host's run lock was not released`);
+}
+
+/**
+ * Resolves when the host holds a completed point of the run (the host's filesystem is this
+ * machine's: only its network is apart), i.e. the runner is into the next point.
+ */
+async function untilPointOnHost(x: VmHost, lines: string[], ms: number): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    const id = lines.map((l) => /^run (\d{8}-\d{6}-[0-9a-f]{4})/.exec(l)?.[1]).find(Boolean);
+    if (id) {
+      for (const project of existsSync(x.workDir) ? readdirSync(x.workDir) : []) {
+        const arm = project.replace(/^inferbench-/, "");
+        if (
+          existsSync(
+            join(x.workDir, project, "results", id, arm, "points", "concurrency2", "point.json"),
+          )
+        )
+          return;
+      }
+    }
+    if (Date.now() - t0 > ms)
+      throw new Error("fault rehearsal: timed out waiting for a completed point on the host");
+    await sleep(200);
+  }
+}
+
+function runIdOf(lines: string[]): string {
+  for (const l of lines) {
+    const m = /^run (\d{8}-\d{6}-[0-9a-f]{4})/.exec(l);
+    if (m) return m[1]!;
+  }
+  throw new Error("no run id in the progress lines");
+}
+
+export async function rehearseFaults(opts: {
+  host: VmHost;
+  /** A second host, to be killed (its namespace's processes), then resumed on `host`. */
+  victim: VmHost;
+  workDir: string;
+  log: (line: string) => void;
+}): Promise<FaultResult[]> {
+  const { host: h, victim, workDir, log } = opts;
+  const keyOf = (x: VmHost) => {
+    const f = join(workDir, `key-${x.name}`);
+    writeFileSync(f, x.privateKey, { mode: 0o600 });
+    return f;
+  };
+  const stacksDir = join(workDir, "stacks");
+  const runsDir = join(workDir, "fault-runs");
+  writeStack(stacksDir, h, keyOf(h));
+  const out: FaultResult[] = [];
+  const timed = async (fault: string, fn: () => Promise<string>) => {
+    const t0 = performance.now();
+    const detail = await fn();
+    out.push({ fault, seconds: (performance.now() - t0) / 1000, detail });
+    log(`fault ${fault}: ${detail} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  };
+
+  await timed("second run on a held host; Ctrl-C during a point; resume", async () => {
+    const lines: string[] = [];
+    const ac = new AbortController();
+    const first = runExperiment(options(stacksDir, runsDir, ac.signal, (l) => lines.push(l)));
+    await until(lines, (l) => l.startsWith("[1/"), 120_000, "the first point");
+    const second = await runExperiment(
+      options(stacksDir, runsDir, new AbortController().signal, () => {}),
+    ).then(
+      () => "accepted",
+      (e: Error) => e.message,
+    );
+    if (!/is in use by run/.test(second))
+      throw new Error(`a second run on a held host was not refused: ${second}`);
+    // Into the second point of the first arm, then Ctrl-C.
+    await untilPointOnHost(h, lines, 180_000);
+    await sleep(2000);
+    ac.abort(new Error("SIGINT"));
+    const code = await first.then(
+      () => 0,
+      (e: unknown) => (e instanceof UserError ? e.exitCode : 1),
+    );
+    if (code !== 130) throw new Error(`Ctrl-C during a point ended with ${code}, expected 130`);
+    await expectClean(h, "Ctrl-C during a point");
+    const runId = runIdOf(lines);
+    const store = RunStore.open(runId, runsDir);
+    const kept = store.readManifest();
+    if (kept.status !== "interrupted")
+      throw new Error(`status ${kept.status}, expected interrupted`);
+    const done = kept.arms.flatMap((a) =>
+      ["concurrency2", "concurrency8"].filter((p) => store.isPointComplete(a, p, 0)),
+    ).length;
+    if (done < 1) throw new Error("no completed point was kept after Ctrl-C");
+    const resumedLines: string[] = [];
+    const r = await runExperiment({
+      ...options(stacksDir, runsDir, new AbortController().signal, (l) => resumedLines.push(l)),
+      resume: runId,
+    });
+    if (!resumedLines.some((l) => l.includes(`resuming: ${done} of 4`)))
+      throw new Error(`the resume did not skip the ${done} kept point(s)`);
+    await expectClean(h, "after the resume");
+    return `second run refused; Ctrl-C → 130 with ${done} point(s) kept, host clean; resume measured the other ${4 - done}, ${r.allValid ? "all valid" : "some INVALID"}`;
+  });
+
+  await timed("Ctrl-C during deploy", async () => {
+    const lines: string[] = [];
+    const ac = new AbortController();
+    const p = runExperiment(options(stacksDir, runsDir, ac.signal, (l) => lines.push(l)));
+    await until(lines, (l) => l.includes(": deploying"), 60_000, "the deploy");
+    await sleep(500);
+    ac.abort(new Error("SIGINT"));
+    const code = await p.then(
+      () => 0,
+      (e: unknown) => (e instanceof UserError ? e.exitCode : 1),
+    );
+    if (code !== 130) throw new Error(`exit ${code}, expected 130`);
+    await expectClean(h, "Ctrl-C during deploy");
+    return "exit 130, nothing left, lock released";
+  });
+
+  await timed("network down 20 s during a point", async () => {
+    const lines: string[] = [];
+    const p = runExperiment(
+      options(stacksDir, runsDir, new AbortController().signal, (l) => lines.push(l)),
+    );
+    await until(lines, (l) => l.startsWith("[1/"), 120_000, "the runner");
+    await sleep(3000);
+    const veth = `rh-${h.name}`;
+    execFileSync("ip", ["link", "set", veth, "down"]);
+    await sleep(20_000);
+    execFileSync("ip", ["link", "set", veth, "up"]);
+    const r = await p;
+    await expectClean(h, "after the network drop");
+    return `the SSH session rode out the drop (keepalive 10 s × 5): run complete, ${r.allValid ? "all valid" : "some INVALID (the point under the drop)"}`;
+  });
+
+  await timed("the host dies mid-point; resume on another host", async () => {
+    writeStack(stacksDir, victim, keyOf(victim));
+    const lines: string[] = [];
+    const p = runExperiment(
+      options(stacksDir, runsDir, new AbortController().signal, (l) => lines.push(l)),
+    );
+    await untilPointOnHost(victim, lines, 180_000);
+    await sleep(2000);
+    const killedAt = performance.now();
+    // Every process of the host: its sshd (listener and sessions), dockerd, containerd, containers.
+    const pids = execFileSync("ip", ["netns", "pids", victim.name], { encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean);
+    if (pids.length) execFileSync("kill", ["-9", ...pids]);
+    const err = await p.then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    const noticed = (performance.now() - killedAt) / 1000;
+    if (!err) throw new Error("the run succeeded although its host died");
+    if (noticed > 60) throw new Error(`the host's death was noticed after ${noticed.toFixed(0)} s`);
+    const runId = runIdOf(lines);
+    const store = RunStore.open(runId, runsDir);
+    const m = store.readManifest();
+    if (m.status !== "failed") throw new Error(`status ${m.status}, expected failed`);
+    const kept = m.arms.flatMap((a) =>
+      ["concurrency2", "concurrency8"].filter((pt) => store.isPointComplete(a, pt, 0)),
+    ).length;
+    // Resume on the live host: same stack, its address and key changed.
+    writeStack(stacksDir, h, keyOf(h));
+    const resumed: string[] = [];
+    await runExperiment({
+      ...options(stacksDir, runsDir, new AbortController().signal, (l) => resumed.push(l)),
+      resume: runId,
+    });
+    if (kept > 0 && !resumed.some((l) => l.includes(`resuming: ${kept} of 4`)))
+      throw new Error(`the resume did not keep the ${kept} completed point(s)`);
+    await expectClean(h, "after the resume on another host");
+    const status = RunStore.open(runId, runsDir).readManifest().status;
+    return `noticed in ${noticed.toFixed(1)} s (${err.message.split("\n")[0]!.slice(0, 120)}); ${kept} point(s) kept; resumed on another host: ${status}`;
+  });
+  return out;
+}
