@@ -13,10 +13,10 @@ import http from "node:http";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { createLogger } from "../lib/logger.ts";
+import { percentile } from "../lib/percentile.ts";
 import { calibrate } from "../services/engine-sim/calibration.ts";
 import { type EngineSpec, startEngineHost } from "../services/engine-sim/host.ts";
 import { ENGINE_PROFILES } from "../services/engine-sim/profiles.ts";
-import { percentile } from "../lib/percentile.ts";
 
 interface LoadJob {
   ports: number[];

@@ -14,7 +14,7 @@ import {
   type ExperimentStep,
   type StepOrder,
 } from "../runner/plan-file.ts";
-import { loadPointLabel } from "../stacks/load-point.ts";
+import { loadPointLabel, pointSeed } from "../stacks/load-point.ts";
 import type {
   Arm,
   LoadPoint,
@@ -33,15 +33,6 @@ export const QUICK_OVERRIDES = [
   "run.warmupRequests=2",
   "run.repeats=1",
 ];
-
-/**
- * The workload seed of one load point and repeat: the same on both arms, different between
- * points, so that no point runs on prefix caches warmed by the identical prompts of an earlier
- * one (a deterministic router would then look better for the wrong reason).
- */
-export function pointSeed(seed: number, pointIndex: number, repeat: number): number {
-  return seed + 1000 * pointIndex + repeat;
-}
 
 /** Side by side where both arms fit (local processes); otherwise the host swaps arms. */
 export function defaultOrder(target: Target, interleave: boolean): StepOrder {

@@ -8,12 +8,12 @@ import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { planStack } from "../cli/plan-stack.ts";
 import { DEFAULT_ENGINE_SIM_IMAGE, DEFAULT_KIT_IMAGE } from "../compose/render.ts";
 import { runExperiment } from "../experiments/execute.ts";
 import { createLogger } from "../lib/logger.ts";
 import type { RemoteHost } from "../lib/ssh/ssh.ts";
 import type { StackConfig } from "../stacks/schema.ts";
+import { planStack } from "../targets/plan-stack.ts";
 import { sshTarget } from "../targets/ssh/index.ts";
 import type { VmHost } from "./vm-host.ts";
 

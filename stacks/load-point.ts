@@ -13,3 +13,12 @@ export function loadPointText(lp: LoadPoint): string {
     ? `concurrency ${lp.concurrency}`
     : `request rate ${lp.requestRate}/s ${lp.distribution}${lp.maxConcurrency ? ` (max concurrency ${lp.maxConcurrency})` : ""}`;
 }
+
+/**
+ * The workload seed of one load point and repeat: the same on both arms, different between
+ * points, so that no point runs on prefix caches warmed by the identical prompts of an earlier
+ * one (a deterministic router would then look better for the wrong reason).
+ */
+export function pointSeed(seed: number, pointIndex: number, repeat: number): number {
+  return seed + 1000 * pointIndex + repeat;
+}

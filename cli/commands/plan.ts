@@ -9,8 +9,8 @@ import { renderTable } from "../../lib/table.ts";
 import { loadPointText } from "../../stacks/load-point.ts";
 import type { StackPlan } from "../../stacks/plan-types.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 import { addStackOptions, parseOptions, stackOptionsSchema } from "../options.ts";
-import { planStack } from "../plan-stack.ts";
 
 const optionsSchema = stackOptionsSchema.extend({
   json: z.boolean().default(false),

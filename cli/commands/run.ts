@@ -7,8 +7,8 @@ import { z } from "zod";
 import { UserError } from "../../lib/errors.ts";
 import { logger } from "../../lib/logger.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 import { collect, parseOptions } from "../options.ts";
-import { planStack } from "../plan-stack.ts";
 import { formatRunSummary } from "../run-summary.ts";
 
 const optionsSchema = z

@@ -5,8 +5,8 @@
  * no stack produces.
  */
 import { fileURLToPath } from "node:url";
-import { planStack } from "../../cli/plan-stack.ts";
 import type { StackPlan } from "../../stacks/plan-types.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 
 const VLLM = `vllm/vllm-openai@sha256:${"a".repeat(64)}`;
 const KVCACHED = `ghcr.io/ovg-project/kvcached-vllm@sha256:${"b".repeat(64)}`;

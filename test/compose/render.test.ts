@@ -160,7 +160,7 @@ describe("compose renderer", () => {
 
   for (const stack of ["gcp-baseline", "gcp-managed"]) {
     it(`renders the shipped ${stack} stack through the lead's plan()`, async () => {
-      const { planStack } = await import("../../cli/plan-stack.ts");
+      const { planStack } = await import("../../targets/plan-stack.ts");
       const pinned = `ghcr.io/ovg-project/kvcached-vllm@sha256:${"e".repeat(64)}`;
       const { plan } = planStack(stack, [`engine.images.managed=${pinned}`]);
       const out = renderCompose(plan);

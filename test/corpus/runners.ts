@@ -21,9 +21,9 @@ import { fileURLToPath } from "node:url";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { handleError } from "../../cli/handle-error.ts";
 import { buildProgram } from "../../cli/index.ts";
-import { planStack } from "../../cli/plan-stack.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { parseSetOverride } from "../../stacks/config.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 
 export const CORPUS = fileURLToPath(new URL(".", import.meta.url));
 export const FILES = join(CORPUS, "files");

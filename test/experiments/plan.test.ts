@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { planStack } from "../../cli/plan-stack.ts";
 import { blocksOf } from "../../experiments/execute.ts";
 import {
   countSwaps,
@@ -9,10 +8,11 @@ import {
   orderSteps,
   planDifferences,
   planFingerprint,
-  pointSeed,
 } from "../../experiments/plan.ts";
 import { parseExperimentPlan } from "../../runner/plan-file.ts";
+import { pointSeed } from "../../stacks/load-point.ts";
 import type { Arm, LoadPoint } from "../../stacks/plan-types.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 
 const ARMS: Arm[] = ["baseline", "managed"];
 const points = (n: number): LoadPoint[] =>

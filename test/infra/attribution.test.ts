@@ -4,7 +4,6 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { planStack } from "../../cli/plan-stack.ts";
 import { experimentPlan } from "../../experiments/plan.ts";
 import {
   armDifferences,
@@ -12,6 +11,7 @@ import {
   differingFactors,
 } from "../../stacks/arm-differences.ts";
 import { checkConfig } from "../../targets/gcp-vm/preflight/index.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 
 const PIN = [
   `engine.images.baseline=vllm/vllm-openai:v0.14.0@sha256:${"a".repeat(64)}`,

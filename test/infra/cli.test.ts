@@ -6,7 +6,6 @@ import { describe, it } from "node:test";
 import { Command } from "commander";
 import { destroyRuns, registerDestroy, selectRuns } from "../../cli/commands/destroy.ts";
 import { formatAge, registerStatus, statusRows } from "../../cli/commands/status.ts";
-import { planStack } from "../../cli/plan-stack.ts";
 import { parseGcloudList } from "../../infra/audit.ts";
 import type { StackOps } from "../../infra/automation.ts";
 import { createLogger } from "../../lib/logger.ts";
@@ -22,6 +21,7 @@ import {
   ensureRunKeys,
   writeLocalSshFiles,
 } from "../../targets/gcp-vm/preflight/index.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 import type { InfraRun } from "../../targets/runs.ts";
 
 const PINNED = `ghcr.io/ovg-project/kvcached-vllm@sha256:${"e".repeat(64)}`;

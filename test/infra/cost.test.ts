@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { planStack } from "../../cli/plan-stack.ts";
 import { compareSides, comparisonCsv, runContext, runCost } from "../../results/compare.ts";
 import { renderHtml, renderMarkdown } from "../../results/report/index.ts";
 import { PRICE_TABLE_DATE } from "../../stacks/catalog.ts";
 import type { Arm } from "../../stacks/plan-types.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 
 const PIN = [
   `engine.images.managed=ghcr.io/ovg-project/kvcached-vllm@sha256:${"b".repeat(64)}`,

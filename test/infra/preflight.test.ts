@@ -5,7 +5,6 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { planStack } from "../../cli/plan-stack.ts";
 import { sshRangeProblems } from "../../infra/ssh-ranges.ts";
 import { stackFilePath } from "../../stacks/config.ts";
 import {
@@ -16,6 +15,7 @@ import {
   preflightReport,
   resolveProject,
 } from "../../targets/gcp-vm/preflight/index.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 
 const PINNED = `ghcr.io/ovg-project/kvcached-vllm@sha256:${"e".repeat(64)}`;
 const MY_IP = "gcp.sshSourceRanges=[34.118.7.7/32]";

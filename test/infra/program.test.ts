@@ -242,7 +242,7 @@ describe("GpuVm secrets", () => {
 
 describe("config round trip", () => {
   it("what `inferbench run` writes into the stack config reads back as the same StackConfig", async () => {
-    const { planStack } = await import("../../cli/plan-stack.ts");
+    const { planStack } = await import("../../targets/plan-stack.ts");
     const { configEntries } = await import("../../targets/gcp-vm/index.ts");
     const { readStackConfig } = await import("../../infra/program.ts");
     const { loaded } = planStack("gcp-baseline", ["gcp.project=p2", `hfToken=${HF}`]);

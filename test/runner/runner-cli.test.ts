@@ -9,10 +9,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { planStack } from "../../cli/plan-stack.ts";
 import { experimentPlan } from "../../experiments/plan.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { launchLocal } from "../../targets/local/launch.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/inferbench.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "ib-runner-"));

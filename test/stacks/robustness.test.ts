@@ -7,7 +7,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { planStack } from "../../cli/plan-stack.ts";
 import { UserError } from "../../lib/errors.ts";
 import {
   loadStack,
@@ -16,6 +15,7 @@ import {
   StackConfigError,
 } from "../../stacks/config.ts";
 import { PlanError } from "../../stacks/plan.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "inferbench-robust-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -12,7 +12,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { planStack } from "../../cli/plan-stack.ts";
 import { type ExperimentOptions, runExperiment } from "../../experiments/execute.ts";
 import { experimentPlan } from "../../experiments/plan.ts";
 import type { LeftoverResource } from "../../infra/audit.ts";
@@ -32,6 +31,7 @@ import {
 } from "../../targets/gcp-vm/index.ts";
 import type { TokenState } from "../../targets/gcp-vm/preflight/index.ts";
 import { localTarget } from "../../targets/local/index.ts";
+import { planStack } from "../../targets/plan-stack.ts";
 import type { TargetContext } from "../../targets/types.ts";
 import { type FakeDockerHost, fakeDockerHost } from "../../testkit/fake-docker-host.ts";
 import { startSshServer, type TestSshServer } from "../../testkit/ssh-server.ts";

@@ -7,11 +7,11 @@
 
 import { workloadExtent } from "../datagen/extent.ts";
 import { STACK_DATASET_NAMES } from "../datagen/workload.ts";
-import { pointSeed } from "../experiments/plan.ts";
 import { InputFileError } from "../lib/errors.ts";
 import { registerSecret } from "../lib/redact.ts";
 import { profileNames } from "../services/engine-sim/profiles.ts";
 import { type ConfigPath, type LoadedStack, loadStack } from "../stacks/config.ts";
+import { pointSeed } from "../stacks/load-point.ts";
 import {
   plan as buildPlan,
   configWorkloadBound,
