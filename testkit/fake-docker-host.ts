@@ -96,7 +96,10 @@ export function fakeDockerHost(srv: TestSshServer, scratch: string): FakeDockerH
         JSON.stringify([...fake.deployments.keys()].map((Name) => ({ Name }))),
         0,
       );
-    m = /^cd ('[^']+'|\S+) && (?:echo \$\$ > \S+ && exec )?docker compose -p '?(inferbench-\w+)'? up /.exec(cmd);
+    m =
+      /^cd ('[^']+'|\S+) && (?:echo \$\$ > \S+ && exec )?docker compose -p '?(inferbench-\w+)'? up /.exec(
+        cmd,
+      );
     if (m) {
       const plan = JSON.parse(
         readFileSync(join(projectDir(unq(m[1]!)), "plan.json"), "utf8"),
