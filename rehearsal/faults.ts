@@ -44,9 +44,9 @@ function writeStack(dir: string, h: VmHost, keyFile: string): string {
   ];
   stack.config["inferbench:gpus"] = { type: "h100-80gb", count: 1 };
   stack.config["inferbench:run"] = { repeats: 1, warmupRequests: 1 };
-  // Long enough points (about 10–20 s) that a fault lands inside one.
-  (stack.config["inferbench:workload"] as Record<string, unknown>).requestCount = 60;
-  (stack.config["inferbench:workload"] as Record<string, unknown>).outputTokensMean = 256;
+  // Points long enough (several seconds) that a fault lands inside one.
+  (stack.config["inferbench:workload"] as Record<string, unknown>).requestCount = 40;
+  (stack.config["inferbench:workload"] as Record<string, unknown>).outputTokensMean = 160;
   writeFileSync(join(dir, "Pulumi.rehearsal-fault.yaml"), stringify(stack));
   return "rehearsal-fault";
 }
