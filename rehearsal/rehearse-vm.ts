@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { stringify } from "yaml";
-import { deployBundle, projectDir, undeployBundle } from "../compose/remote.ts";
+import { deployBundle, parseComposePs, projectDir, undeployBundle } from "../compose/remote.ts";
 import { connectSsh, type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
 import { startEgressProxy } from "./egress-proxy.ts";
 import { rehearseFaults } from "./faults.ts";
@@ -145,29 +145,6 @@ export async function buildKitImage(
   } finally {
     await proxy.close();
   }
-}
-
-export interface ComposePsEntry {
-  Service: string;
-  State: string;
-  Health: string;
-}
-
-/** `docker compose ps --format json`: a JSON array (newer compose) or one object per line. */
-export function parseComposePs(text: string): ComposePsEntry[] {
-  const t = text.trim();
-  if (!t) return [];
-  const items: unknown[] = t.startsWith("[")
-    ? JSON.parse(t)
-    : t.split("\n").map((l) => JSON.parse(l));
-  return items.map((i) => {
-    const o = i as Record<string, unknown>;
-    return {
-      Service: String(o.Service ?? ""),
-      State: String(o.State ?? ""),
-      Health: String(o.Health ?? ""),
-    };
-  });
 }
 
 /**

@@ -12,8 +12,9 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Ajv } from "ajv";
 import { parse } from "yaml";
+import { parseComposePs } from "../../compose/remote.ts";
 import { connectTarget, type EgressProxy, startEgressProxy } from "../../rehearsal/egress-proxy.ts";
-import { parseComposePs, smokeCompose } from "../../rehearsal/rehearse-vm.ts";
+import { smokeCompose } from "../../rehearsal/rehearse-vm.ts";
 import {
   INSTALL_SCRIPT,
   parseKeyValues,
