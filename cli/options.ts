@@ -1,7 +1,8 @@
 /** Option pieces several commands share: parsed once, validated by zod, errors as UserError. */
+
 import type { Command } from "commander";
 import { z } from "zod";
-import { UserError } from "../lib/errors.ts";
+import { parseFlags } from "../lib/flags.ts";
 
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -20,15 +21,7 @@ export function addStackOptions(cmd: Command): Command {
 }
 
 /** Validates commander's parsed options with a zod schema; errors name the flag. */
-export function parseOptions<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
-  const result = schema.safeParse(raw);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const flag = issue.path.length
-    ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
-    : "options";
-  throw new UserError(`${flag}: ${issue.message}`);
-}
+export const parseOptions = parseFlags;
 
 export const stackOptionsSchema = z.object({
   stack: z.string().min(1),

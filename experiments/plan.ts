@@ -15,14 +15,7 @@ import {
   type StepOrder,
 } from "../runner/plan-file.ts";
 import { loadPointLabel, pointSeed } from "../stacks/load-point.ts";
-import type {
-  Arm,
-  LoadPoint,
-  SloTargets,
-  StackPlan,
-  Target,
-  WorkloadPlan,
-} from "../stacks/plan-types.ts";
+import type { Arm, LoadPoint, StackPlan, Target } from "../stacks/plan-types.ts";
 
 /** `--quick`: the same pipeline on a reduced load (CI runs it; under 60 s on 2 cores). */
 export const QUICK_OVERRIDES = [

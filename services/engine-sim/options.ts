@@ -4,10 +4,12 @@
  * (cli/commands/serve-engine-sim.ts) and the container entry point (main.ts), so the service owns
  * its command line and never imports the CLI.
  */
+
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { z } from "zod";
 import { errorMessage, InputFileError, UserError } from "../../lib/errors.ts";
+import { parseFlags } from "../../lib/flags.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT_SEC } from "./body.ts";
 import { type EngineSpec, startEngineHost } from "./host.ts";
@@ -58,17 +60,6 @@ export const engineSimOptionsSchema = z
   });
 
 export type EngineSimOptions = z.output<typeof engineSimOptionsSchema>;
-
-/** Validates commander's parsed options; the error names the flag (`--max-model-len: ...`). */
-function parseFlags<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
-  const result = schema.safeParse(raw);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const flag = issue.path.length
-    ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
-    : "options";
-  throw new UserError(`${flag}: ${issue.message}`);
-}
 
 const planSchema = z.looseObject({
   engines: z

@@ -3,10 +3,12 @@
  * build. Shared by `inferbench serve router` (cli/commands/serve-router.ts) and the container
  * entry point (main.ts), so the service owns its command line and never imports the CLI.
  */
+
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { z } from "zod";
 import { errorMessage, InputFileError, UserError } from "../../lib/errors.ts";
+import { parseFlags } from "../../lib/flags.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { registerSecret } from "../../lib/redact.ts";
 import type { RouterPlan, StackPlan } from "../../stacks/plan-types.ts";
@@ -44,17 +46,6 @@ export const routerOptionsSchema = z
     message: "give exactly one of --backends or --plan",
     path: ["backends"],
   });
-
-/** Validates commander's parsed options; the error names the flag (`--poll-interval-ms: ...`). */
-function parseFlags<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
-  const result = schema.safeParse(raw);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const flag = issue.path.length
-    ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
-    : "options";
-  throw new UserError(`${flag}: ${issue.message}`);
-}
 
 function readPlanFile(file: string): RouterPlan {
   let json: unknown;

@@ -30,7 +30,7 @@ describe("experiment plan", () => {
           assert.equal(steps.length, 2 * np * repeats);
           const keys = new Set(steps.map((s) => `${s.arm}/${s.point}/${s.repeat}`));
           assert.equal(keys.size, steps.length);
-          steps.forEach((s, i) => assert.equal(s.index, i));
+          for (const [i, s] of steps.entries()) assert.equal(s.index, i);
           for (const s of steps) assert.equal(s.seed, pointSeed(7, s.point, s.repeat));
           // Equal on both arms, different between points and repeats.
           const seeds = new Set(steps.map((s) => s.seed));
