@@ -6,8 +6,10 @@
  */
 import { Command } from "commander";
 import { errorMessage, UserError } from "../../lib/errors.ts";
+import { exitWithParent } from "../../lib/exit-with-parent.ts";
 import { configureEngineSimCommand } from "./options.ts";
 
+exitWithParent();
 const program = configureEngineSimCommand(
   new Command("inferbench-engine-sim").exitOverride(),
   "inferbench-engine-sim",

@@ -5,8 +5,10 @@
  */
 import { Command } from "commander";
 import { errorMessage, UserError } from "../../lib/errors.ts";
+import { exitWithParent } from "../../lib/exit-with-parent.ts";
 import { configureRouterCommand } from "./options.ts";
 
+exitWithParent();
 const program = configureRouterCommand(
   new Command("inferbench-router").exitOverride(),
   "inferbench-router",

@@ -11,12 +11,16 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeFileAtomicSync } from "../../lib/atomic.ts";
 import { UserError } from "../../lib/errors.ts";
+import { EXIT_WITH_PARENT_ENV } from "../../lib/exit-with-parent.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { StackPlan } from "../../stacks/plan-types.ts";
 
-const BIN = fileURLToPath(new URL("../../bin/inferbench.js", import.meta.url));
-/** Child processes poll for their parent and exit when it is gone (see cli/main.ts). */
-export const EXIT_WITH_PARENT_ENV = "INFERBENCH_EXIT_WITH_PARENT";
+/** The services' own entry points, run through tsx (no build step), as their containers run them. */
+const ENGINE_SIM_MAIN = fileURLToPath(
+  new URL("../../services/engine-sim/main.ts", import.meta.url),
+);
+const ROUTER_MAIN = fileURLToPath(new URL("../../services/router/main.ts", import.meta.url));
+const TSX_LOADER = import.meta.resolve("tsx");
 
 export interface LocalDeployment {
   plan: StackPlan;
@@ -106,9 +110,9 @@ export async function launchLocal(plan: StackPlan, opts: LaunchOptions): Promise
     log: WriteStream;
     exited: Promise<number | null>;
   }[] = [];
-  const start = (name: string, args: string[]) => {
+  const start = (name: string, main: string, args: string[]) => {
     const log = createWriteStream(join(opts.dir, `${name}.log`));
-    const proc = spawn(process.execPath, [BIN, ...args], {
+    const proc = spawn(process.execPath, ["--import", TSX_LOADER, main, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, [EXIT_WITH_PARENT_ENV]: "1" },
     });
@@ -140,13 +144,20 @@ export async function launchLocal(plan: StackPlan, opts: LaunchOptions): Promise
       deployed.engines.map((e) => [e.name, `http://127.0.0.1:${e.port}`]),
     );
     const routerUrl = `http://127.0.0.1:${deployed.router.port}`;
-    start("engines", ["serve", "engine-sim", "--plan", planFile, "--seed", String(opts.seed ?? 0)]);
+    start("engines", ENGINE_SIM_MAIN, [
+      "--plan",
+      planFile,
+      "--seed",
+      String(opts.seed ?? 0),
+      "--host",
+      "127.0.0.1",
+    ]);
     await waitUntil(
       Object.values(engineUrls).map((u) => `${u}/health`),
       healthy,
     );
     // The router starts once engines answer, so it does not begin with every replica ejected.
-    start("router", ["serve", "router", "--plan", planFile, "--host", "127.0.0.1"]);
+    start("router", ROUTER_MAIN, ["--plan", planFile, "--host", "127.0.0.1"]);
     await waitUntil([`${routerUrl}/health`], routerReady);
     opts.log.debug(
       `local ${plan.mode} stack ready: router ${routerUrl}, ${deployed.engines.length} engines`,
