@@ -373,7 +373,7 @@ interface Ctx {
   modelCounter: number;
 }
 
-interface Sent {
+export interface Sent {
   d: Dispatch;
   model: string;
   payload: string;
@@ -701,32 +701,34 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
   return finish(opts, workload, tokenizer.count, phase, endpointType, path, itemModels);
 }
 
-async function finish(
-  opts: RunLoadPointOptions,
-  workload: Workload,
+/** What the sent requests became: GenAI-Perf raw records, per-request metrics and our records. */
+export interface MeasuredRequests {
+  raws: RawRequest[];
+  metrics: RequestMetrics[];
+  records: RequestRecord[];
+  errorsByKind: Record<string, number>;
+  usage: { requests: number; prompt: number; completion: number };
+}
+
+/** Pure: the sent requests (in send order) → records and metrics; nothing is dropped. */
+export function measureRequests(
+  sent: readonly Sent[],
+  streaming: boolean,
   count: (t: string) => number,
-  phase: Phase,
-  endpointType: "chat" | "completions",
-  path: string,
-  itemModels: readonly string[],
-): Promise<LoadPointResult> {
-  const w = opts.workload;
-  const lp = opts.loadPoint;
-  const sent = [...phase.sent].sort((a, b) => a.res.sentHr - b.res.sentHr);
+): MeasuredRequests {
   const islCache = new Map<string, number>();
-  const raws: RawRequest[] = [];
-  const metrics: RequestMetrics[] = [];
-  const records: RequestRecord[] = [];
-  const errorsByKind: Record<string, number> = {};
-  let usagePrompt = 0;
-  let usageCompletion = 0;
-  let withUsage = 0;
+  const out: MeasuredRequests = {
+    raws: [],
+    metrics: [],
+    records: [],
+    errorsByKind: {},
+    usage: { requests: 0, prompt: 0, completion: 0 },
+  };
   sent.forEach((s, index) => {
     const r = materialize(s.res);
-    const streamed = w.streaming;
     const ts = r.chunkHr.map(hrToEpochNs);
     const chunks = resultChunks(r);
-    const events = streamed ? splitSseEvents(ts, chunks) : undefined;
+    const events = streaming ? splitSseEvents(ts, chunks) : undefined;
     const raw: RawRequest = {
       timestamp: hrToEpochNs(r.sentHr),
       payload: s.payload,
@@ -766,79 +768,97 @@ async function finish(
     if (error) {
       rec.error = error;
       const kind = r.status ? `HTTP ${r.status}` : error.split(":")[0]!;
-      errorsByKind[kind] = (errorsByKind[kind] ?? 0) + 1;
+      out.errorsByKind[kind] = (out.errorsByKind[kind] ?? 0) + 1;
     }
     if (m) {
-      raws.push(raw);
-      metrics.push(m);
+      out.raws.push(raw);
+      out.metrics.push(m);
       rec.ttft_ns = m.ttftNs;
       rec.latency_ns = m.latencyNs;
       rec.isl_tokens = m.isl;
       rec.osl_tokens = m.osl;
       if (m.usage) {
-        withUsage++;
+        out.usage.requests++;
         if (m.usage.promptTokens !== undefined) {
           rec.usage_prompt_tokens = m.usage.promptTokens;
-          usagePrompt += m.usage.promptTokens;
+          out.usage.prompt += m.usage.promptTokens;
         }
         if (m.usage.completionTokens !== undefined) {
           rec.usage_completion_tokens = m.usage.completionTokens;
-          usageCompletion += m.usage.completionTokens;
+          out.usage.completion += m.usage.completionTokens;
         }
       }
     }
-    records.push(rec);
+    out.records.push(rec);
   });
-  const goodput = opts.goodput ?? sloToGoodput(opts.slo);
-  const stats = metrics.length > 0 ? summarize(metrics, goodput) : undefined;
-  const validity = judgeValidity({
-    lagNs: records.map((r) => r.lag_ns),
-    targetRate: phase.targetRate,
-    sendOffsetsNs: sent.map((s) => Number(s.res.sentHr - phase.startHr)),
-    ...(lp.kind === "concurrency" ? { concurrency: lp.concurrency } : {}),
-  });
-  const errorCount = records.filter((r) => r.status === "error").length;
-  const errorRate = records.length > 0 ? errorCount / records.length : 0;
-  const aborted = phase.aborted;
-  if (aborted) validity.reasons.push(`aborted: ${aborted}`);
-  if (!stats) validity.reasons.push("no successful request");
-  const valid = validity.reasons.length === 0;
-  const exitCode = aborted || !stats ? EXIT.errors : valid ? EXIT.ok : EXIT.invalid;
+  return out;
+}
 
-  const exp: ExperimentMode =
-    lp.kind === "concurrency"
-      ? { mode: "concurrency", value: lp.concurrency }
-      : {
-          mode: "request_rate",
-          value: workload.trace ? (phase.targetRate ?? lp.requestRate) : lp.requestRate,
-        };
-  const folder =
-    opts.runFolder ??
-    (workload.trace && lp.kind === "request-rate"
-      ? runFolderName(opts.models, endpointType, exp).replace(
-          /request_rate[^-]*$/,
-          "fixed_schedule",
-        )
-      : runFolderName(opts.models, endpointType, exp));
-  const runDir = join(opts.artifactDir, folder);
-  const profileExportFile = opts.profileExportFile ?? "profile_export.json";
-  const inputsBodies =
-    workload.sessions || workload.trace
-      ? sent.map((s) => JSON.parse(s.payload) as unknown)
-      : workload.items.map((it, i) =>
-          buildBody({
-            model: itemModels[i]!,
-            messages: it.messages(),
-            endpointType,
-            streaming: w.streaming,
-            maxTokens: it.maxTokens,
-            ignoreEos: w.ignoreEos,
-            minTokens: w.minTokens,
-            serverUsage: opts.serverUsage ?? true,
-            extraInputs: opts.extraInputs,
-          }),
-        );
-  const ic: InputConfigArgs = {
+/**
+ * Models that got no successful request at this point: a dead model makes the point INVALID (its
+ * latencies would otherwise vanish from a comparison that looks fine).
+ */
+export function deadModels(models: readonly string[], records: readonly RequestRecord[]): string[] {
+  return models
+    .filter((m) => records.some((r) => r.model === m))
+    .filter((m) => !records.some((r) => r.model === m && r.status === "ok"))
+    .map((m) => {
+      const failed = records.filter((r) => r.model === m).length;
+      return `model ${m}: no successful request (${failed} failed)`;
+    });
+}
+
+/** The GenAI-Perf run folder name of this point (trace replays are a fixed schedule). */
+function artifactFolder(
+  opts: RunLoadPointOptions,
+  workload: Workload,
+  endpointType: "chat" | "completions",
+  exp: ExperimentMode,
+): string {
+  if (opts.runFolder) return opts.runFolder;
+  const name = runFolderName(opts.models, endpointType, exp);
+  return workload.trace && opts.loadPoint.kind === "request-rate"
+    ? name.replace(/request_rate[^-]*$/, "fixed_schedule")
+    : name;
+}
+
+/** The request bodies of inputs.json: as sent for sessions and traces, else one per item. */
+function inputBodies(
+  opts: RunLoadPointOptions,
+  workload: Workload,
+  sent: readonly Sent[],
+  endpointType: "chat" | "completions",
+  itemModels: readonly string[],
+): unknown[] {
+  const w = opts.workload;
+  if (workload.sessions || workload.trace) return sent.map((s) => JSON.parse(s.payload) as unknown);
+  return workload.items.map((it, i) =>
+    buildBody({
+      model: itemModels[i]!,
+      messages: it.messages(),
+      endpointType,
+      streaming: w.streaming,
+      maxTokens: it.maxTokens,
+      ignoreEos: w.ignoreEos,
+      minTokens: w.minTokens,
+      serverUsage: opts.serverUsage ?? true,
+      extraInputs: opts.extraInputs,
+    }),
+  );
+}
+
+/** The echoed input_config, as genai-perf writes it for the same flags. */
+function inputConfigOf(
+  opts: RunLoadPointOptions,
+  workload: Workload,
+  endpointType: "chat" | "completions",
+  requestCount: number,
+  goodput: GoodputTargets | undefined,
+  profileExportFile: string,
+): InputConfigArgs {
+  const w = opts.workload;
+  const lp = opts.loadPoint;
+  return {
     models: opts.models,
     modelSelectionStrategy: opts.modelSelectionStrategy ?? "round_robin",
     endpointType,
@@ -849,7 +869,7 @@ async function finish(
     requestRate: lp.kind === "request-rate" ? lp.requestRate : undefined,
     requestDistribution: lp.kind === "request-rate" ? lp.distribution : undefined,
     warmupRequestCount: opts.warmupRequests,
-    requestCount: records.length,
+    requestCount,
     syntheticInputTokensMean: w.dataset.kind === "synthetic" ? w.dataset.inputTokensMean : 550,
     syntheticInputTokensStddev: w.dataset.kind === "synthetic" ? w.dataset.inputTokensStddev : 0,
     outputTokensMean: w.outputTokensMean,
@@ -867,12 +887,31 @@ async function finish(
     tokenizer: opts.tokenizer ?? opts.models[0]!,
     ...opts.inputConfig,
   };
-  const extras = {
+}
+
+/** inferbench's own extras beside the GenAI-Perf export: validity, errors, usage, definitions. */
+function extrasOf(
+  opts: RunLoadPointOptions,
+  workload: Workload,
+  path: string,
+  measured: MeasuredRequests,
+  validity: Validity,
+  verdict: {
+    valid: boolean;
+    exitCode: number;
+    errorCount: number;
+    errorRate: number;
+    aborted?: string;
+  },
+) {
+  const lp = opts.loadPoint;
+  const { records, metrics } = measured;
+  return {
     tool: INFERBENCH_VERSION,
     emulated: opts.emulated ?? false,
-    valid,
+    valid: verdict.valid,
     invalid_reasons: validity.reasons,
-    exit_code: exitCode,
+    exit_code: verdict.exitCode,
     validity: {
       lag_p99_ms: validity.lagP99Ms,
       lag_threshold_ms: validity.lagThresholdMs,
@@ -882,18 +921,18 @@ async function finish(
       lag_definition:
         "actual send − max(intended arrival, concurrency slot free, session turn ready)",
     },
-    aborted: aborted ?? null,
+    aborted: verdict.aborted ?? null,
     requests: {
       sent: records.length,
-      ok: records.length - errorCount,
-      errors: errorCount,
-      error_rate: errorRate,
-      errors_by_kind: errorsByKind,
+      ok: records.length - verdict.errorCount,
+      errors: verdict.errorCount,
+      error_rate: verdict.errorRate,
+      errors_by_kind: measured.errorsByKind,
     },
     server_usage: {
-      requests_with_usage: withUsage,
-      prompt_tokens: usagePrompt,
-      completion_tokens: usageCompletion,
+      requests_with_usage: measured.usage.requests,
+      prompt_tokens: measured.usage.prompt,
+      completion_tokens: measured.usage.completion,
     },
     tokenizer_counts: {
       tokenizer: opts.tokenizer ?? opts.models[0]!,
@@ -910,16 +949,73 @@ async function finish(
     workload: {
       kind: workload.kind,
       description: workload.description,
-      streaming: w.streaming,
+      streaming: opts.workload.streaming,
       endpoint: path,
     },
     warmup_requests: opts.warmupRequests,
     seed: opts.seed,
   };
+}
+
+/** After the last request: records, validity, then the artifacts on disk (the only I/O here). */
+async function finish(
+  opts: RunLoadPointOptions,
+  workload: Workload,
+  count: (t: string) => number,
+  phase: Phase,
+  endpointType: "chat" | "completions",
+  path: string,
+  itemModels: readonly string[],
+): Promise<LoadPointResult> {
+  const lp = opts.loadPoint;
+  const sent = [...phase.sent].sort((a, b) => a.res.sentHr - b.res.sentHr);
+  const measured = measureRequests(sent, opts.workload.streaming, count);
+  const { records, metrics, raws } = measured;
+  const goodput = opts.goodput ?? sloToGoodput(opts.slo);
+  const stats = metrics.length > 0 ? summarize(metrics, goodput) : undefined;
+  const validity = judgeValidity({
+    lagNs: records.map((r) => r.lag_ns),
+    targetRate: phase.targetRate,
+    sendOffsetsNs: sent.map((s) => Number(s.res.sentHr - phase.startHr)),
+    ...(lp.kind === "concurrency" ? { concurrency: lp.concurrency } : {}),
+  });
+  const errorCount = records.filter((r) => r.status === "error").length;
+  const errorRate = records.length > 0 ? errorCount / records.length : 0;
+  const aborted = phase.aborted;
+  if (aborted) validity.reasons.push(`aborted: ${aborted}`);
+  if (!stats) validity.reasons.push("no successful request");
+  else validity.reasons.push(...deadModels(opts.models, records));
+  const valid = validity.reasons.length === 0;
+  const exitCode = aborted || !stats ? EXIT.errors : valid ? EXIT.ok : EXIT.invalid;
+
+  const exp: ExperimentMode =
+    lp.kind === "concurrency"
+      ? { mode: "concurrency", value: lp.concurrency }
+      : {
+          mode: "request_rate",
+          value: workload.trace ? (phase.targetRate ?? lp.requestRate) : lp.requestRate,
+        };
+  const runDir = join(opts.artifactDir, artifactFolder(opts, workload, endpointType, exp));
+  const profileExportFile = opts.profileExportFile ?? "profile_export.json";
+  const ic = inputConfigOf(
+    opts,
+    workload,
+    endpointType,
+    records.length,
+    goodput,
+    profileExportFile,
+  );
+  const extras = extrasOf(opts, workload, path, measured, validity, {
+    valid,
+    exitCode,
+    errorCount,
+    errorRate,
+    ...(aborted ? { aborted } : {}),
+  });
   const files = await writeArtifacts({
     dir: runDir,
     profileExportFile,
-    inputsBodies,
+    inputsBodies: inputBodies(opts, workload, sent, endpointType, itemModels),
     raw: {
       experiment: exp,
       requests: raws,
@@ -940,7 +1036,7 @@ async function finish(
       version: INFERBENCH_VERSION,
     },
     stats,
-    streaming: w.streaming,
+    streaming: opts.workload.streaming,
     inputConfig: inputConfigBlock(ic),
     extras,
     requestRecords: records,

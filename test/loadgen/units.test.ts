@@ -289,3 +289,18 @@ describe("chunk decoding after the fact", () => {
     );
   });
 });
+
+describe("dead models", () => {
+  it("a model with no successful request makes the point invalid, naming it and its failures", async () => {
+    const { deadModels } = await import("../../loadgen/run-point.ts");
+    const rec = (model: string, status: "ok" | "error") =>
+      ({ model, status }) as Parameters<typeof deadModels>[1][number];
+    const records = [rec("a", "ok"), rec("b", "error"), rec("b", "error"), rec("a", "error")];
+    assert.deepEqual(deadModels(["a", "b"], records), [
+      "model b: no successful request (2 failed)",
+    ]);
+    assert.deepEqual(deadModels(["a"], [rec("a", "ok")]), []);
+    // A model the schedule never sent to is not "dead" here (nothing was asked of it).
+    assert.deepEqual(deadModels(["a", "c"], [rec("a", "ok")]), []);
+  });
+});
