@@ -176,12 +176,38 @@ function openStore(opts: ExperimentOptions): {
 export async function runExperiment(opts: ExperimentOptions): Promise<ExperimentResult> {
   const { store, plan, manifest: opened, configs } = openStore(opts);
   const resuming = opts.resume !== undefined;
-  let manifest: RunManifest = {
+  const manifest: RunManifest = {
     ...opened,
     status: "running",
     planFingerprint: planFingerprint(plan),
   };
   mkdirSync(store.dir, { recursive: true });
+  const unlock = store.lock((m) => opts.log.warn(m));
+  try {
+    return await execute(opts, { store, plan, opened, configs, resuming });
+  } finally {
+    unlock();
+  }
+}
+
+/** The run itself, under the run folder's lock. */
+async function execute(
+  opts: ExperimentOptions,
+  run: {
+    store: RunStore;
+    plan: ExperimentPlan;
+    opened: RunManifest;
+    /** Unredacted, as planned now (a resume's stored config is redacted). */
+    configs: Record<string, unknown>;
+    resuming: boolean;
+  },
+): Promise<ExperimentResult> {
+  const { store, plan, opened, configs, resuming } = run;
+  let manifest: RunManifest = {
+    ...opened,
+    status: "running",
+    planFingerprint: planFingerprint(plan),
+  };
   store.writeJson(store.file(PLAN_FILE), plan);
   store.writeManifest(manifest);
   opts.onProgress?.(`run ${store.runId}${resuming ? " (resumed)" : ""}: ${store.dir}`);

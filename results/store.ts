@@ -4,7 +4,7 @@
  * so a resumed run skips exactly the points that finished. A completed run is never modified.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { cpus, hostname, platform, release, totalmem } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +16,8 @@ import type { Arm, LoadPoint, StackPlan } from "../stacks/plan-types.ts";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const DEFAULT_RUNS_DIR = join(REPO_ROOT, "results", "runs");
+/** One writer per run folder (results/store.ts RunStore.lock). */
+export const LOCK_FILE = ".lock";
 
 /** What a completed load point left in its folder (`point.json`, written last). */
 export interface PointRecord {
@@ -217,6 +219,49 @@ export class RunStore {
       `${JSON.stringify(redactObject({ ...next, updatedAt: new Date().toISOString() }), null, 2)}\n`,
     );
     return next;
+  }
+
+  /**
+   * Takes the run folder's writer lock: a second writer is refused and told who holds it; a lock
+   * whose process is gone (same host) is taken over with a warning. Returns the release.
+   */
+  lock(warn: (msg: string) => void = () => {}): () => void {
+    mkdirSync(this.dir, { recursive: true });
+    const file = join(this.dir, LOCK_FILE);
+    const me = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        writeFileSync(file, JSON.stringify(me), { flag: "wx" });
+        return () => {
+          try {
+            const held = JSON.parse(readFileSync(file, "utf8")) as { pid?: number };
+            if (held.pid === process.pid) unlinkSync(file);
+          } catch {}
+        };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      }
+      let held: { pid?: number; host?: string; since?: string } = {};
+      try {
+        held = JSON.parse(readFileSync(file, "utf8"));
+      } catch {}
+      const alive = (pid: number) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch (e) {
+          return (e as NodeJS.ErrnoException).code === "EPERM";
+        }
+      };
+      if (held.pid !== undefined && (held.host !== me.host || alive(held.pid)))
+        throw new UserError(
+          `run ${this.runId} is being written by pid ${held.pid} on ${held.host ?? "?"} since ${held.since ?? "?"}`,
+          { hint: "wait for that run to end (two writers would mix their measurements)" },
+        );
+      warn(`run ${this.runId}: taking over the lock of pid ${held.pid ?? "?"}, which is gone`);
+      unlinkSync(file);
+    }
+    throw new UserError(`run ${this.runId}: could not take the lock ${file}`);
   }
 
   armDir(arm: string): string {

@@ -66,12 +66,14 @@ export function registerRunner(program: Command): void {
       const stop = (sig: NodeJS.Signals) => controller.abort(new Error(sig));
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
+      const store = RunStore.atDir(opts.out);
+      const unlock = store.lock((m) => logger.warn(m));
       try {
         const r = await runArm({
           plan,
           arm: opts.arm as Arm,
           endpoints,
-          store: RunStore.atDir(opts.out),
+          store,
           ...(opts.steps ? { steps: opts.steps } : {}),
           resume: opts.resume,
           signal: controller.signal,
@@ -92,6 +94,7 @@ export function registerRunner(program: Command): void {
           throw new UserError("interrupted; completed points are kept", { exitCode: 130 });
         throw err;
       } finally {
+        unlock();
         process.off("SIGINT", stop);
         process.off("SIGTERM", stop);
       }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { newRunId } from "../../lib/run-id.ts";
@@ -81,5 +81,33 @@ describe("run store", () => {
       /r3\/manifest\.json: corrupt run manifest/,
     );
     assert.throws(() => RunStore.open("nope", dir), /no run "nope"/);
+  });
+});
+
+describe("run folder lock", () => {
+  it("a second writer is refused and told who holds it; a dead holder's lock is taken over", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ib-lock-"));
+    try {
+      const store = new RunStore("20261201-000000-abcd", dir);
+      const release = store.lock();
+      assert.throws(
+        () => new RunStore("20261201-000000-abcd", dir).lock(),
+        new RegExp(`being written by pid ${process.pid} on `),
+      );
+      release();
+      const again = store.lock();
+      again();
+      // A lock left by a process that is gone (a pid that cannot exist) is taken over, with a word.
+      writeFileSync(
+        join(store.dir, ".lock"),
+        JSON.stringify({ pid: 2 ** 22 + 7, host: hostname(), since: "2026-12-01T00:00:00Z" }),
+      );
+      const warned: string[] = [];
+      const r = store.lock((m) => warned.push(m));
+      assert.match(warned[0] ?? "", /taking over the lock of pid 4194311, which is gone/);
+      r();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
