@@ -29,6 +29,10 @@ const optionsSchema = z
   .refine((o) => o.stack !== undefined || o.stacks !== undefined || o.resume !== undefined, {
     message: "give --stack <name>, --stacks <a,b> or --resume <run-id>",
     path: ["stack"],
+  })
+  .refine((o) => o.stack === undefined || o.stacks === undefined, {
+    message: "give --stack (both arms from one stack) or --stacks (one stack per arm), not both",
+    path: ["stack"],
   });
 
 export function registerRun(program: Command): void {
