@@ -66,8 +66,10 @@ export function registerRunner(program: Command): void {
       const stop = (sig: NodeJS.Signals) => controller.abort(new Error(sig));
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
+      // No run-folder lock here: in a container the pid and host name are new each time, so a
+      // lock left by an interrupted runner could never be told stale. The executor holds the run's
+      // lock, and the ssh target the host's.
       const store = RunStore.atDir(opts.out);
-      const unlock = store.lock((m) => logger.warn(m));
       try {
         const r = await runArm({
           plan,
@@ -94,7 +96,6 @@ export function registerRunner(program: Command): void {
           throw new UserError("interrupted; completed points are kept", { exitCode: 130 });
         throw err;
       } finally {
-        unlock();
         process.off("SIGINT", stop);
         process.off("SIGTERM", stop);
       }
