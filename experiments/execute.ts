@@ -331,9 +331,3 @@ async function execute(
     cleanup,
   };
 }
-
-/** The stored experiment plan of a run folder (for `status`, `report`, tools). */
-export function readRunPlan(dir: string): ExperimentPlan | undefined {
-  const f = join(dir, PLAN_FILE);
-  return existsSync(f) ? parseExperimentPlan(readFileSync(f, "utf8"), f) : undefined;
-}

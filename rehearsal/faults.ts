@@ -14,13 +14,13 @@ import { stringify } from "yaml";
 import { type ExperimentOptions, runExperiment } from "../experiments/execute.ts";
 import { UserError } from "../lib/errors.ts";
 import { createLogger } from "../lib/logger.ts";
-import { connectSsh } from "../lib/ssh/ssh.ts";
 import { RunStore } from "../results/store.ts";
+import { loadPointLabel } from "../stacks/load-point.ts";
 import type { StackConfig } from "../stacks/schema.ts";
 import { planStack } from "../targets/plan-stack.ts";
 import { sshTarget } from "../targets/ssh/index.ts";
 import { rehearsalStack } from "./run-ssh.ts";
-import { sshTargetOf, type VmHost } from "./vm-host.ts";
+import type { VmHost } from "./vm-host.ts";
 
 export interface FaultResult {
   fault: string;
@@ -85,25 +85,8 @@ async function until(lines: string[], pred: (l: string) => boolean, ms: number, 
   }
 }
 
-/** Containers, networks and volumes on the host's engine, and whether the run lock is there. */
-async function hostState(h: VmHost): Promise<{ left: string; locked: boolean }> {
-  const ssh = await connectSsh(sshTargetOf(h));
-  try {
-    const r = await ssh.exec(
-      "docker ps -aq; docker network ls -q --filter type=custom; docker volume ls -q",
-    );
-    const lock = await ssh.exec(`test -e ${h.workDir}/.inferbench-lock`);
-    return { left: r.stdout.trim(), locked: lock.code === 0 };
-  } finally {
-    ssh.close();
-  }
-}
-
-async function expectClean(h: VmHost, what: string): Promise<void> {
-  const s = await hostState(h);
-  if (s.left) throw new Error(`${what}: left on the host: ${s.left.replace(/\n/g, " ")}`);
-  if (s.locked) throw new Error(`${what}: the host's run lock was not released`);
-}
+/** What a host still holds after a run (containers, networks, volumes, the run lock). */
+export type HostLeftovers = (h: VmHost) => Promise<string[]>;
 
 /**
  * Resolves when the host holds a completed point of the run (the host's filesystem is this
@@ -112,7 +95,7 @@ async function expectClean(h: VmHost, what: string): Promise<void> {
 async function untilPointOnHost(x: VmHost, lines: string[], ms: number): Promise<void> {
   const t0 = Date.now();
   for (;;) {
-    const id = lines.map((l) => /^run (\d{8}-\d{6}-[0-9a-f]{4})/.exec(l)?.[1]).find(Boolean);
+    const id = runIdIn(lines);
     if (id) {
       for (const project of existsSync(x.workDir) ? readdirSync(x.workDir) : []) {
         const arm = project.replace(/^inferbench-/, "");
@@ -130,12 +113,26 @@ async function untilPointOnHost(x: VmHost, lines: string[], ms: number): Promise
   }
 }
 
-function runIdOf(lines: string[]): string {
+function runIdIn(lines: readonly string[]): string | undefined {
   for (const l of lines) {
     const m = /^run (\d{8}-\d{6}-[0-9a-f]{4})/.exec(l);
     if (m) return m[1]!;
   }
-  throw new Error("no run id in the progress lines");
+  return undefined;
+}
+
+function runIdOf(lines: readonly string[]): string {
+  const id = runIdIn(lines);
+  if (!id) throw new Error("no run id in the progress lines");
+  return id;
+}
+
+/** How many of the run's points are complete in the local run store. */
+function keptPoints(store: RunStore): number {
+  const m = store.readManifest();
+  return m.arms.flatMap((a) =>
+    m.plans[a]!.runner.loadPoints.map(loadPointLabel).filter((p) => store.isPointComplete(a, p, 0)),
+  ).length;
 }
 
 export async function rehearseFaults(opts: {
@@ -144,8 +141,13 @@ export async function rehearseFaults(opts: {
   victim: VmHost;
   workDir: string;
   log: (line: string) => void;
+  leftovers: HostLeftovers;
 }): Promise<FaultResult[]> {
   const { host: h, victim, workDir, log } = opts;
+  const expectClean = async (x: VmHost, what: string) => {
+    const left = await opts.leftovers(x);
+    if (left.length) throw new Error(`${what}: left on the host: ${left.join("; ")}`);
+  };
   const keyOf = (x: VmHost) => {
     const f = join(workDir, `key-${x.name}`);
     writeFileSync(f, x.privateKey, { mode: 0o600 });
@@ -260,11 +262,9 @@ export async function rehearseFaults(opts: {
     if (noticed > 60) throw new Error(`the host's death was noticed after ${noticed.toFixed(0)} s`);
     const runId = runIdOf(lines);
     const store = RunStore.open(runId, runsDir);
-    const m = store.readManifest();
-    if (m.status !== "failed") throw new Error(`status ${m.status}, expected failed`);
-    const kept = m.arms.flatMap((a) =>
-      ["concurrency2", "concurrency8"].filter((pt) => store.isPointComplete(a, pt, 0)),
-    ).length;
+    const failedStatus = store.readManifest().status;
+    if (failedStatus !== "failed") throw new Error(`status ${failedStatus}, expected failed`);
+    const kept = keptPoints(store);
     // Resume on the live host: same stack, its address and key changed.
     writeStack(stacksDir, h, keyOf(h));
     const resumed: string[] = [];

@@ -201,6 +201,18 @@ export async function engineLeftovers(ssh: RemoteHost, signal?: AbortSignal): Pr
   return out;
 }
 
+/** What a rehearsal host still holds: the engine's leftovers and the ssh target's run lock. */
+async function hostLeftovers(x: VmHost): Promise<string[]> {
+  const ssh = await connectSsh(sshTargetOf(x));
+  try {
+    const left = await engineLeftovers(ssh);
+    if (!(await lockReleased(ssh, x))) left.push("the run lock");
+    return left;
+  } finally {
+    ssh.close();
+  }
+}
+
 /** Up (the kit's deployBundle), health from `compose ps`, a request, down, audit. */
 export async function composeSmoke(
   ssh: RemoteHost,
@@ -328,9 +340,8 @@ export async function rehearseVm(opts: {
     log(
       `run ${run.runId}: ${run.points} points, ${run.swaps} arm swaps, ${run.allValid ? "all valid" : "SOME INVALID"} → ${run.dir}`,
     );
-    const left = await engineLeftovers(conn, signal);
+    const left = await hostLeftovers(h);
     if (left.length) throw new Error(`the benchmark left on the host: ${left.join("; ")}`);
-    if (!(await lockReleased(conn, h))) throw new Error("the host's run lock was not released");
     if (!opts.skipFaults) {
       const victim = await time("second host up (to be killed)", () =>
         startVmHost({ onLog: log, name: `${h.name}v`.slice(0, 12) }),
@@ -338,7 +349,7 @@ export async function rehearseVm(opts: {
       try {
         await time("images → second host", () => copyImages(h, victim, REHEARSAL_IMAGES));
         const faults = await time("fault rehearsals", () =>
-          rehearseFaults({ host: h, victim, workDir: opts.logDir, log }),
+          rehearseFaults({ host: h, victim, workDir: opts.logDir, log, leftovers: hostLeftovers }),
         );
         for (const f of faults)
           timings.push({ step: `  ${f.fault}`, seconds: f.seconds, status: "ok" });

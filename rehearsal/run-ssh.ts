@@ -6,15 +6,15 @@
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import { stringify } from "yaml";
 import { DEFAULT_ENGINE_SIM_IMAGE, DEFAULT_KIT_IMAGE } from "../compose/render.ts";
 import { runExperiment } from "../experiments/execute.ts";
 import { createLogger } from "../lib/logger.ts";
-import type { RemoteHost } from "../lib/ssh/ssh.ts";
+import { type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
 import type { StackConfig } from "../stacks/schema.ts";
 import { planStack } from "../targets/plan-stack.ts";
-import { sshTarget } from "../targets/ssh/index.ts";
+import { LOCK_DIR, sshTarget } from "../targets/ssh/index.ts";
 import type { VmHost } from "./vm-host.ts";
 
 export const ROUTER_IMAGE = "inferbench/router:0.1.0";
@@ -180,8 +180,8 @@ export async function rehearseSshRun(
   };
 }
 
-/** The host's run lock is gone and no project of the kit is left (beside engineLeftovers). */
+/** The ssh target's run lock on the host is gone. */
 export async function lockReleased(ssh: RemoteHost, h: VmHost): Promise<boolean> {
-  const r = await ssh.exec(`test -e ${h.workDir}/.inferbench-lock`);
+  const r = await ssh.exec(`test -e ${shQuote(posix.join(h.workDir, LOCK_DIR))}`);
   return r.code !== 0;
 }
