@@ -5,7 +5,7 @@
 import { mkdirSync } from "node:fs";
 import { runArm } from "../../runner/run-arm.ts";
 import type { Arm } from "../../stacks/plan-types.ts";
-import type { Leftover, Target, TargetContext } from "../types.ts";
+import type { Leftover, Target } from "../types.ts";
 import { type LocalDeployment, launchLocal } from "./launch.ts";
 
 function alive(pid: number): boolean {
@@ -20,6 +20,11 @@ function alive(pid: number): boolean {
 export function localTarget(opts: { readyTimeoutMs?: number } = {}): Target {
   const deployments = new Map<Arm, LocalDeployment>();
   const started: number[] = [];
+  const stop = async (arm: Arm) => {
+    const d = deployments.get(arm);
+    deployments.delete(arm);
+    await d?.stop();
+  };
   return {
     kind: "local",
     sideBySide: true,
@@ -57,15 +62,9 @@ export function localTarget(opts: { readyTimeoutMs?: number } = {}): Target {
       });
     },
     async collect() {},
-    async undeployArm(arm) {
-      const d = deployments.get(arm);
-      deployments.delete(arm);
-      await d?.stop();
-    },
+    undeployArm: async (arm) => stop(arm),
     async destroy() {
-      await Promise.all(
-        [...deployments.keys()].map((a) => this.undeployArm(a, {} as TargetContext)),
-      );
+      await Promise.all([...deployments.keys()].map(stop));
       return true;
     },
     async audit(): Promise<Leftover[]> {
