@@ -7,7 +7,6 @@
  * skips collecting and destroys at once.
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { errorMessage, UserError } from "../lib/errors.ts";
 import type { Logger } from "../lib/logger.ts";
 import { newRunId } from "../lib/run-id.ts";
@@ -176,11 +175,6 @@ function openStore(opts: ExperimentOptions): {
 export async function runExperiment(opts: ExperimentOptions): Promise<ExperimentResult> {
   const { store, plan, manifest: opened, configs } = openStore(opts);
   const resuming = opts.resume !== undefined;
-  const manifest: RunManifest = {
-    ...opened,
-    status: "running",
-    planFingerprint: planFingerprint(plan),
-  };
   mkdirSync(store.dir, { recursive: true });
   const unlock = store.lock((m) => opts.log.warn(m));
   try {

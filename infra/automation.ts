@@ -1,14 +1,17 @@
 /**
  * The small interface the CLI drives Pulumi through, and its real implementation on the
- * Automation API with a local program (the same code path as `pulumi up` on infra/).
+ * Automation API with an **inline program**: `program()` from infra/program.ts, the same function
+ * infra/index.ts runs under `pulumi up`. The SDK serves the language runtime from this process, so
+ * no Node language host is needed (a bare Pulumi CLI runs it), and what `inferbench run` drives is
+ * what a hand `pulumi up` deploys.
  *
- * Each run gets its own workspace directory (results/runs/<run-id>/pulumi/, ignored by git) with a
- * generated Pulumi.yaml pointing `main` at infra/, and a Pulumi stack named after the run id. The
- * run's config — including the generated keys as secrets — therefore lives in that directory and
- * never in the committed stacks/Pulumi.<stack>.yaml files.
+ * Each run gets its own workspace directory (results/runs/<run-id>/pulumi/, ignored by git) and a
+ * Pulumi stack named after the run id. The run's config — including the generated keys as secrets
+ * — therefore lives in that directory and never in the committed stacks/Pulumi.<stack>.yaml files.
  */
-import { mkdirSync } from "node:fs";
-import { delimiter, dirname, isAbsolute, relative, resolve } from "node:path";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type DetachedRunner, detachedRunner } from "./pulumi-process.ts";
 
@@ -23,6 +26,8 @@ export interface OpOptions {
   /** Hard abort (second Ctrl-C): a second SIGINT, Pulumi stops at once. */
   hardSignal?: AbortSignal;
   onOutput?: (line: string) => void;
+  /** The operation's resource changes by kind (`same`, `create`, `update`, `delete`, …). */
+  onChanges?: (changes: Record<string, number>) => void;
 }
 
 export interface StackOps {
@@ -52,17 +57,36 @@ export interface AutomationApi {
 const INFRA_DIR = fileURLToPath(new URL(".//", import.meta.url));
 /** The repository root: Pulumi.yaml with `stackConfigDir: stacks`. */
 export const REPO_DIR = resolve(INFRA_DIR, "..");
+const PROJECT_NAME = "inferbench";
 
-export function projectSettingsFor(workDir: string) {
-  return {
-    name: "inferbench",
-    runtime: {
-      name: "nodejs",
-      options: { typescript: false, nodeargs: "--import tsx", packagemanager: "npm" },
-    },
-    main: relative(workDir, INFRA_DIR) || ".",
-    description: "inferbench run workspace (generated)",
-  };
+/** An inline program: what the engine runs in this process. Its return value is the outputs. */
+export type InlineProgram = () => Promise<Record<string, unknown>>;
+
+/** infra/program.ts's program(), loaded when the engine asks (it pulls in @pulumi/gcp). */
+export const kitProgram: InlineProgram = async () => {
+  const { program } = await import("./program.ts");
+  const outs: Record<string, unknown> = program();
+  return Object.fromEntries(Object.entries(outs).filter(([, v]) => v !== undefined));
+};
+
+/**
+ * The engine starts dynamic providers (ComposeDeployment) as the plugin
+ * `pulumi-resource-pulumi-nodejs` found on PATH. The copy inside @pulumi/pulumi resolves the SDK
+ * from the working directory and exits 0 when it cannot, so the workspace gets its own, with the
+ * absolute paths of this installation's SDK and of tsx (the provider imports TypeScript).
+ */
+export function writeDynamicProviderShim(dir: string): string {
+  const req = createRequire(import.meta.url);
+  const script = req.resolve("@pulumi/pulumi/cmd/dynamic-provider");
+  const tsx = import.meta.resolve("tsx");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, "pulumi-resource-pulumi-nodejs");
+  writeFileSync(
+    file,
+    `#!/bin/sh\n# written by inferbench (infra/automation.ts): the dynamic-provider host for this workspace\nexec ${JSON.stringify(process.execPath)} --import ${JSON.stringify(tsx)} ${JSON.stringify(script)} "$@"\n`,
+  );
+  chmodSync(file, 0o755);
+  return dir;
 }
 
 type Auto = typeof import("@pulumi/pulumi").automation;
@@ -109,6 +133,7 @@ export function localAutomation(
   envVars: Record<string, string> = {},
   /** Where the user's stacks live (Pulumi.yaml); the repository unless a test says otherwise. */
   projectDir = REPO_DIR,
+  program: InlineProgram = kitProgram,
 ): AutomationApi {
   const runner = detachedRunner();
   return {
@@ -128,14 +153,21 @@ export function localAutomation(
     async stack(workDir, stackName) {
       mkdirSync(workDir, { recursive: true });
       const { automation: auto } = await import("@pulumi/pulumi");
+      const shimDir = writeDynamicProviderShim(join(workDir, "bin"));
       const stack = await auto.LocalWorkspace.createOrSelectStack(
-        { stackName, workDir },
+        { stackName, projectName: PROJECT_NAME, program },
         {
           workDir,
-          projectSettings: projectSettingsFor(workDir) as never,
+          projectSettings: {
+            name: PROJECT_NAME,
+            runtime: "nodejs",
+            description: "inferbench run workspace (generated; the program runs inline)",
+          },
           pulumiCommand: await detachedPulumiCommand(auto, runner),
-          // The dynamic deploy provider runs in its own node process and must load TypeScript.
-          envVars: { NODE_OPTIONS: "--import tsx", ...envVars },
+          envVars: {
+            ...envVars,
+            PATH: `${shimDir}${delimiter}${envVars.PATH ?? process.env.PATH ?? ""}`,
+          },
         },
       );
       /** Runs an operation with a hard abort wired to a second SIGINT (and unwired after). */
@@ -177,6 +209,7 @@ export function localAutomation(
               ...(o.signal ? { signal: o.signal } : {}),
             }),
           );
+          o.onChanges?.(r.summary.resourceChanges ?? {});
           return flat(r.outputs);
         },
         async outputs() {
@@ -186,16 +219,18 @@ export function localAutomation(
           await stack.cancel();
         },
         async refresh(o = {}) {
-          await stack.refresh({
+          const r = await stack.refresh({
             ...(o.onOutput ? { onOutput: o.onOutput } : {}),
             ...(o.clearPendingCreates ? { clearPendingCreates: true } : {}),
           });
+          o.onChanges?.(r.summary.resourceChanges ?? {});
         },
         async destroy(o = {}) {
-          await stack.destroy({
+          const r = await stack.destroy({
             ...(o.onOutput ? { onOutput: o.onOutput } : {}),
             ...(o.continueOnError ? { continueOnError: true } : {}),
           });
+          o.onChanges?.(r.summary.resourceChanges ?? {});
         },
         async remove() {
           await stack.workspace.removeStack(stackName);

@@ -3,9 +3,18 @@
  * by the provider with a dynamic import, so the serialised provider closure captures only a URL.
  */
 
-import { deployBundle, undeployBundle, waitForHostReady } from "../compose/remote.ts";
-import type { RemoteHost } from "../lib/ssh/ssh.ts";
-import { connectSsh } from "../lib/ssh/ssh.ts";
+import { hostCheckFailure, judgeHost, probeHost } from "../compose/host-checks.ts";
+import {
+  BUNDLE_HASH_FILE,
+  composePsCommand,
+  deployBundle,
+  parseComposePs,
+  projectDir,
+  undeployBundle,
+  unhealthyServices,
+  waitForHostReady,
+} from "../compose/remote.ts";
+import { connectSsh, type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
 
 export interface DeploymentInputs {
   host: string;
@@ -20,6 +29,15 @@ export interface DeploymentInputs {
   hfToken: string;
   waitTimeoutSec: number;
   readyTimeoutSec: number;
+  /**
+   * A host the kit provisioned (gcp-vm) is ready once its startup script's marker exists. A host
+   * it did not make (ssh) has no marker: it is checked instead (engine, compose, GPUs).
+   */
+  startupMarker: boolean;
+  /** For a host without the marker: the GPU ids the plan pins (none checked in a rehearsal). */
+  hostChecks?: { gpuIds: number[]; rehearsal: boolean };
+  /** No private key: the SSH agent of the provider's environment (SSH_AUTH_SOCK). */
+  agent?: boolean;
 }
 
 /** Fields whose change means "deploy again"; anything else (timeouts) is refreshed in place. */
@@ -49,22 +67,26 @@ export function diffDeployment(olds: Partial<DeploymentInputs>, news: Deployment
 
 export type Connect = (i: DeploymentInputs) => Promise<RemoteHost>;
 
-const sshConnect: Connect = (i) =>
-  waitForHostReady(
-    () =>
-      connectSsh({
-        host: i.host,
-        port: i.port,
-        username: i.user,
-        privateKey: i.privateKey,
-        hostPublicKey: i.hostPublicKey,
-      }),
-    { timeoutMs: i.readyTimeoutSec * 1000 },
-  );
+const sshConnect: Connect = (i) => {
+  const once = () =>
+    connectSsh({
+      host: i.host,
+      port: i.port,
+      username: i.user,
+      ...(i.agent ? { agent: process.env.SSH_AUTH_SOCK ?? "" } : { privateKey: i.privateKey }),
+      hostPublicKey: i.hostPublicKey,
+      readyTimeoutMs: Math.min(i.readyTimeoutSec, 30) * 1000,
+    });
+  return i.startupMarker ? waitForHostReady(once, { timeoutMs: i.readyTimeoutSec * 1000 }) : once();
+};
 
 async function deploy(i: DeploymentInputs, connect: Connect): Promise<void> {
   const host = await connect(i);
   try {
+    if (i.hostChecks) {
+      const failure = hostCheckFailure(i.host, judgeHost(await probeHost(host), i.hostChecks));
+      if (failure) throw new Error(failure);
+    }
     await deployBundle(host, {
       remoteRoot: i.remoteRoot,
       projectName: i.projectName,
@@ -90,6 +112,38 @@ export async function update(
 ) {
   await deploy(news, connect);
   return { outs: news };
+}
+
+/**
+ * Refresh: what runs on the host. No container of the project → the deployment is gone (a blank
+ * id drops it from the state; the next `up` deploys again). Services not running or unhealthy, or
+ * another bundle on the host, → the recorded hash is the live one (blank when unhealthy), so the
+ * next `up` sees a difference and deploys again. An unreachable host tells nothing: the state stays.
+ */
+export async function read(
+  id: string,
+  props: DeploymentInputs,
+  connect: Connect = sshConnect,
+): Promise<{ id?: string; props?: DeploymentInputs }> {
+  let host: RemoteHost;
+  try {
+    host = await connect({ ...props, readyTimeoutSec: Math.min(props.readyTimeoutSec, 60) });
+  } catch {
+    return { id, props };
+  }
+  try {
+    const dir = projectDir(props.remoteRoot, props.projectName);
+    const ps = await host.exec(composePsCommand(dir, props.projectName), { timeoutMs: 60_000 });
+    const services = ps.code === 0 ? parseComposePs(ps.stdout) : [];
+    if (services.length === 0) return {};
+    const hash = await host.exec(`cat ${shQuote(`${dir}/${BUNDLE_HASH_FILE}`)}`, {
+      timeoutMs: 30_000,
+    });
+    const live = unhealthyServices(services).length ? "" : hash.stdout.trim();
+    return { id, props: { ...props, bundleHash: live } };
+  } finally {
+    host.close();
+  }
 }
 
 /** Best effort: the VM usually goes in the same destroy, and an unreachable host must not block it. */

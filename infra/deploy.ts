@@ -1,7 +1,8 @@
 /**
  * ComposeDeployment: a dynamic resource that uploads a compose bundle over SSH and runs
  * `docker compose up -d --wait`; it redeploys when the bundle hash (i.e. the plan), the host or
- * the HF token changes. There is no @pulumi/command here, so this is built on ssh2.
+ * the HF token changes, and `pulumi refresh` reads what runs on the host (deploy-provider.ts
+ * `read`). There is no @pulumi/command here, so this is built on ssh2.
  *
  * Pulumi serialises a dynamic provider's methods into the resource's state. The methods below
  * capture nothing but a module URL and import the real logic (deploy-provider.ts) at run time,
@@ -27,6 +28,10 @@ export const composeDeploymentProvider: pulumi.dynamic.ResourceProvider = {
   async update(id: string, olds: DeploymentInputs, news: DeploymentInputs) {
     const m = await import(LOGIC_URL);
     return m.update(id, olds, news);
+  },
+  async read(id: string, props: DeploymentInputs) {
+    const m = await import(LOGIC_URL);
+    return m.read(id, props);
   },
   async delete(id: string, props: DeploymentInputs) {
     const m = await import(LOGIC_URL);

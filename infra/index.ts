@@ -3,18 +3,21 @@ import { program } from "./program.ts";
 
 const out = program();
 
+export const runId = out.runId;
+export const resultsPath = out.resultsPath;
+export const arm = out.arm;
+export const emulated = out.emulated;
+export const bundleHash = out.bundleHash;
+export const sshUser = out.sshUser;
+export const sshCommand = out.sshCommand;
+export const hostPublicKey = out.hostPublicKey;
+export const hourlyCostUsd = out.hourlyCostUsd;
+export const maxRunCostUsd = out.maxRunCostUsd;
+export const costBasis = out.costBasis;
+// gcp-vm
 export const instance = out.instance;
 export const createdAt = out.createdAt;
 export const zone = out.zone;
 export const externalIp = out.externalIp;
-export const sshUser = out.sshUser;
-export const sshCommand = out.sshCommand;
-export const hostPublicKey = out.hostPublicKey;
-export const runId = out.runId;
-export const resultsPath = out.resultsPath;
-export const hourlyCostUsd = out.hourlyCostUsd;
-export const maxRunCostUsd = out.maxRunCostUsd;
-export const costBasis = out.costBasis;
-export const arm = out.arm;
-export const emulated = out.emulated;
-export const bundleHash = out.bundleHash;
+// ssh
+export const host = out.host;

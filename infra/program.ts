@@ -1,11 +1,13 @@
 /**
- * The Pulumi program (local program for the Automation API and `pulumi up` alike): stack config →
- * zod → plan() → GpuVm (+ ComposeDeployment) → outputs. No secret reaches a plain output.
+ * The Pulumi program (the Automation API's inline program and `pulumi up` alike): stack config →
+ * zod → plan() → for gcp-vm GpuVm (+ ComposeDeployment), for ssh a ComposeDeployment on the
+ * existing host → outputs. No secret reaches a plain output.
  *
  * Besides the StackConfig keys, the program reads run keys that `inferbench run` (preflight)
  * writes into the stack's config (see RUN_KEYS): the run id, the zone to try, and the SSH keys
  * generated with node:crypto — the login private key and the host private key as Pulumi secrets.
  */
+import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { bundleHash } from "../compose/bundle.ts";
 import { readDatasetFiles } from "../compose/datasets.ts";
@@ -22,15 +24,10 @@ import { DEFAULT_REMOTE_ROOT } from "./startup-script.ts";
 
 export { RUN_KEYS };
 
-export interface ProgramOutputs {
-  instance: pulumi.Output<string>;
-  /** GCE's creation time of the VM: where the billing window starts. */
-  createdAt: pulumi.Output<string>;
-  zone: pulumi.Output<string>;
-  externalIp: pulumi.Output<string>;
+export type ProgramOutputs = {
   sshUser: string;
-  sshCommand: pulumi.Output<string>;
-  hostPublicKey: pulumi.Output<string>;
+  sshCommand: pulumi.Output<string> | string;
+  hostPublicKey: pulumi.Output<string> | string;
   runId: string;
   resultsPath: string;
   hourlyCostUsd: number | undefined;
@@ -39,6 +36,20 @@ export interface ProgramOutputs {
   arm: string;
   emulated: boolean;
   bundleHash: string;
+  /** gcp-vm: the VM. */
+  instance?: pulumi.Output<string>;
+  /** gcp-vm: GCE's creation time of the VM, where the billing window starts. */
+  createdAt?: pulumi.Output<string>;
+  zone?: pulumi.Output<string>;
+  externalIp?: pulumi.Output<string>;
+  /** ssh: the existing host deployed to. */
+  host?: string;
+};
+
+/** The arm's compose bundle: what the deployment uploads, and its hash. */
+interface Bundle {
+  rendered: ReturnType<typeof renderCompose>;
+  hash: string;
 }
 
 /** Reads the StackConfig keys from pulumi.Config (secrets through getSecret) and validates them. */
@@ -106,19 +117,111 @@ export function program(): ProgramOutputs {
   const stack = pulumi.getStack();
   const cfg = new pulumi.Config(PROJECT);
   const { config, hfToken, hasHfToken } = readStackConfig(cfg, stack);
-  if (config.target !== "gcp-vm") {
+  if (config.target !== "gcp-vm" && config.target !== "ssh") {
     throw new pulumi.RunError(
-      `stack ${stack}: target ${config.target} is not provisioned by this program (gcp-vm only)`,
+      `stack ${stack}: target ${config.target} is not deployed by this program (gcp-vm and ssh only)`,
     );
   }
   let p: StackPlan;
+  let datasets: Record<string, string>;
   try {
     p = buildPlan(stack, config);
+    datasets = readDatasetFiles(p);
   } catch (err) {
     throw new pulumi.RunError((err as Error).message);
   }
   requireTokenFor(config, p, hasHfToken);
+  const rendered = renderCompose(p, {
+    allowUnpinnedImages: config.run.allowUnpinnedImages,
+    datasets,
+  });
+  const bundle = { rendered, hash: bundleHash(rendered.files) };
   const runId = cfg.get(RUN_KEYS.runId) ?? `${stack}-manual`;
+  const common = {
+    runId,
+    resultsPath: `results/runs/${runId}/`,
+    arm: p.mode,
+    emulated: p.emulated,
+    bundleHash: bundle.hash,
+  };
+  return config.target === "ssh"
+    ? { ...common, ...sshHostProgram(config, p, bundle, hfToken) }
+    : { ...common, ...gcpVmProgram(stack, cfg, config, p, bundle, hfToken, runId) };
+}
+
+type TargetOutputs = Omit<
+  ProgramOutputs,
+  "runId" | "resultsPath" | "arm" | "emulated" | "bundleHash"
+>;
+
+/** ssh: nothing to provision; the arm is deployed on the existing host after its checks. */
+function sshHostProgram(
+  config: StackConfig,
+  p: StackPlan,
+  bundle: Bundle,
+  hfToken: pulumi.Output<string>,
+): TargetOutputs {
+  const s = config.ssh;
+  let privateKey: pulumi.Output<string> | string = "";
+  if (s.keyFile) {
+    try {
+      privateKey = pulumi.secret(readFileSync(s.keyFile, "utf8"));
+    } catch (err) {
+      throw new pulumi.RunError(
+        `ssh.keyFile: cannot read ${s.keyFile} (${(err as NodeJS.ErrnoException).code ?? err}); point it at the host's private key, or leave it out to use the SSH agent`,
+      );
+    }
+  } else if (!process.env.SSH_AUTH_SOCK) {
+    throw new pulumi.RunError(
+      "ssh.keyFile is not set and no SSH agent is running (SSH_AUTH_SOCK): set ssh.keyFile, or start ssh-agent and ssh-add the key",
+    );
+  }
+  new ComposeDeployment(
+    "inferbench-compose",
+    {
+      host: s.host!,
+      port: s.port,
+      user: s.user,
+      privateKey,
+      ...(s.keyFile ? {} : { agent: true }),
+      hostPublicKey: s.hostKey!,
+      remoteRoot: s.remoteRoot,
+      projectName: bundle.rendered.projectName,
+      files: bundle.rendered.files,
+      bundleHash: bundle.hash,
+      hfToken,
+      waitTimeoutSec: bundle.rendered.waitTimeoutSec,
+      readyTimeoutSec: 120,
+      startupMarker: false,
+      hostChecks: {
+        gpuIds: [...new Set(p.engines.flatMap((e) => e.gpus))],
+        rehearsal: config.rehearsal,
+      },
+    },
+    { customTimeouts: { create: "90m", update: "90m" } },
+  );
+  return {
+    host: s.host!,
+    sshUser: s.user,
+    sshCommand: `ssh -p ${s.port} ${s.user}@${s.host}`,
+    hostPublicKey: s.hostKey!,
+    hourlyCostUsd: s.hourlyUsd,
+    maxRunCostUsd: undefined,
+    costBasis:
+      s.hourlyUsd !== undefined ? "ssh.hourlyUsd (the stated price of the host)" : undefined,
+  };
+}
+
+/** gcp-vm: the VM (GpuVm), then the arm on it unless the CLI deploys itself (RUN_KEYS.deploy). */
+function gcpVmProgram(
+  stack: string,
+  cfg: pulumi.Config,
+  config: StackConfig,
+  p: StackPlan,
+  bundle: Bundle,
+  hfToken: pulumi.Output<string>,
+  runId: string,
+): TargetOutputs {
   const deadline = cfg.get(RUN_KEYS.deadline);
   const zone = cfg.get(RUN_KEYS.zone) ?? config.gcp.zones[0]!;
   const sshPublicKey = requireRunKey(cfg, RUN_KEYS.sshPublicKey, false) as string;
@@ -138,17 +241,6 @@ export function program(): ProgramOutputs {
     ...(deadline ? { deadline } : {}),
   });
 
-  let datasets: Record<string, string>;
-  try {
-    datasets = readDatasetFiles(p);
-  } catch (err) {
-    throw new pulumi.RunError((err as Error).message);
-  }
-  const rendered = renderCompose(p, {
-    allowUnpinnedImages: config.run.allowUnpinnedImages,
-    datasets,
-  });
-  const hash = bundleHash(rendered.files);
   // run.onProvision: false provisions the VM only (deploy later); `inferbench run` deploys itself.
   if (cfg.get(RUN_KEYS.deploy) !== "false" && config.run.onProvision) {
     new ComposeDeployment(
@@ -160,12 +252,13 @@ export function program(): ProgramOutputs {
         privateKey: sshPrivateKey,
         hostPublicKey,
         remoteRoot: DEFAULT_REMOTE_ROOT,
-        projectName: rendered.projectName,
-        files: rendered.files,
-        bundleHash: hash,
+        projectName: bundle.rendered.projectName,
+        files: bundle.rendered.files,
+        bundleHash: bundle.hash,
         hfToken,
-        waitTimeoutSec: rendered.waitTimeoutSec,
+        waitTimeoutSec: bundle.rendered.waitTimeoutSec,
         readyTimeoutSec: 1800,
+        startupMarker: true,
       },
       { dependsOn: [vm], customTimeouts: { create: "90m", update: "90m" } },
     );
@@ -179,13 +272,8 @@ export function program(): ProgramOutputs {
     sshUser: config.gcp.sshUser,
     sshCommand: vm.externalIp.apply((ip) => sshCommand(config.gcp.sshUser, ip, runId)),
     hostPublicKey: vm.hostPublicKey,
-    runId,
-    resultsPath: `results/runs/${runId}/`,
     hourlyCostUsd: p.cost?.hourly,
     maxRunCostUsd: p.cost?.maxRunCost,
     costBasis: p.cost ? `${p.cost.basis} — estimate; ${p.cost.source}` : undefined,
-    arm: p.mode,
-    emulated: p.emulated,
-    bundleHash: hash,
   };
 }

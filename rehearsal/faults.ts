@@ -1,11 +1,13 @@
 /**
  * Fault rehearsals on the rehearsal host, each through the kit's real executor and ssh target:
  * - a second run against a host another run holds: refused, naming the holder;
- * - Ctrl-C during deploy and during a load point: exit 130, completed points kept, nothing left on
- *   the host, the lock released; the interrupted run then resumes and measures only what is missing;
+ * - Ctrl-C during provision, deploy, warm-up and a load point: exit 130, completed points kept,
+ *   nothing left on the host, the lock released; the interrupted run then resumes and measures
+ *   only what is missing;
  * - the network drops for 20 s (the host's veth down) during a point: the run rides it out;
  * - the host dies mid-point (every process in its namespace killed): noticed within 60 s, the run
- *   is marked failed with its completed points, and resumes on another host.
+ *   is marked failed with its completed points — brought home as each completed, not after the
+ *   arm's block — and resumes on another host, measuring only the rest.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
@@ -207,6 +209,36 @@ export async function rehearseFaults(opts: {
     return `second run refused; Ctrl-C → 130 with ${done} point(s) kept, host clean; resume measured the other ${4 - done}, ${r.allValid ? "all valid" : "some INVALID"}`;
   });
 
+  await timed("Ctrl-C during provision, during warm-up", async () => {
+    const interruptAt = async (pred: (l: string) => boolean, delayMs: number, what: string) => {
+      const lines: string[] = [];
+      const ac = new AbortController();
+      const p = runExperiment(options(stacksDir, runsDir, ac.signal, (l) => lines.push(l)));
+      await until(lines, pred, 120_000, what);
+      await sleep(delayMs);
+      ac.abort(new Error("SIGINT"));
+      const code = await p.then(
+        () => 0,
+        (e: unknown) => (e instanceof UserError ? e.exitCode : 1),
+      );
+      if (code !== 130) throw new Error(`Ctrl-C during ${what}: exit ${code}, expected 130`);
+      await expectClean(h, `Ctrl-C during ${what}`);
+      const store = RunStore.open(runIdOf(lines), runsDir);
+      const m = store.readManifest();
+      if (m.status !== "interrupted" || m.infra?.state !== "destroyed")
+        throw new Error(`Ctrl-C during ${what}: status ${m.status}, infra ${m.infra?.state}`);
+      return { lines, kept: keptPoints(store) };
+    };
+    // The run's first line comes before provision (connect, host checks, the lock).
+    const prov = await interruptAt((l) => l.startsWith("run "), 0, "provision");
+    if (prov.lines.some((l) => l.includes(": deploying")))
+      throw new Error("Ctrl-C during provision: the run went on to deploy");
+    // The runner's first second: the endpoints' health, then the point's warm-up requests.
+    const warm = await interruptAt((l) => l.startsWith("[1/"), 1000, "warm-up");
+    if (warm.kept !== 0) throw new Error(`Ctrl-C during warm-up kept ${warm.kept} point(s)`);
+    return "both exit 130, interrupted, host clean, lock released; provision stopped before any deploy, warm-up kept no point";
+  });
+
   await timed("Ctrl-C during deploy", async () => {
     const lines: string[] = [];
     const ac = new AbortController();
@@ -246,7 +278,17 @@ export async function rehearseFaults(opts: {
       options(stacksDir, runsDir, new AbortController().signal, (l) => lines.push(l)),
     );
     await untilPointOnHost(victim, lines, 180_000);
-    await sleep(2000);
+    // The completed point is brought home while the runner goes on (not after the block).
+    const runDir = join(runsDir, runIdOf(lines));
+    const t0 = Date.now();
+    while (
+      !existsSync(join(runDir, "managed", "points", "concurrency2", "point.json")) &&
+      !existsSync(join(runDir, "baseline", "points", "concurrency2", "point.json"))
+    ) {
+      if (Date.now() - t0 > 20_000)
+        throw new Error("a point completed on the host was not brought home while the runner ran");
+      await sleep(200);
+    }
     const killedAt = performance.now();
     // Every process of the host: its sshd (listener and sessions), dockerd, containerd, containers.
     const pids = execFileSync("ip", ["netns", "pids", victim.name], { encoding: "utf8" })
@@ -265,6 +307,7 @@ export async function rehearseFaults(opts: {
     const failedStatus = store.readManifest().status;
     if (failedStatus !== "failed") throw new Error(`status ${failedStatus}, expected failed`);
     const kept = keptPoints(store);
+    if (kept < 1) throw new Error("the point completed before the host died was lost");
     // Resume on the live host: same stack, its address and key changed.
     writeStack(stacksDir, h, keyOf(h));
     const resumed: string[] = [];
@@ -272,7 +315,7 @@ export async function rehearseFaults(opts: {
       ...options(stacksDir, runsDir, new AbortController().signal, (l) => resumed.push(l)),
       resume: runId,
     });
-    if (kept > 0 && !resumed.some((l) => l.includes(`resuming: ${kept} of 4`)))
+    if (!resumed.some((l) => l.includes(`resuming: ${kept} of 4`)))
       throw new Error(`the resume did not keep the ${kept} completed point(s)`);
     await expectClean(h, "after the resume on another host");
     const status = RunStore.open(runId, runsDir).readManifest().status;

@@ -21,6 +21,7 @@ import { deployBundle, parseComposePs, projectDir, undeployBundle } from "../com
 import { connectSsh, type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
 import { startEgressProxy } from "./egress-proxy.ts";
 import { rehearseFaults } from "./faults.ts";
+import { rehearsePulumi } from "./pulumi-deploy.ts";
 import {
   copyImages,
   lockReleased,
@@ -271,6 +272,10 @@ export async function rehearseVm(opts: {
   skipInstall?: boolean;
   /** Skip the fault rehearsals (host death, Ctrl-C, network drop, a second run). */
   skipFaults?: boolean;
+  /** Skip the benchmark through the ssh target (and so the faults, which need its images only). */
+  skipBenchmark?: boolean;
+  /** Skip the Pulumi engine's operations on the host. */
+  skipPulumi?: boolean;
   installSteps?: InstallStep[];
   signal?: AbortSignal;
   log?: (line: string) => void;
@@ -334,15 +339,23 @@ export async function rehearseVm(opts: {
     await time("router + engine-sim images (kit image, own entry points)", () =>
       tagServiceImages(h, KIT_IMAGE_TAG),
     );
-    const run = await time("benchmark through the ssh target (both arms, ABBA, EMULATED)", () =>
-      rehearseSshRun(h, { workDir: opts.logDir, ...(signal ? { signal } : {}), log }),
-    );
-    log(
-      `run ${run.runId}: ${run.points} points, ${run.swaps} arm swaps, ${run.allValid ? "all valid" : "SOME INVALID"} → ${run.dir}`,
-    );
-    const left = await hostLeftovers(h);
-    if (left.length) throw new Error(`the benchmark left on the host: ${left.join("; ")}`);
-    if (!opts.skipFaults) {
+    if (!opts.skipBenchmark) {
+      const run = await time("benchmark through the ssh target (both arms, ABBA, EMULATED)", () =>
+        rehearseSshRun(h, { workDir: opts.logDir, ...(signal ? { signal } : {}), log }),
+      );
+      log(
+        `run ${run.runId}: ${run.points} points, ${run.swaps} arm swaps, ${run.allValid ? "all valid" : "SOME INVALID"} → ${run.dir}`,
+      );
+      const left = await hostLeftovers(h);
+      if (left.length) throw new Error(`the benchmark left on the host: ${left.join("; ")}`);
+    }
+    if (!opts.skipPulumi) {
+      const p = await time("pulumi engine: inline program, ComposeDeployment on the host", () =>
+        rehearsePulumi(h, { workDir: opts.logDir, pulumiBin: env.PULUMI_BIN!, log }),
+      );
+      for (const t of p.timings) timings.push({ ...t, step: `  ${t.step}` });
+    }
+    if (!opts.skipFaults && !opts.skipBenchmark) {
       const victim = await time("second host up (to be killed)", () =>
         startVmHost({ onLog: log, name: `${h.name}v`.slice(0, 12) }),
       );
@@ -377,12 +390,15 @@ export function formatTimings(timings: StepTiming[]): string {
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
   const skipInstall = args.includes("--skip-install");
-  const skipFaults = args.includes("--no-faults");
-  const unknown = args.filter((a) => a !== "--skip-install");
+  const flags = ["--skip-install", "--no-faults", "--no-benchmark", "--no-pulumi"];
+  const unknown = args.filter((a) => !flags.includes(a));
   if (unknown.length) {
-    console.error(`rehearse-vm: unknown argument ${unknown[0]} (only --skip-install)`);
+    console.error(`rehearse-vm: unknown argument ${unknown[0]} (known: ${flags.join(" ")})`);
     return 2;
   }
+  const skipFaults = args.includes("--no-faults");
+  const skipBenchmark = args.includes("--no-benchmark");
+  const skipPulumi = args.includes("--no-pulumi");
   const avail = await vmHostAvailable({ requireInstall: skipInstall });
   if (!avail.ok) {
     console.error(`rehearse-vm: cannot run here: ${avail.reason}`);
@@ -405,6 +421,8 @@ async function main(): Promise<number> {
       logDir,
       skipInstall,
       skipFaults,
+      skipBenchmark,
+      skipPulumi,
       signal: ac.signal,
       log,
       timings,

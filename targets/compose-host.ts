@@ -4,8 +4,10 @@
  * experiment plan bound to the project's addresses; the runner runs as a container next to the
  * engines and writes `results/<arm>/points/...`; collect downloads that folder into the run store.
  */
-import { mkdir } from "node:fs/promises";
-import { join, posix } from "node:path";
+import { existsSync } from "node:fs";
+import { mkdir, rename, rm } from "node:fs/promises";
+import { dirname, join, posix } from "node:path";
+import { setTimeout } from "node:timers/promises";
 import { readDatasetFiles } from "../compose/datasets.ts";
 import { deployBundle, projectDir, undeployBundle } from "../compose/remote.ts";
 import {
@@ -81,6 +83,67 @@ export function runnerContainer(project: string, runId: string): string {
   return `${project}-runner-${runId}`;
 }
 
+/** Completed points under an arm's remote results folder: the runner writes point.json last. */
+export function completedPointsCommand(remote: string): string {
+  return `cd ${shQuote(remote)} 2>/dev/null && find points -mindepth 2 -maxdepth 2 -name point.json`;
+}
+
+/**
+ * Brings home every completed point not yet in the local arm folder, one point at a time into a
+ * staging folder renamed into place, so a download cut short (the host died) never leaves a
+ * point.json without the files beside it. Returns the points fetched.
+ */
+export async function fetchCompletedPoints(
+  h: RemoteHost,
+  remote: string,
+  local: string,
+): Promise<string[]> {
+  const r = await h.exec(completedPointsCommand(remote), { timeoutMs: 60_000 });
+  if (r.code !== 0) return []; // nothing measured yet
+  const fetched: string[] = [];
+  for (const line of r.stdout.split("\n")) {
+    const rel = posix.dirname(line.trim());
+    if (!line.trim() || rel === "." || rel.includes("..")) continue;
+    const dest = join(local, rel);
+    if (existsSync(join(dest, "point.json"))) continue;
+    const staging = join(local, ".incoming", rel);
+    await rm(staging, { recursive: true, force: true });
+    await h.download(posix.join(remote, rel), staging);
+    await rm(dest, { recursive: true, force: true }); // an incomplete copy from an earlier attempt
+    await mkdir(dirname(dest), { recursive: true });
+    await rename(staging, dest);
+    fetched.push(rel);
+  }
+  await rm(join(local, ".incoming"), { recursive: true, force: true });
+  return fetched;
+}
+
+/** How often a running arm's completed points are looked for on the host. */
+export const FOLLOW_INTERVAL_MS = 2000;
+
+/**
+ * While the runner runs: each completed point is brought home as soon as it exists, so a host that
+ * dies mid-block costs only the point in flight. Errors (a network drop) are logged and retried.
+ */
+async function followPoints(
+  h: RemoteHost,
+  remote: string,
+  local: string,
+  stop: AbortSignal,
+  ctx: TargetContext,
+): Promise<void> {
+  while (!stop.aborted) {
+    await setTimeout(FOLLOW_INTERVAL_MS, undefined, { signal: stop }).catch(() => undefined);
+    if (stop.aborted) return;
+    try {
+      for (const p of await fetchCompletedPoints(h, remote, local))
+        ctx.log.debug(`${p}: brought home while the runner goes on`);
+    } catch (err) {
+      ctx.log.debug(`following points: ${(err as Error).message}`);
+    }
+  }
+}
+
 export interface ComposeHost {
   deployArm(arm: Arm, ctx: TargetContext): Promise<void>;
   runArm(arm: Arm, steps: readonly ExperimentStep[], ctx: TargetContext): Promise<void>;
@@ -127,76 +190,92 @@ export function composeHost(host: () => RemoteHost, opts: ComposeHostOptions = {
       });
     },
     async runArm(arm, steps, ctx) {
-      const cmd = runnerRunCommand(
-        dirOf(arm),
-        projectOf(arm),
-        arm,
-        ctx.store.runId,
-        steps.map((s) => s.index),
-      );
-      let r: Awaited<ReturnType<RemoteHost["exec"]>>;
+      const local = ctx.store.armDir(arm);
+      await mkdir(local, { recursive: true });
+      const following = new AbortController();
+      const follower = followPoints(host(), remoteResults(arm, ctx), local, following.signal, ctx);
       try {
-        r = await host().exec(cmd, {
-          signal: ctx.signal,
-          onStdout: (s) => ctx.log.info(s.trimEnd()),
-          onStderr: out(ctx),
-        });
-      } catch (err) {
-        // Closing the SSH channel does not stop `compose run` on the host: remove its container.
-        if (ctx.signal.aborted)
-          await host()
-            .exec(`docker rm -f ${shQuote(runnerContainer(projectOf(arm), ctx.store.runId))}`, {
-              timeoutMs: 60_000,
-            })
-            .catch((e) => ctx.log.warn(`removing the interrupted runner: ${(e as Error).message}`));
-        throw err;
+        await runOnHost(arm, steps, ctx);
+      } finally {
+        following.abort();
+        await follower;
       }
-      ctx.signal.throwIfAborted();
-      // Exit 3: every point measured, some INVALID — evidence the report marks, not a failure.
-      if (r.code !== 0 && r.code !== RUNNER_SOME_INVALID)
-        throw new Error(
-          `the runner failed on the host (exit ${r.code ?? r.signal}) for ${arm}: ${r.stderr.slice(-1500)}`,
-        );
     },
     async collect(arm, ctx) {
       const local = ctx.store.armDir(arm);
       await mkdir(local, { recursive: true });
-      // Per run id: a host that served an earlier run never hands its points to this one.
-      const remote = posix.join(dirOf(arm), RESULTS_DIR, ctx.store.runId, arm);
-      const probe = await host().exec(`test -d ${shQuote(remote)}`);
-      if (probe.code !== 0) return; // nothing measured yet
-      const files = await host().download(remote, local);
-      ctx.log.debug(`${arm}: ${files.length} files → ${local}`);
+      const fetched = await fetchCompletedPoints(host(), remoteResults(arm, ctx), local);
+      ctx.log.debug(`${arm}: ${fetched.length} more point(s) → ${local}`);
     },
     async undeployArm(arm) {
       await undeployBundle(host(), projectOf(arm));
     },
-    async audit() {
-      const left: Leftover[] = [];
-      for (const [kind, cmd] of [
-        [
-          "container",
-          "docker ps -a --filter label=com.docker.compose.project --format '{{.Label \"com.docker.compose.project\"}} {{.Names}}'",
-        ],
-        [
-          "network",
-          "docker network ls --filter label=com.docker.compose.project --format '{{.Label \"com.docker.compose.project\"}} {{.Name}}'",
-        ],
-        [
-          "volume",
-          "docker volume ls --filter label=com.docker.compose.project --format '{{.Label \"com.docker.compose.project\"}} {{.Name}}'",
-        ],
-      ] as const) {
-        const r = await host().exec(cmd);
-        if (r.code !== 0) throw new Error(`audit: ${cmd} failed: ${r.stderr.slice(-300)}`);
-        for (const line of r.stdout.split("\n")) {
-          const [project, name] = line.trim().split(/\s+/);
-          // The shared weights cache is the host's, not the run's: it is kept on purpose.
-          if (project?.startsWith("inferbench") && name && name !== HF_CACHE_VOLUME_NAME)
-            left.push({ kind, name });
-        }
-      }
-      return left;
-    },
+    audit,
   };
+
+  /** Per run id: a host that served an earlier run never hands its points to this one. */
+  function remoteResults(arm: Arm, ctx: TargetContext): string {
+    return posix.join(dirOf(arm), RESULTS_DIR, ctx.store.runId, arm);
+  }
+
+  async function runOnHost(arm: Arm, steps: readonly ExperimentStep[], ctx: TargetContext) {
+    const cmd = runnerRunCommand(
+      dirOf(arm),
+      projectOf(arm),
+      arm,
+      ctx.store.runId,
+      steps.map((s) => s.index),
+    );
+    let r: Awaited<ReturnType<RemoteHost["exec"]>>;
+    try {
+      r = await host().exec(cmd, {
+        signal: ctx.signal,
+        onStdout: (s) => ctx.log.info(s.trimEnd()),
+        onStderr: out(ctx),
+      });
+    } catch (err) {
+      // Closing the SSH channel does not stop `compose run` on the host: remove its container.
+      if (ctx.signal.aborted)
+        await host()
+          .exec(`docker rm -f ${shQuote(runnerContainer(projectOf(arm), ctx.store.runId))}`, {
+            timeoutMs: 60_000,
+          })
+          .catch((e) => ctx.log.warn(`removing the interrupted runner: ${(e as Error).message}`));
+      throw err;
+    }
+    ctx.signal.throwIfAborted();
+    // Exit 3: every point measured, some INVALID — evidence the report marks, not a failure.
+    if (r.code !== 0 && r.code !== RUNNER_SOME_INVALID)
+      throw new Error(
+        `the runner failed on the host (exit ${r.code ?? r.signal}) for ${arm}: ${r.stderr.slice(-1500)}`,
+      );
+  }
+
+  async function audit(): Promise<Leftover[]> {
+    const left: Leftover[] = [];
+    for (const [kind, cmd] of [
+      [
+        "container",
+        "docker ps -a --filter label=com.docker.compose.project --format '{{.Label \"com.docker.compose.project\"}} {{.Names}}'",
+      ],
+      [
+        "network",
+        "docker network ls --filter label=com.docker.compose.project --format '{{.Label \"com.docker.compose.project\"}} {{.Name}}'",
+      ],
+      [
+        "volume",
+        "docker volume ls --filter label=com.docker.compose.project --format '{{.Label \"com.docker.compose.project\"}} {{.Name}}'",
+      ],
+    ] as const) {
+      const r = await host().exec(cmd);
+      if (r.code !== 0) throw new Error(`audit: ${cmd} failed: ${r.stderr.slice(-300)}`);
+      for (const line of r.stdout.split("\n")) {
+        const [project, name] = line.trim().split(/\s+/);
+        // The shared weights cache is the host's, not the run's: it is kept on purpose.
+        if (project?.startsWith("inferbench") && name && name !== HF_CACHE_VOLUME_NAME)
+          left.push({ kind, name });
+      }
+    }
+    return left;
+  }
 }

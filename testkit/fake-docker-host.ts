@@ -6,7 +6,7 @@
  * (docker/compose versions, nvidia-smi, id) and the run lock (real mkdir under the server's root).
  * The real engine, sshd and dockerd run in the rehearsal (`npm run rehearse:vm`).
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
 import { createLogger } from "../lib/logger.ts";
@@ -152,6 +152,18 @@ export function fakeDockerHost(srv: TestSshServer, scratch: string): FakeDockerH
         log: createLogger("runner", () => {}),
       });
       return 0;
+    }
+    m =
+      /^cd ('[^']+'|\S+) 2>\/dev\/null && find points -mindepth 2 -maxdepth 2 -name point.json$/.exec(
+        cmd,
+      );
+    if (m) {
+      const points = join(onHost(unq(m[1]!)), "points");
+      if (!existsSync(points)) return 1;
+      const found = readdirSync(points)
+        .filter((d) => existsSync(join(points, d, "point.json")))
+        .map((d) => `points/${d}/point.json\n`);
+      return say(io.stdout, found.join(""), 0);
     }
     m = /^test -d ('[^']+'|\S+)$/.exec(cmd);
     if (m) return existsSync(onHost(unq(m[1]!))) ? 0 : 1;

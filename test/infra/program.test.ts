@@ -100,7 +100,8 @@ pulumi.runtime.setAllConfig(config, [
 
 const { program } = await import("../../infra/program.ts");
 
-function value<T>(o: pulumi.Output<T>): Promise<T> {
+function value<T>(o: pulumi.Output<T> | T): Promise<T> {
+  if (!pulumi.Output.isInstance(o)) return Promise.resolve(o as T);
   return new Promise((r) => o.apply(r));
 }
 function find(type: string): Recorded {

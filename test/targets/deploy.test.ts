@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +15,12 @@ import {
   waitForHostReady,
 } from "../../compose/remote.ts";
 import { renderCompose } from "../../compose/render.ts";
-import { diffDeployment } from "../../infra/deploy-provider.ts";
+import {
+  create as createDeployment,
+  type DeploymentInputs,
+  diffDeployment,
+  read as readDeployment,
+} from "../../infra/deploy-provider.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { generateEd25519 } from "../../lib/ssh/keys.ts";
 import { connectSsh, type ExecResult, type RemoteHost } from "../../lib/ssh/ssh.ts";
@@ -56,11 +62,101 @@ describe("deploy decisions", () => {
       hfToken: "t",
       waitTimeoutSec: 100,
       readyTimeoutSec: 100,
+      startupMarker: true,
     };
     assert.equal(diffDeployment(base, { ...base }).changes, false);
     assert.deepEqual(diffDeployment(base, { ...base, bundleHash: "b" }).changed, ["bundleHash"]);
     assert.deepEqual(diffDeployment(base, { ...base, hfToken: "u" }).changed, ["hfToken"]);
     assert.deepEqual(diffDeployment(base, { ...base, bundleHash: "b" }).replaces, []);
+  });
+});
+
+describe("ComposeDeployment provider against a scripted host", () => {
+  const inputs: DeploymentInputs = {
+    host: "10.0.0.2",
+    port: 22,
+    user: "u",
+    privateKey: "k",
+    hostPublicKey: "h",
+    remoteRoot: "/srv/ib",
+    projectName: "inferbench-managed",
+    files: { "compose.yaml": "services: {}\n" },
+    bundleHash: "recorded",
+    hfToken: "",
+    waitTimeoutSec: 60,
+    readyTimeoutSec: 60,
+    startupMarker: false,
+  };
+  /** Answers commands by the first pattern that matches; records what ran and what was uploaded. */
+  const scripted = (answers: [RegExp, Partial<ExecResult>][]) => {
+    const ran: string[] = [];
+    const uploads: string[] = [];
+    const host: RemoteHost = {
+      exec: async (cmd) => {
+        ran.push(cmd);
+        const a = answers.find(([re]) => re.test(cmd))?.[1] ?? { code: 1, stderr: "unknown" };
+        return { code: 0, signal: undefined, stdout: "", stderr: "", ...a };
+      },
+      upload: async (dir) => {
+        uploads.push(dir);
+      },
+      download: async () => [],
+      close: () => {},
+    };
+    return { host, ran, uploads, connect: async () => host };
+  };
+  const ps = (health: string) =>
+    [
+      { Service: "router", State: "running", Health: health },
+      { Service: "engine-0", State: "running", Health: "healthy" },
+    ]
+      .map((x) => JSON.stringify(x))
+      .join("\n");
+
+  it("refresh: no container of the project means the deployment is gone (blank id)", async () => {
+    const h = scripted([[/ps -a --format json/, { stdout: "" }]]);
+    assert.deepEqual(await readDeployment("id", inputs, h.connect), {});
+  });
+
+  it("refresh: a healthy project reports the host's bundle hash, an unhealthy one none", async () => {
+    const healthy = scripted([
+      [/ps -a --format json/, { stdout: ps("healthy") }],
+      [/bundle-sha256/, { stdout: "livehash\n" }],
+    ]);
+    const r = await readDeployment("id", inputs, healthy.connect);
+    assert.equal(r.id, "id");
+    assert.equal(r.props?.bundleHash, "livehash");
+    assert.equal(diffDeployment(r.props!, inputs).changes, true); // the next up redeploys
+    const sick = scripted([
+      [/ps -a --format json/, { stdout: ps("unhealthy") }],
+      [/bundle-sha256/, { stdout: "recorded\n" }],
+    ]);
+    assert.equal((await readDeployment("id", inputs, sick.connect)).props?.bundleHash, "");
+  });
+
+  it("refresh: an unreachable host keeps the state as it is", async () => {
+    const r = await readDeployment("id", inputs, async () => {
+      throw new Error("ECONNREFUSED");
+    });
+    assert.deepEqual(r, { id: "id", props: inputs });
+  });
+
+  it("create on a host without the startup marker checks it first: too old an engine uploads nothing", async () => {
+    const h = scripted([
+      [/id -u/, { stdout: "1000\n1000\n" }],
+      [/nvidia-smi/, { code: 127, stderr: "nvidia-smi: not found" }],
+      [/Server.Version/, { stdout: "20.10.24+dfsg1\n" }],
+      [/compose version/, { stdout: "2.26.1\n" }],
+    ]);
+    await assert.rejects(
+      createDeployment({ ...inputs, hostChecks: { gpuIds: [0], rehearsal: false } }, h.connect),
+      (e: Error) =>
+        /host checks failed on 10\.0\.0\.2/.test(e.message) &&
+        /Docker engine 20\.10/.test(e.message) &&
+        /no GPU found \(nvidia-smi: nvidia-smi: not found\)/.test(e.message),
+    );
+    assert.deepEqual(h.uploads, []);
+    assert.ok(!h.ran.some((c) => /compose .* up/.test(c)));
   });
 });
 
@@ -188,6 +284,61 @@ describe("deploy and benchmark over a loopback SSH server", () => {
     }
   });
 
+  /** Just what the compose host reads of a run context: the run id and where arms live. */
+  const fakeCtx = (runId: string): TargetContext =>
+    ({
+      store: { runId, armDir: (arm: string) => join(root, "local", runId, arm) },
+      signal: new AbortController().signal,
+      log: createLogger("t", () => {}),
+    }) as unknown as TargetContext;
+
+  it("completed points come home while the runner runs; an incomplete local copy is replaced whole", async () => {
+    const runId = "20261201-130000-beef";
+    const remote = join(srv.root, `/opt/inferbench/inferbench-managed/results/${runId}/managed`);
+    const ctx = fakeCtx(runId);
+    const local = ctx.store.armDir("managed");
+    // An earlier attempt's half-downloaded point (no point.json): replaced whole, not merged.
+    mkdirSync(join(local, "points", "concurrency8"), { recursive: true });
+    writeFileSync(join(local, "points", "concurrency8", "stale.txt"), "half");
+    let homeDuringRun = false;
+    srv.setExec(async (cmd, io) => {
+      const find = /^cd (\S+) 2>\/dev\/null && find points/.exec(cmd);
+      if (find) {
+        const dir = join(srv.root, find[1]!, "points");
+        if (!existsSync(dir)) return 1;
+        for (const d of readdirSync(dir))
+          if (existsSync(join(dir, d, "point.json"))) io.stdout(`points/${d}/point.json\n`);
+        return 0;
+      }
+      if (!cmd.includes("--profile runner run")) return 0;
+      for (const p of ["concurrency2", "concurrency8"]) {
+        mkdirSync(join(remote, "points", p), { recursive: true });
+        writeFileSync(join(remote, "points", p, "profile_export.json"), `{"p":"${p}"}`);
+        writeFileSync(join(remote, "points", p, "point.json"), "{}");
+      }
+      // The runner "goes on" until the points are home (bounded).
+      const t0 = Date.now();
+      while (Date.now() - t0 < 10_000 && !existsSync(join(local, "points/concurrency2/point.json")))
+        await new Promise((r) => setTimeout(r, 100));
+      homeDuringRun = existsSync(join(local, "points/concurrency2/point.json"));
+      return 0;
+    });
+    const host = await connect();
+    try {
+      await composeHost(() => host).runArm("managed", [{ index: 0 }] as ExperimentStep[], ctx);
+      assert.ok(homeDuringRun, "a completed point was brought home before the runner ended");
+      for (const p of ["concurrency2", "concurrency8"])
+        assert.equal(
+          readFileSync(join(local, "points", p, "profile_export.json"), "utf8"),
+          `{"p":"${p}"}`,
+        );
+      assert.ok(!existsSync(join(local, "points", "concurrency8", "stale.txt")));
+      assert.ok(!existsSync(join(local, ".incoming")));
+    } finally {
+      host.close();
+    }
+  });
+
   it("the runner runs next to the engines for the given steps; a failure names the arm", async () => {
     const ran: string[] = [];
     srv.setExec(async (cmd, io) => {
@@ -201,11 +352,7 @@ describe("deploy and benchmark over a loopback SSH server", () => {
     const host = await connect();
     try {
       const onHost = composeHost(() => host);
-      const ctx = {
-        store: { runId: "20261201-120000-abcd" },
-        signal: new AbortController().signal,
-        log: createLogger("t", () => {}),
-      } as unknown as TargetContext;
+      const ctx = fakeCtx("20261201-120000-abcd");
       await assert.rejects(
         onHost.runArm("managed", [{ index: 1 }, { index: 3 }] as ExperimentStep[], ctx),
         /runner failed on the host \(exit 7\) for managed: boom/,

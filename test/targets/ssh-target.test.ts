@@ -9,6 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
+import { judgeHost, parseNvidiaSmi } from "../../compose/host-checks.ts";
 import { type ExperimentOptions, runExperiment } from "../../experiments/execute.ts";
 import { UserError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/logger.ts";
@@ -16,7 +17,7 @@ import { generateEd25519 } from "../../lib/ssh/keys.ts";
 import { RunStore } from "../../results/store.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
 import { planStack } from "../../targets/plan-stack.ts";
-import { judgeHost, parseNvidiaSmi, sshTarget } from "../../targets/ssh/index.ts";
+import { sshTarget } from "../../targets/ssh/index.ts";
 import { type FakeDockerHost, fakeDockerHost } from "../../testkit/fake-docker-host.ts";
 import { startSshServer, type TestSshServer } from "../../testkit/ssh-server.ts";
 
