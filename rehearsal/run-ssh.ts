@@ -12,6 +12,7 @@ import { DEFAULT_ENGINE_SIM_IMAGE, DEFAULT_KIT_IMAGE } from "../compose/render.t
 import { runExperiment } from "../experiments/execute.ts";
 import { createLogger } from "../lib/logger.ts";
 import { type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
+import { DEPLOYED_IMAGES_FILE, HOST_LOG_FILE } from "../results/store.ts";
 import type { StackConfig } from "../stacks/schema.ts";
 import { planStack } from "../targets/plan-stack.ts";
 import { LOCK_DIR, sshTarget } from "../targets/ssh/index.ts";
@@ -127,6 +128,37 @@ export function rehearsalStack(h: VmHost, keyFile: string): Record<string, unkno
   };
 }
 
+/**
+ * What ran came home for both arms: the image id of every service, the service logs, each point's
+ * engine versions, and the report's "What ran" table.
+ */
+function checkWhatRan(dir: string): void {
+  for (const arm of ["baseline", "managed"]) {
+    const images = JSON.parse(readFileSync(join(dir, arm, DEPLOYED_IMAGES_FILE), "utf8")) as {
+      service: string;
+      id: string;
+    }[];
+    const services = images.map((i) => i.service);
+    if (
+      !services.includes("router") ||
+      services.length < 3 ||
+      images.some((i) => !/^sha256:/.test(i.id))
+    )
+      throw new Error(`${arm}: images recorded: ${JSON.stringify(images)}`);
+    const log = readFileSync(join(dir, arm, HOST_LOG_FILE), "utf8");
+    if (!/router/.test(log) || log.split("\n").length < 5)
+      throw new Error(`${arm}: the service logs did not come home (${log.length} bytes)`);
+    const point = JSON.parse(
+      readFileSync(join(dir, arm, "points", "concurrency2", "point.json"), "utf8"),
+    ) as { engineVersions?: Record<string, string> };
+    const versions = Object.values(point.engineVersions ?? {});
+    if (versions.length !== 2 || versions.some((v) => v !== "engine-sim"))
+      throw new Error(`${arm}: engine versions ${JSON.stringify(point.engineVersions)}`);
+  }
+  if (!readFileSync(join(dir, "report.md"), "utf8").includes("What ran"))
+    throw new Error('report.md has no "What ran" section');
+}
+
 export interface SshRunReport {
   runId: string;
   dir: string;
@@ -167,6 +199,7 @@ export async function rehearseSshRun(
     throw new Error(
       `the run left ${r.leftovers.map((l) => `${l.kind} ${l.name}`).join(", ")} on the host`,
     );
+  checkWhatRan(r.dir);
   const plan = JSON.parse(readFileSync(join(r.dir, "plan.json"), "utf8")) as {
     swaps: { count: number };
     steps: unknown[];

@@ -109,6 +109,16 @@ export interface Comparison {
   cost?: RunCost;
   /** The arms of one run: what differs between their plans, and a warning when not one thing. */
   arms?: { differences: ArmDifference[]; warning?: string };
+  /** What each arm ran, as the engines and the host reported it (runs that recorded it). */
+  ran?: { a: ArmRan; b: ArmRan };
+}
+
+/** Evidence of what served an arm, beside what its plan asked for. */
+export interface ArmRan {
+  /** Distinct `GET /version` answers of the arm's engines over its points. */
+  engineVersions: string[];
+  /** service → image id (and digest when pulled), from the host after deploy. */
+  images?: Record<string, string>;
 }
 
 export interface RunCost {

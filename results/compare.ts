@@ -6,7 +6,11 @@
 import { UserError } from "../lib/errors.ts";
 import { groupBy } from "../lib/group.ts";
 import { percentileSorted } from "../lib/percentile.ts";
-import { armDifferences, attributionWarning } from "../stacks/arm-differences.ts";
+import {
+  type ArmDifference,
+  armDifferences,
+  attributionWarning,
+} from "../stacks/arm-differences.ts";
 import { GCP_MACHINES } from "../stacks/catalog.ts";
 import type { StackPlan } from "../stacks/plan-types.ts";
 import {
@@ -17,6 +21,7 @@ import {
   statisticOf,
 } from "./bootstrap.ts";
 import type {
+  ArmRan,
   Comparison,
   ComparisonRow,
   MetricDelta,
@@ -77,6 +82,8 @@ export interface RunContext {
   plans: { a: StackPlan; b: StackPlan };
   /** The host's price and the billing window, from the manifest's infra facts. */
   cost?: RunCost;
+  /** What each arm ran (engine versions, image ids), from the run folder. */
+  ran?: { a: ArmRan; b: ArmRan };
 }
 
 /** GPUs billed per host hour: the machine type's, else what the host reported, else the plan's. */
@@ -119,6 +126,29 @@ export function runCost(
     if (gpus !== undefined) cost.gpuHours = gpus * hours;
   }
   return cost;
+}
+
+/**
+ * What differs in what the arms ran, beyond their plans: engine versions as the engines reported
+ * them, and image ids per service (a tag that moved between two deploys shows here). Pure.
+ */
+export function ranDifferences(a: ArmRan, b: ArmRan): ArmDifference[] {
+  const out: ArmDifference[] = [];
+  const va = a.engineVersions.join("; ");
+  const vb = b.engineVersions.join("; ");
+  if (va && vb && va !== vb)
+    out.push({ factor: "engine", what: "engine version (as run)", a: va, b: vb });
+  for (const [service, id] of Object.entries(a.images ?? {})) {
+    const other = b.images?.[service];
+    if (other !== undefined && other !== id)
+      out.push({
+        factor: service === "router" ? "router" : "engine",
+        what: `${service} image (as run)`,
+        a: id,
+        b: other,
+      });
+  }
+  return out;
 }
 
 /** The context of a stored run's two arms (side A = first arm), from its manifest. */
@@ -447,7 +477,11 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
   notes.push(...findings(rows, a.label, b.label));
   let arms: Comparison["arms"];
   if (opts.run) {
-    const differences = armDifferences(opts.run.plans.a, opts.run.plans.b);
+    const ran = opts.run.ran;
+    const differences = [
+      ...armDifferences(opts.run.plans.a, opts.run.plans.b),
+      ...(ran ? ranDifferences(ran.a, ran.b) : []),
+    ];
     const warning = attributionWarning(differences);
     arms = { differences, ...(warning ? { warning } : {}) };
     if (warning) notes.unshift(warning);
@@ -467,6 +501,7 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
     notes,
     ...(opts.run?.cost ? { cost: opts.run.cost } : {}),
     ...(arms ? { arms } : {}),
+    ...(opts.run?.ran ? { ran: opts.run.ran } : {}),
   };
 }
 

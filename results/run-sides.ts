@@ -13,14 +13,20 @@ import {
   comparisonCsv,
   type PointData,
   type RequestSample,
+  type RunContext,
   runContext,
   type SideData,
 } from "./compare.ts";
-import type { Comparison } from "./compare-types.ts";
+import type { ArmRan, Comparison } from "./compare-types.ts";
 import { exportNames } from "./genai-perf/artifacts.ts";
 import { writeReport } from "./report/index.ts";
 import { type PointServerMetrics, serverView } from "./server-metrics.ts";
-import type { PointRecord, RunStore } from "./store.ts";
+import {
+  DEPLOYED_IMAGES_FILE,
+  type DeployedImage,
+  type PointRecord,
+  type RunStore,
+} from "./store.ts";
 
 /** The runner's per-request records file inside a GenAI-Perf artifact folder. */
 export const RECORDS_FILE = exportNames("profile_export.json").requestsJsonl;
@@ -197,6 +203,35 @@ export function loadRunSides(store: RunStore): { a: SideData; b: SideData } {
   };
 }
 
+/** What served an arm: its points' engine versions, and the host's image ids when recorded. */
+export function armRan(store: RunStore, arm: Arm): ArmRan {
+  const versions = new Set<string>();
+  const points = join(store.armDir(arm), "points");
+  for (const d of existsSync(points) ? readdirSync(points).sort() : []) {
+    const f = join(points, d, "point.json");
+    if (!existsSync(f)) continue;
+    const rec = readJsonFile<PointRecord>(f, "point record");
+    for (const v of Object.values(rec.engineVersions ?? {})) versions.add(v);
+  }
+  const ran: ArmRan = { engineVersions: [...versions].sort() };
+  const imagesFile = join(store.armDir(arm), DEPLOYED_IMAGES_FILE);
+  if (existsSync(imagesFile)) {
+    const images = readJsonFile<DeployedImage[]>(imagesFile, "deployed images");
+    ran.images = Object.fromEntries(
+      images.map((i) => [i.service, i.repoDigests[0] ? `${i.id} (${i.repoDigests[0]})` : i.id]),
+    );
+  }
+  return ran;
+}
+
+/** A stored run's context: its manifest's (plans, cost) and what its arms ran. */
+export function storedRunContext(store: RunStore): RunContext | undefined {
+  const m = store.readManifest();
+  const ctx = runContext(m);
+  const [a, b] = m.arms;
+  return ctx && a && b ? { ...ctx, ran: { a: armRan(store, a), b: armRan(store, b) } } : ctx;
+}
+
 /**
  * Compares a stored run's arms and writes the derived files beside its measurements:
  * comparison.json/.csv, report.md, report.html and the charts. Used at the end of a run and by
@@ -207,7 +242,7 @@ export async function compareRun(
 ): Promise<{ comparison: Comparison; reportHtml: string }> {
   const sides = loadRunSides(store);
   // The run's own context: what differs between the arms, and the cost of its billing window.
-  const run = runContext(store.readManifest());
+  const run = storedRunContext(store);
   const comparison = compareSides(sides.a, sides.b, run ? { run } : {});
   store.writeJson(store.file("comparison.json"), comparison);
   writeFileAtomicSync(store.file("comparison.csv"), comparisonCsv(comparison));

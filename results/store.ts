@@ -40,6 +40,23 @@ export interface PointRecord {
   aborted?: string;
   /** engine name → model, for the server view. */
   engines: Record<string, string>;
+  /** engine name → what its `GET /version` said when the runner started (absent in older runs). */
+  engineVersions?: Record<string, string>;
+}
+
+/** What ran on a host, per arm (compose targets): `<arm>/host/images.json`, read by compare. */
+export const DEPLOYED_IMAGES_FILE = "host/images.json";
+/** The arm's service logs, taken before it is taken down (success or failure). */
+export const HOST_LOG_FILE = "host/compose.log";
+
+export interface DeployedImage {
+  service: string;
+  /** The reference the compose file names. */
+  image: string;
+  /** The engine's image id (sha256:…): what ran, whatever a tag pointed to. */
+  id: string;
+  /** Registry digests of that image (none for an image built on the host). */
+  repoDigests: string[];
 }
 
 /** What a remote target created or used: read by `status`, `destroy`, `report` and `compare`. */

@@ -104,6 +104,35 @@ export async function waitHealthy(
   }
 }
 
+/**
+ * What each engine says it is (`GET /version`: vLLM answers `{"version": "0.11.0"}`), asked once
+ * per runner call after readiness, so every point records the versions that served it. An engine
+ * that does not answer is recorded as such, never guessed.
+ */
+export async function engineVersions(
+  engines: Readonly<Record<string, string>>,
+  signal?: AbortSignal,
+): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  await Promise.all(
+    Object.entries(engines).map(async ([name, url]) => {
+      try {
+        const r = await fetch(`${url}/version`, {
+          signal: signal
+            ? AbortSignal.any([signal, AbortSignal.timeout(5000)])
+            : AbortSignal.timeout(5000),
+        });
+        const text = await r.text();
+        const v = r.ok ? (JSON.parse(text) as { version?: unknown }).version : undefined;
+        out[name] = typeof v === "string" && v ? v.slice(0, 100) : `unknown (HTTP ${r.status})`;
+      } catch (err) {
+        out[name] = `unknown (${(err as Error).message.slice(0, 80)})`;
+      }
+    }),
+  );
+  return out;
+}
+
 export async function runArm(opts: RunArmOptions): Promise<RunArmResult> {
   const { plan, arm, store } = opts;
   const steps = armSteps(plan, arm, opts.steps);
@@ -125,11 +154,12 @@ export async function runArm(opts: RunArmOptions): Promise<RunArmResult> {
     timeoutMs: opts.readyTimeoutMs ?? 10 * 60_000,
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
+  const versions = await engineVersions(opts.endpoints.engines, opts.signal);
   const measured: PointRecord[] = [];
   for (const step of todo) {
     opts.signal?.throwIfAborted();
     opts.onStep?.(step);
-    const rec = await measureStep(opts, step);
+    const rec = await measureStep(opts, step, versions);
     if (!rec.valid)
       opts.log.warn(`${arm} ${step.label}: INVALID: ${rec.invalidReasons.join("; ")}`);
     measured.push(rec);
@@ -137,7 +167,11 @@ export async function runArm(opts: RunArmOptions): Promise<RunArmResult> {
   return { measured, skipped: steps.length - todo.length };
 }
 
-async function measureStep(opts: RunArmOptions, step: ExperimentStep): Promise<PointRecord> {
+async function measureStep(
+  opts: RunArmOptions,
+  step: ExperimentStep,
+  versions: Record<string, string>,
+): Promise<PointRecord> {
   const { plan, arm, store, endpoints } = opts;
   const stack = plan.arms[arm]!;
   const lp = plan.loadPoints[step.point]!;
@@ -194,6 +228,7 @@ async function measureStep(opts: RunArmOptions, step: ExperimentStep): Promise<P
     ...(result.achievedRate !== undefined ? { achievedRate: result.achievedRate } : {}),
     ...(result.aborted !== undefined ? { aborted: result.aborted } : {}),
     engines: Object.fromEntries(stack.engines.map((e) => [e.name, e.model])),
+    engineVersions: versions,
   };
   // An interrupted point is not complete: no point.json, so a resume measures it again.
   if (result.aborted && opts.signal?.aborted) opts.signal.throwIfAborted();

@@ -20,6 +20,7 @@ import {
 import { DEFAULT_REMOTE_ROOT } from "../infra/startup-script.ts";
 import { writeFileAtomic } from "../lib/atomic.ts";
 import { type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
+import { DEPLOYED_IMAGES_FILE, type DeployedImage, HOST_LOG_FILE } from "../results/store.ts";
 import type { ExperimentPlan, ExperimentStep } from "../runner/plan-file.ts";
 import { RUNNER_SOME_INVALID } from "../runner/run-arm.ts";
 import type { Arm, DatasetPlan, StackPlan } from "../stacks/plan-types.ts";
@@ -118,6 +119,42 @@ export async function fetchCompletedPoints(
   return fetched;
 }
 
+/** service, image reference and image id of every container of the project, one per line. */
+export function containerImagesCommand(dir: string, project: string): string {
+  return `cd ${shQuote(dir)} && ids=$(docker compose -p ${shQuote(project)} ps -aq) && [ -n "$ids" ] && docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Image}} {{.Image}}' $ids`;
+}
+
+/** Pure: `containerImagesCommand` + `docker image inspect` output → what each service ran. */
+export function parseDeployedImages(containers: string, inspect: string): DeployedImage[] {
+  const digests = new Map<string, string[]>();
+  for (const line of inspect.split("\n")) {
+    const m = /^(\S+) (.*)$/.exec(line.trim());
+    if (!m) continue;
+    try {
+      const d = JSON.parse(m[2]!) as unknown;
+      digests.set(
+        m[1]!,
+        Array.isArray(d) ? d.filter((x): x is string => typeof x === "string") : [],
+      );
+    } catch {
+      digests.set(m[1]!, []);
+    }
+  }
+  const out = new Map<string, DeployedImage>();
+  for (const line of containers.split("\n")) {
+    const [service, image, id] = line.trim().split(/\s+/);
+    if (!service || !image || !id) continue;
+    out.set(service, { service, image, id, repoDigests: digests.get(id) ?? [] });
+  }
+  return [...out.values()].sort((a, b) => a.service.localeCompare(b.service));
+}
+
+/** The project's service logs, capped (vLLM logs every request at debug). */
+export const HOST_LOG_CAP_BYTES = 5_000_000;
+export function composeAllLogsCommand(dir: string, project: string): string {
+  return `cd ${shQuote(dir)} && docker compose -p ${shQuote(project)} logs --no-color --timestamps 2>&1 | tail -c ${HOST_LOG_CAP_BYTES}`;
+}
+
 /** How often a running arm's completed points are looked for on the host. */
 export const FOLLOW_INTERVAL_MS = 2000;
 
@@ -188,6 +225,9 @@ export function composeHost(host: () => RemoteHost, opts: ComposeHostOptions = {
         signal: ctx.signal,
         onOutput: out(ctx),
       });
+      await recordImages(arm, ctx).catch((err) =>
+        ctx.log.warn(`${arm}: could not record the images that run: ${(err as Error).message}`),
+      );
     },
     async runArm(arm, steps, ctx) {
       const local = ctx.store.armDir(arm);
@@ -207,11 +247,47 @@ export function composeHost(host: () => RemoteHost, opts: ComposeHostOptions = {
       const fetched = await fetchCompletedPoints(host(), remoteResults(arm, ctx), local);
       ctx.log.debug(`${arm}: ${fetched.length} more point(s) → ${local}`);
     },
-    async undeployArm(arm) {
+    async undeployArm(arm, ctx) {
+      // The logs come home whatever happened: the host may be gone by the time anyone looks.
+      await keepLogs(arm, ctx).catch((err) =>
+        ctx.log.warn(`${arm}: could not bring the service logs home: ${(err as Error).message}`),
+      );
       await undeployBundle(host(), projectOf(arm));
     },
     audit,
   };
+
+  async function recordImages(arm: Arm, ctx: TargetContext): Promise<void> {
+    const c = await host().exec(containerImagesCommand(dirOf(arm), projectOf(arm)), {
+      timeoutMs: 60_000,
+    });
+    if (c.code !== 0 || !c.stdout.trim()) return;
+    const ids = [
+      ...new Set(
+        c.stdout
+          .split("\n")
+          .map((l) => l.trim().split(/\s+/)[2])
+          .filter(Boolean),
+      ),
+    ];
+    const i = await host().exec(
+      `docker image inspect --format '{{.Id}} {{json .RepoDigests}}' ${ids.map((x) => shQuote(x!)).join(" ")}`,
+      { timeoutMs: 60_000 },
+    );
+    const images = parseDeployedImages(c.stdout, i.code === 0 ? i.stdout : "");
+    await writeFileAtomic(
+      join(ctx.store.armDir(arm), DEPLOYED_IMAGES_FILE),
+      `${JSON.stringify(images, null, 2)}\n`,
+    );
+  }
+
+  async function keepLogs(arm: Arm, ctx: TargetContext): Promise<void> {
+    const r = await host().exec(composeAllLogsCommand(dirOf(arm), projectOf(arm)), {
+      timeoutMs: 120_000,
+    });
+    if (r.code === 0 && r.stdout)
+      await writeFileAtomic(join(ctx.store.armDir(arm), HOST_LOG_FILE), r.stdout);
+  }
 
   /** Per run id: a host that served an earlier run never hands its points to this one. */
   function remoteResults(arm: Arm, ctx: TargetContext): string {

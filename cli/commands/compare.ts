@@ -11,12 +11,11 @@ import {
   type CompareOptions,
   compareSides,
   comparisonCsv,
-  runContext,
   type SideData,
 } from "../../results/compare.ts";
 import type { Comparison } from "../../results/compare-types.ts";
 import { definitionDifferences, definitionsOf } from "../../results/importers/index.ts";
-import { loadArmSide, loadRunSides } from "../../results/run-sides.ts";
+import { loadArmSide, loadRunSides, storedRunContext } from "../../results/run-sides.ts";
 import { DEFAULT_RUNS_DIR, RunStore } from "../../results/store.ts";
 import type { Arm } from "../../stacks/plan-types.ts";
 import { parseOptions } from "../options.ts";
@@ -66,7 +65,7 @@ export function compareSpecs(
   if (specs.length === 1) {
     const store = RunStore.open(specs[0]!, runsDir);
     const sides = loadRunSides(store);
-    const run = runContext(store.readManifest());
+    const run = storedRunContext(store);
     return compareSides(sides.a, sides.b, { ...opts, ...(run ? { run } : {}) });
   }
   const [a, b] = [resolveSide(specs[0]!, runsDir), resolveSide(specs[1]!, runsDir)];

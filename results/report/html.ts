@@ -25,7 +25,7 @@ import {
   renderServerRows,
   sampleText,
 } from "./metrics.ts";
-import { armsTable, costTable, type FactTable } from "./run-facts.ts";
+import { armsTable, costTable, type FactTable, ranTable } from "./run-facts.ts";
 import type { ChartDoc } from "./svg.ts";
 
 export const CSP =
@@ -122,7 +122,7 @@ export function renderHtml(c: Comparison): string {
   body.push(
     `<ul class="meta"><li>A: ${esc(c.labels.a)} — <code>${esc(c.sources.a)}</code>${esc(sideOrigin(c, "a"))}</li><li>B: ${esc(c.labels.b)} — <code>${esc(c.sources.b)}</code>${esc(sideOrigin(c, "b"))}</li><li>Workload: ${esc(c.workload)}</li><li>SLOs (goodput): ${esc(sloText(c))}</li><li>Created: ${esc(c.createdAt)}</li><li>${esc(ITL_DEFINITION)}</li><li>Δ is (B − A) / A in %, with its 95% confidence interval and the comparison's verdict (better / worse / within noise). Request rates on chart axes are achieved rates.</li></ul>`,
   );
-  for (const t of [armsTable(c), costTable(c)]) if (t) body.push(factTableHtml(t));
+  for (const t of [armsTable(c), ranTable(c), costTable(c)]) if (t) body.push(factTableHtml(t));
   if (c.notes.length) {
     body.push(`<h2>Findings</h2><ul>${c.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`);
   }

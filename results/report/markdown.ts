@@ -15,7 +15,7 @@ import {
   renderServerRows,
   sampleText,
 } from "./metrics.ts";
-import { armsTable, costTable, type FactTable } from "./run-facts.ts";
+import { armsTable, costTable, type FactTable, ranTable } from "./run-facts.ts";
 
 export const EMULATED_BANNER =
   "EMULATED: these numbers come from emulated engines (engine-sim), not from GPUs. Do not read them as hardware performance.";
@@ -108,7 +108,7 @@ export function renderMarkdown(c: Comparison): string {
     "- Request rates are achieved rates (completed requests per second over the measured window).",
     "",
   );
-  for (const t of [armsTable(c), costTable(c)]) if (t) out.push(...factTableMd(t));
+  for (const t of [armsTable(c), ranTable(c), costTable(c)]) if (t) out.push(...factTableMd(t));
   if (c.notes.length) {
     out.push("## Findings", "", ...c.notes.map((n) => `- ${md(n)}`), "");
   }

@@ -34,6 +34,35 @@ export function armsTable(c: Comparison): FactTable | undefined {
   };
 }
 
+/** "What ran": per arm, the engines' own version answers and the image each service ran. */
+export function ranTable(c: Comparison): FactTable | undefined {
+  const r = c.ran;
+  if (
+    !r ||
+    (!r.a.engineVersions.length && !r.b.engineVersions.length && !r.a.images && !r.b.images)
+  )
+    return undefined;
+  const rows: string[][] = [
+    [
+      "engine versions (GET /version)",
+      r.a.engineVersions.join("; ") || "—",
+      r.b.engineVersions.join("; ") || "—",
+    ],
+  ];
+  const services = [
+    ...new Set([...Object.keys(r.a.images ?? {}), ...Object.keys(r.b.images ?? {})]),
+  ].sort();
+  for (const s of services)
+    rows.push([`${s} image`, r.a.images?.[s] ?? "—", r.b.images?.[s] ?? "—"]);
+  return {
+    title: "What ran",
+    lead: "As the engines and the host reported it, beside what the plans asked for.",
+    headers: ["", `A: ${c.labels.a}`, `B: ${c.labels.b}`],
+    rows,
+    notes: [],
+  };
+}
+
 const usd = (x: number | undefined, digits: number) =>
   x === undefined || !Number.isFinite(x) ? "—" : `$${x.toFixed(digits)}`;
 

@@ -23,6 +23,7 @@ import { registerSecret } from "../../lib/redact.ts";
 import { connectSsh, type RemoteHost, type SshTarget } from "../../lib/ssh/ssh.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
 import { composeHost } from "../compose-host.ts";
+import { resolveHfToken } from "../hf-token.ts";
 import type { Leftover, Target, TargetContext } from "../types.ts";
 import {
   type ArmInput,
@@ -142,31 +143,6 @@ export function configEntries(
   const project = opts.project ?? config.gcp.project;
   if (project) out["gcp:project"] = { value: project };
   return out;
-}
-
-/**
- * The HF token of the run in plaintext: given in plain (env HF_TOKEN, --set), or a Pulumi secret
- * of the user's stack (`pulumi config set --secret hfToken --stack <stack>`) read through the
- * Automation API.
- */
-export async function resolveHfToken(
-  config: StackConfig,
-  stack: string,
-  automation: AutomationApi,
-): Promise<{ token?: string; state: TokenState }> {
-  const t = config.hfToken;
-  if (typeof t === "string") return { token: t, state: { kind: "set" } };
-  if (t === undefined) return { state: { kind: "none" } };
-  if (!automation.readProjectConfig)
-    return { state: { kind: "unreadable", stack, reason: "no Pulumi backend to decrypt it with" } };
-  try {
-    const token = await automation.readProjectConfig(stack, "hfToken");
-    if (!token) return { state: { kind: "unreadable", stack, reason: "the stack has no value" } };
-    registerSecret(token);
-    return { token, state: { kind: "set" } };
-  } catch (err) {
-    return { state: { kind: "unreadable", stack, reason: errorMessage(err).slice(0, 300) } };
-  }
 }
 
 /**

@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import { posix } from "node:path";
 import { hostCheckFailure, judgeHost, probeHost } from "../../compose/host-checks.ts";
+import { type AutomationApi, localAutomation } from "../../infra/automation.ts";
 import { UserError } from "../../lib/errors.ts";
 import { registerSecret } from "../../lib/redact.ts";
 import {
@@ -17,8 +18,10 @@ import {
   type SshTarget,
   shQuote,
 } from "../../lib/ssh/ssh.ts";
+import type { Arm } from "../../stacks/plan-types.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
 import { composeHost } from "../compose-host.ts";
+import { checkHfToken, resolveHfToken } from "../hf-token.ts";
 import type { Leftover, Target, TargetContext } from "../types.ts";
 
 export const LOCK_DIR = ".inferbench-lock";
@@ -27,6 +30,8 @@ export interface SshTargetDeps {
   connect: (t: SshTarget) => Promise<RemoteHost>;
   readFile: (path: string) => string;
   env: NodeJS.ProcessEnv;
+  /** Reads a `pulumi config set --secret hfToken` of the user's stack back, decrypted. */
+  automation: Pick<AutomationApi, "readProjectConfig">;
 }
 
 export function sshTarget(
@@ -37,6 +42,7 @@ export function sshTarget(
     connect: connectSsh,
     readFile: (p) => readFileSync(p, "utf8"),
     env: process.env,
+    automation: localAutomation(),
     ...partial,
   };
   const first = Object.values(configs)[0]!;
@@ -47,7 +53,7 @@ export function sshTarget(
   let host: RemoteHost | undefined;
   let locked = false;
   let runnerUser: string | undefined;
-  const hfToken = typeof first.hfToken === "string" ? first.hfToken : undefined;
+  let hfToken: string | undefined;
   const onHost = composeHost(
     () => {
       if (!host) throw new Error(`not connected to ${cfg.host}`);
@@ -56,7 +62,9 @@ export function sshTarget(
     {
       remoteRoot: root,
       rehearsal,
-      ...(hfToken ? { hfToken } : {}),
+      get hfToken() {
+        return hfToken;
+      },
       allowUnpinnedImages: first.run.allowUnpinnedImages,
       get runnerUser() {
         return runnerUser;
@@ -110,6 +118,23 @@ export function sshTarget(
     kind: "ssh",
     sideBySide: false,
     async provision(ctx) {
+      // Before connecting: a gated model without a token would fail on the host, after the upload.
+      const arms = Object.entries(configs).map(([arm, config]) => ({
+        stack: ctx.plan.arms[arm as Arm]!.stack,
+        config,
+        plan: ctx.plan.arms[arm as Arm]!,
+      }));
+      const token = await resolveHfToken(first, arms[0]!.stack, deps.automation);
+      const tokenProblems = checkHfToken(
+        arms.map((a) => (rehearsal ? { ...a, plan: { ...a.plan, emulated: true } } : a)),
+        token.state,
+      );
+      if (tokenProblems.length)
+        throw new UserError(
+          tokenProblems.map((p) => p.message).join("\n"),
+          tokenProblems[0]!.hint ? { hint: tokenProblems[0]!.hint } : {},
+        );
+      hfToken = token.token;
       host = await connect();
       ctx.signal.throwIfAborted(); // Ctrl-C while connecting: before any check or the lock
       const facts = await probeHost(host);

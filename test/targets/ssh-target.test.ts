@@ -4,7 +4,7 @@
  * engine, sshd and dockerd are exercised by `npm run rehearse:vm`.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +17,7 @@ import { generateEd25519 } from "../../lib/ssh/keys.ts";
 import { RunStore } from "../../results/store.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
 import { planStack } from "../../targets/plan-stack.ts";
-import { sshTarget } from "../../targets/ssh/index.ts";
+import { type SshTargetDeps, sshTarget } from "../../targets/ssh/index.ts";
 import { type FakeDockerHost, fakeDockerHost } from "../../testkit/fake-docker-host.ts";
 import { startSshServer, type TestSshServer } from "../../testkit/ssh-server.ts";
 
@@ -108,6 +108,7 @@ describe("ssh target through the one run path", () => {
     extra: string[] = [],
     port = srv.port,
     hostKey = srv.hostPublicKey,
+    deps: Partial<SshTargetDeps> = {},
   ): ExperimentOptions {
     return {
       stacks: ["local"],
@@ -121,7 +122,7 @@ describe("ssh target through the one run path", () => {
         const { plan, loaded } = planStack(s, o);
         return { plan, config: loaded.config };
       },
-      target: (_p, configs) => sshTarget(configs as Record<string, StackConfig>),
+      target: (_p, configs) => sshTarget(configs as Record<string, StackConfig>, deps),
     };
   }
   /** Commands that deploy or run something (a version probe is not one). */
@@ -144,6 +145,49 @@ describe("ssh target through the one run path", () => {
     const compose = readFileSync(join(store.armDir("managed"), "bundle", "compose.yaml"), "utf8");
     assert.match(compose, /user: 1000:1000/);
     assert.ok(srv.commands.some((c) => c.startsWith("rm -rf") && c.includes(".inferbench-lock")));
+  });
+
+  it("the HF token: a gated model without one is refused before connecting; a Pulumi secret is read back and reaches only hf.env", async () => {
+    const saved = process.env.HF_TOKEN;
+    delete process.env.HF_TOKEN;
+    try {
+      await assert.rejects(
+        runExperiment(options(["rehearsal=false"])),
+        (e: unknown) =>
+          e instanceof UserError &&
+          /models\[0\]\.hfPath = meta-llama\/Llama-3\.1-8B-Instruct is a gated Hugging Face model and no token is set/.test(
+            e.message,
+          ) &&
+          /pulumi config set --secret hfToken/.test(e.hint ?? ""),
+      );
+      assert.deepEqual(srv.commands, [], "refused before connecting");
+      const token = "hf_decryptedfromthestack0123456789";
+      const asked: string[] = [];
+      const r = await runExperiment(
+        options(["hfToken={secure: v1:AAAAciphertext}"], srv.port, srv.hostPublicKey, {
+          automation: {
+            readProjectConfig: async (stack, key) => {
+              asked.push(`${stack}:${key}`);
+              return token;
+            },
+          },
+        }),
+      );
+      assert.deepEqual(asked, ["local:hfToken"]);
+      const hfEnv = readFileSync(
+        join(srv.root, "/opt/inferbench/inferbench-managed/hf.env"),
+        "utf8",
+      );
+      assert.match(hfEnv, new RegExp(`^HF_TOKEN=${token}$`, "m"));
+      const files = (readdirSync(r.dir, { recursive: true }) as string[]).filter((f) =>
+        statSync(join(r.dir, f)).isFile(),
+      );
+      assert.ok(files.length > 5);
+      const leaked = files.filter((f) => readFileSync(join(r.dir, f), "utf8").includes(token));
+      assert.deepEqual(leaked, [], "the token is in no file of the run folder");
+    } finally {
+      if (saved !== undefined) process.env.HF_TOKEN = saved;
+    }
   });
 
   it("refusals before any upload: wrong host key, missing key file, docker too old", async () => {

@@ -5,10 +5,10 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { gatedModelIndexes } from "../../../infra/gated-models.ts";
 import { sshRangeProblems, WHERE_TO_SET } from "../../../infra/ssh-ranges.ts";
 import type { StackPlan } from "../../../stacks/plan-types.ts";
 import type { StackConfig } from "../../../stacks/schema.ts";
+import { checkHfToken, type TokenState, tokenStateOf } from "../../hf-token.ts";
 
 export interface Finding {
   check: "config" | "credentials" | "pulumi" | "cost" | "backend" | "budget" | "hfToken";
@@ -189,37 +189,6 @@ export function checkBackend(env: NodeJS.ProcessEnv): Finding[] {
   return [];
 }
 
-/** Where the run's HF token stands: given in plain (env/--set), read from a Pulumi secret, absent, or a secret that could not be read. */
-export type TokenState =
-  | { kind: "set" }
-  | { kind: "none" }
-  | { kind: "unreadable"; stack: string; reason: string };
-
-export function checkHfToken(arms: ArmInput[], token: TokenState): Finding[] {
-  if (token.kind === "unreadable")
-    return [
-      {
-        check: "hfToken",
-        message: `hfToken is a Pulumi secret in stack ${token.stack} but could not be read: ${token.reason}`,
-        hint: "log in to the backend that encrypted it (and export PULUMI_CONFIG_PASSPHRASE for a local one), or export HF_TOKEN=hf_... instead",
-      },
-    ];
-  if (token.kind === "set") return [];
-  const out: Finding[] = [];
-  for (const a of arms) {
-    if (a.plan.emulated) continue; // engine-sim downloads nothing
-    for (const i of gatedModelIndexes(a.config.models)) {
-      const m = a.config.models[i]!;
-      out.push({
-        check: "hfToken",
-        message: `stack ${a.stack}: models[${i}].hfPath = ${m.hfPath} is a gated Hugging Face model and no token is set`,
-        hint: `accept the model's licence on Hugging Face, then export HF_TOKEN=hf_... or \`pulumi config set --secret hfToken --stack ${a.stack}\``,
-      });
-    }
-  }
-  return out;
-}
-
 /** run.budgetUsd against the worst case: the dead-man switch bounds what the VM can cost. */
 export function checkBudget(arms: ArmInput[]): Finding[] {
   const budgets = arms.flatMap((a) =>
@@ -296,11 +265,4 @@ export function preflightReport(
   };
 }
 
-/** The token state from the configs alone (a `{secure}` value counts as unread). */
-export function tokenStateOf(arms: ArmInput[]): TokenState {
-  const t = arms[0]?.config.hfToken;
-  if (typeof t === "string") return { kind: "set" };
-  if (t && typeof t === "object")
-    return { kind: "unreadable", stack: arms[0]!.stack, reason: "not decrypted yet" };
-  return { kind: "none" };
-}
+export { checkHfToken, type TokenState, tokenStateOf };
