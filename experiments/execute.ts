@@ -23,6 +23,7 @@ import type { ExperimentPlan, ExperimentStep } from "../runner/plan-file.ts";
 import { parseExperimentPlan } from "../runner/plan-file.ts";
 import type { Arm, StackPlan } from "../stacks/plan-types.ts";
 import type { Leftover, Target, TargetContext } from "../targets/types.ts";
+import { runBudget, watchBudget } from "./budget.ts";
 import { experimentPlan, planDifferences, planFingerprint, QUICK_OVERRIDES } from "./plan.ts";
 
 export const PLAN_FILE = "plan.json";
@@ -211,11 +212,14 @@ async function execute(
     );
 
   const hard = opts.hardSignal ?? new AbortController().signal;
+  // Ctrl-C, or run.budgetUsd reached: the same stop (collect what is done, tear down).
+  const budget = new AbortController();
+  const signal = AbortSignal.any([opts.signal, budget.signal]);
   const ctx: TargetContext = {
     plan,
     store,
     log: opts.log,
-    signal: opts.signal,
+    signal,
     hardSignal: hard,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     saveInfra: (facts) => {
@@ -231,6 +235,12 @@ async function execute(
       `resuming: ${plan.steps.length - todo.length} of ${plan.steps.length} load points already complete`,
     );
 
+  const stopWatching = watchBudget({
+    budgetUsd: runBudget(configs),
+    billing: () => manifest.infra?.billing,
+    runId: store.runId,
+    controller: budget,
+  });
   let failure: unknown;
   let destroyed = false;
   let leftovers: Leftover[] = [];
@@ -240,7 +250,7 @@ async function execute(
     await target.provision(ctx);
     let done = plan.steps.length - todo.length;
     for (const block of blocksOf(todo)) {
-      opts.signal.throwIfAborted();
+      signal.throwIfAborted();
       if (!target.sideBySide)
         for (const other of [...deployed])
           if (other !== block.arm) {
@@ -276,7 +286,7 @@ async function execute(
         .catch((err) => opts.log.warn(`undeploying ${arm}: ${errorMessage(err)}`));
     // `run.destroyAfterRun: false` in a stack keeps the host, as `--keep` does.
     const keep = opts.keep || Object.values(plan.arms).some((p) => !p.runner.destroyAfterRun);
-    if (keep && !opts.signal.aborted) {
+    if (keep && !signal.aborted) {
       ctx.saveInfra({ state: "kept" });
     } else {
       destroyed = await target.destroy(ctx).catch((err) => {
@@ -297,8 +307,11 @@ async function execute(
     }
   }
 
+  stopWatching();
   if (failure !== undefined) {
     const interrupted = opts.signal.aborted;
+    const overBudget = !interrupted && budget.signal.aborted;
+    if (overBudget) failure = budget.signal.reason;
     store.writeManifest({
       ...manifest,
       status: interrupted ? "interrupted" : "failed",

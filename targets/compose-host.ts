@@ -187,7 +187,7 @@ export interface ComposeHost {
   collect(arm: Arm, ctx: TargetContext): Promise<void>;
   undeployArm(arm: Arm, ctx: TargetContext): Promise<void>;
   /** Containers, networks and volumes labelled with this kit's projects still on the host. */
-  audit(ctx: TargetContext): Promise<Leftover[]>;
+  audit(): Promise<Leftover[]>;
 }
 
 export function composeHost(host: () => RemoteHost, opts: ComposeHostOptions = {}): ComposeHost {

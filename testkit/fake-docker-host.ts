@@ -53,6 +53,7 @@ export function fakeDockerHost(srv: TestSshServer, scratch: string): FakeDockerH
     },
   };
   const onHost = (p: string) => join(srv.root, p);
+  const ups = new Map<string, Promise<void>>();
   const handler: ExecHandler = async (cmd, io) => {
     const projectDir = (cmdDir: string) => onHost(cmdDir);
     if (cmd.includes("/var/lib/inferbench/ready")) return say(io.stdout, "ready\n", 0);
@@ -112,15 +113,24 @@ export function fakeDockerHost(srv: TestSshServer, scratch: string): FakeDockerH
         ]),
       );
       const local = { ...plan, target: "local" as const, router: { ...plan.router, backends } };
-      const d = await launchLocal(local, {
-        dir: await mkdtemp(join(scratch, "deploy-")),
-        log: createLogger("t", () => {}),
-      });
-      fake.deployments.set(m[2]!, d);
+      const up = (async () => {
+        const d = await launchLocal(local, {
+          dir: await mkdtemp(join(scratch, "deploy-")),
+          log: createLogger("t", () => {}),
+        });
+        fake.deployments.set(m[2]!, d);
+      })();
+      // An interrupted `up` goes on here (as compose may); a `down` waits for it, then stops it.
+      ups.set(
+        m[2]!,
+        up.catch(() => {}),
+      );
+      await up;
       return 0;
     }
     m = /docker compose -p '?(inferbench-\w+)'? (?:--profile runner )?down/.exec(cmd);
     if (m) {
+      await ups.get(m[1]!);
       await fake.deployments.get(m[1]!)?.stop();
       fake.deployments.delete(m[1]!);
       return 0;

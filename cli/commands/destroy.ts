@@ -1,6 +1,8 @@
 /**
- * `inferbench destroy`: tear down cloud runs that are still up (kept with --keep, or whose destroy
- * failed), found through the `infra` facts of their run manifests (results/runs/<run-id>/manifest.json).
+ * `inferbench destroy`: tear down runs that are still up (kept with --keep, or whose destroy
+ * failed), found through the `infra` facts of their run manifests (results/runs/<run-id>/manifest.json):
+ * a cloud run through its Pulumi stack (then gcloud by label when Pulumi fails, then an audit), a
+ * run kept on an ssh host by taking its compose projects down and releasing the host's lock.
  */
 
 import type { Command } from "commander";
@@ -11,8 +13,11 @@ import { namePrefix } from "../../infra/naming.ts";
 import { UserError } from "../../lib/errors.ts";
 import { createLogger, type Logger } from "../../lib/logger.ts";
 import { DEFAULT_RUNS_DIR, RunStore } from "../../results/store.ts";
-import { destroyWithRetries } from "../../targets/gcp-vm/index.ts";
+import type { StackConfig } from "../../stacks/schema.ts";
+import { cleanupAfterFailedDestroy, destroyWithRetries } from "../../targets/gcp-vm/index.ts";
 import { type InfraRun, LIVE_STATES, listInfraRuns } from "../../targets/runs.ts";
+import { teardownKeptSshRun } from "../../targets/ssh/index.ts";
+import type { Leftover } from "../../targets/types.ts";
 import { parseOptions } from "../options.ts";
 
 const optionsSchema = z
@@ -40,6 +45,29 @@ export interface DestroyDeps {
   auditor: ResourceAuditor;
   log: Logger;
   sleep: (ms: number) => Promise<void>;
+  /** A run kept on an ssh host: its projects down, the lock released, the engine audited. */
+  teardownSsh: (config: StackConfig, runId: string, arms: readonly string[]) => Promise<Leftover[]>;
+}
+
+/** A kept ssh run: nothing to destroy in a cloud; what the run deployed comes off the host. */
+async function destroySshRun(run: InfraRun, deps: DestroyDeps): Promise<boolean> {
+  const m = RunStore.atDir(run.dir).readManifest();
+  const config = (m.config as Record<string, StackConfig> | undefined)?.[m.arms[0]!];
+  if (!config?.ssh?.host) {
+    deps.log.error(`run ${run.runId}: its manifest names no ssh host; nothing to tear down here`);
+    return false;
+  }
+  const left = await deps.teardownSsh(config, run.runId, m.arms);
+  RunStore.atDir(run.dir).updateInfra({
+    state: left.length ? "destroy-failed" : "destroyed",
+    leftovers: left,
+    billing: { ...run.infra.billing, end: new Date().toISOString() },
+  });
+  if (left.length)
+    deps.log.error(
+      `still on ${config.ssh.host}: ${left.map((l) => `${l.kind} ${l.name}`).join(", ")}`,
+    );
+  return left.length === 0;
 }
 
 export async function destroyRuns(
@@ -52,6 +80,14 @@ export async function destroyRuns(
   for (const run of runs) {
     const m = run.infra;
     deps.log.info(`destroying run ${run.runId} (${run.stacks.join(", ")})`);
+    if (run.target === "ssh") {
+      const ok = await destroySshRun(run, deps).catch((err) => {
+        deps.log.error(`run ${run.runId}: ${(err as Error).message}`);
+        return false;
+      });
+      (ok ? destroyed : failed).push(run.runId);
+      continue;
+    }
     if (!m.workDir || !m.pulumiStack) {
       deps.log.error(
         `run ${run.runId}: its manifest names no Pulumi stack; nothing to destroy here`,
@@ -66,15 +102,19 @@ export async function destroyRuns(
       { afterFailure: m.state !== "kept" },
     );
     // The project and network the run resolved and stored, not today's defaults.
-    const left = await deps.auditor
-      .leftovers(run.runId, {
-        ...(m.project ? { project: m.project } : {}),
-        namePrefix: namePrefix(m.network ?? "inferbench", run.runId),
-      })
-      .catch((err) => {
-        deps.log.warn(`audit failed: ${(err as Error).message}`);
-        return [];
-      });
+    const where = {
+      ...(m.project ? { project: m.project } : {}),
+      namePrefix: namePrefix(m.network ?? "inferbench", run.runId),
+    };
+    // Pulumi could not destroy: delete what is labelled with the run with gcloud, then audit.
+    if (!ok)
+      await cleanupAfterFailedDestroy(run.runId, where, deps.auditor, deps.log).catch((err) =>
+        deps.log.error(`cleanup after the failed destroy: ${(err as Error).message}`),
+      );
+    const left = await deps.auditor.leftovers(run.runId, where).catch((err) => {
+      deps.log.warn(`audit failed: ${(err as Error).message}`);
+      return [];
+    });
     const cmds = cleanupCommands(left, m.project);
     cleanup.push(...cmds);
     RunStore.atDir(run.dir).updateInfra({
@@ -120,6 +160,7 @@ export function registerDestroy(program: Command): void {
         auditor: gcloudAuditor(),
         log,
         sleep: (ms) => new Promise((res) => setTimeout(res, ms)),
+        teardownSsh: (config, runId, arms) => teardownKeptSshRun(config, runId, arms),
       });
       if (r.failed.length || r.cleanup.length) {
         throw new UserError(

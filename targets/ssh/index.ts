@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import { posix } from "node:path";
 import { hostCheckFailure, judgeHost, probeHost } from "../../compose/host-checks.ts";
+import { undeployBundle } from "../../compose/remote.ts";
 import { type AutomationApi, localAutomation } from "../../infra/automation.ts";
 import { UserError } from "../../lib/errors.ts";
 import { registerSecret } from "../../lib/redact.ts";
@@ -34,17 +35,90 @@ export interface SshTargetDeps {
   automation: Pick<AutomationApi, "readProjectConfig">;
 }
 
-export function sshTarget(
-  configs: Record<string, StackConfig>,
-  partial: Partial<SshTargetDeps> = {},
-): Target {
-  const deps: SshTargetDeps = {
+function depsOf(partial: Partial<SshTargetDeps>): SshTargetDeps {
+  return {
     connect: connectSsh,
     readFile: (p) => readFileSync(p, "utf8"),
     env: process.env,
     automation: localAutomation(),
     ...partial,
   };
+}
+
+/** Connects with the stack's key file or the agent, the host key pinned; refusals name the key. */
+async function connectHost(cfg: StackConfig["ssh"], deps: SshTargetDeps): Promise<RemoteHost> {
+  let privateKey: string | undefined;
+  if (cfg.keyFile) {
+    try {
+      privateKey = deps.readFile(cfg.keyFile);
+    } catch (err) {
+      throw new UserError(
+        `ssh.keyFile: cannot read ${cfg.keyFile} (${(err as NodeJS.ErrnoException).code ?? err})`,
+        {
+          hint: "point ssh.keyFile at the private key for the host, or leave it out to use the SSH agent",
+        },
+      );
+    }
+    registerSecret(privateKey);
+  } else if (!deps.env.SSH_AUTH_SOCK) {
+    throw new UserError("ssh.keyFile is not set and no SSH agent is running (SSH_AUTH_SOCK)", {
+      hint: "set ssh.keyFile to the private key, or start ssh-agent and ssh-add the key",
+    });
+  }
+  try {
+    return await deps.connect({
+      host: cfg.host!,
+      port: cfg.port,
+      username: cfg.user,
+      ...(privateKey ? { privateKey } : { agent: deps.env.SSH_AUTH_SOCK! }),
+      hostPublicKey: cfg.hostKey!,
+      readyTimeoutMs: 20_000,
+    });
+  } catch (err) {
+    if (err instanceof HostKeyMismatchError)
+      throw new UserError(`${cfg.host}: ${err.message}`, {
+        hint: "check ssh.hostKey against `ssh-keyscan -t ed25519 HOST` on a trusted network; never skip the check",
+      });
+    throw new UserError(
+      `cannot reach ${cfg.user}@${cfg.host}:${cfg.port}: ${(err as Error).message}`,
+      {
+        hint: "check ssh.host, ssh.port, ssh.user and that the key is authorised on the host",
+      },
+    );
+  }
+}
+
+/**
+ * `inferbench destroy` of a run kept on an ssh host (`--keep`): takes the run's compose projects
+ * down, releases the host's run lock if this run holds it, and audits the engine. The host stays.
+ */
+export async function teardownKeptSshRun(
+  config: StackConfig,
+  runId: string,
+  arms: readonly string[],
+  partial: Partial<SshTargetDeps> = {},
+): Promise<Leftover[]> {
+  const host = await connectHost(config.ssh, depsOf(partial));
+  try {
+    for (const arm of arms) await undeployBundle(host, `inferbench-${arm}`);
+    const lockDir = posix.join(config.ssh.remoteRoot, LOCK_DIR);
+    const owner = await host.exec(`cat ${shQuote(`${lockDir}/owner.json`)}`);
+    let holder: string | undefined;
+    try {
+      holder = (JSON.parse(owner.stdout) as { runId?: string }).runId;
+    } catch {}
+    if (holder === runId) await host.exec(`rm -rf ${shQuote(lockDir)}`, { timeoutMs: 30_000 });
+    return await composeHost(() => host, { remoteRoot: config.ssh.remoteRoot }).audit();
+  } finally {
+    host.close();
+  }
+}
+
+export function sshTarget(
+  configs: Record<string, StackConfig>,
+  partial: Partial<SshTargetDeps> = {},
+): Target {
+  const deps = depsOf(partial);
   const first = Object.values(configs)[0]!;
   const cfg = first.ssh;
   const rehearsal = first.rehearsal;
@@ -72,47 +146,7 @@ export function sshTarget(
     },
   );
 
-  const connect = async (): Promise<RemoteHost> => {
-    let privateKey: string | undefined;
-    if (cfg.keyFile) {
-      try {
-        privateKey = deps.readFile(cfg.keyFile);
-      } catch (err) {
-        throw new UserError(
-          `ssh.keyFile: cannot read ${cfg.keyFile} (${(err as NodeJS.ErrnoException).code ?? err})`,
-          {
-            hint: "point ssh.keyFile at the private key for the host, or leave it out to use the SSH agent",
-          },
-        );
-      }
-      registerSecret(privateKey);
-    } else if (!deps.env.SSH_AUTH_SOCK) {
-      throw new UserError("ssh.keyFile is not set and no SSH agent is running (SSH_AUTH_SOCK)", {
-        hint: "set ssh.keyFile to the private key, or start ssh-agent and ssh-add the key",
-      });
-    }
-    try {
-      return await deps.connect({
-        host: cfg.host!,
-        port: cfg.port,
-        username: cfg.user,
-        ...(privateKey ? { privateKey } : { agent: deps.env.SSH_AUTH_SOCK! }),
-        hostPublicKey: cfg.hostKey!,
-        readyTimeoutMs: 20_000,
-      });
-    } catch (err) {
-      if (err instanceof HostKeyMismatchError)
-        throw new UserError(`${cfg.host}: ${err.message}`, {
-          hint: "check ssh.hostKey against `ssh-keyscan -t ed25519 HOST` on a trusted network; never skip the check",
-        });
-      throw new UserError(
-        `cannot reach ${cfg.user}@${cfg.host}:${cfg.port}: ${(err as Error).message}`,
-        {
-          hint: "check ssh.host, ssh.port, ssh.user and that the key is authorised on the host",
-        },
-      );
-    }
-  };
+  const connect = () => connectHost(cfg, deps);
 
   return {
     kind: "ssh",
@@ -187,10 +221,10 @@ export function sshTarget(
       });
       return true;
     },
-    async audit(ctx): Promise<Leftover[]> {
+    async audit(): Promise<Leftover[]> {
       if (!host) return [];
       try {
-        return await onHost.audit(ctx);
+        return await onHost.audit();
       } finally {
         host.close();
         host = undefined;

@@ -192,6 +192,7 @@ describe("status and destroy", () => {
         auditor: { leftovers: async () => [] },
         log: createLogger("t", () => {}),
         sleep: async () => {},
+        teardownSsh: async () => assert.fail("not an ssh run"),
       });
       assert.deepEqual(r.destroyed, ["ib-1"]);
       assert.deepEqual(calls, ["destroy", "remove"]);
@@ -200,6 +201,86 @@ describe("status and destroy", () => {
       assert.equal(after.infra?.state, "destroyed");
       assert.equal(after.status, "complete");
       assert.ok(after.infra?.billing?.end, "the billing window is closed");
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("destroy: when Pulumi cannot destroy, what is labelled with the run is deleted with gcloud, then audited", async () => {
+    const root = await mkdtemp(join(tmpdir(), "ib-destroy-"));
+    try {
+      await mkdir(join(root, "ib-1"), { recursive: true });
+      const m = { runId: "ib-1", status: "failed", command: { stack: "gcp-managed" } };
+      await writeFile(join(root, "ib-1", "manifest.json"), JSON.stringify(m));
+      const fake = {
+        cancel: async () => {},
+        refresh: async () => {},
+        destroy: async () => {
+          throw new Error("googleapi: Error 500");
+        },
+        remove: async () => {},
+      } as unknown as StackOps;
+      let left = [
+        { kind: "instance" as const, name: "inferbench-ib-1-vm", location: "us-central1-a" },
+      ];
+      const removed: string[] = [];
+      const r = await destroyRuns([manifest({ state: "destroy-failed" }, root)], {
+        automation: { stack: async () => fake },
+        auditor: {
+          leftovers: async () => left,
+          remove: async (found) => {
+            removed.push(...found.map((f) => f.name));
+            left = [];
+            return found.map((f) => ({
+              command: `gcloud compute instances delete ${f.name}`,
+              ok: true,
+            }));
+          },
+        },
+        log: createLogger("t", () => {}),
+        sleep: async () => {},
+        teardownSsh: async () => assert.fail("not an ssh run"),
+      });
+      assert.deepEqual(removed, ["inferbench-ib-1-vm"]);
+      assert.deepEqual(r.cleanup, [], "nothing left after the gcloud cleanup");
+      const after = new RunStore("ib-1", root).readManifest();
+      assert.equal(after.infra?.state, "destroy-failed", "Pulumi's state still lists it");
+      assert.deepEqual(after.infra?.leftovers, []);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("destroy: a run kept on an ssh host takes its projects off the host", async () => {
+    const root = await mkdtemp(join(tmpdir(), "ib-destroy-"));
+    try {
+      await mkdir(join(root, "ib-9"), { recursive: true });
+      const ssh = { host: "gpu-box", port: 22, user: "bench", remoteRoot: "/opt/inferbench" };
+      const m = {
+        runId: "ib-9",
+        status: "complete",
+        target: "ssh",
+        arms: ["baseline", "managed"],
+        command: { stack: "my-box" },
+        config: { baseline: { ssh }, managed: { ssh } },
+        infra: { state: "kept", host: "gpu-box" },
+      };
+      await writeFile(join(root, "ib-9", "manifest.json"), JSON.stringify(m));
+      const asked: unknown[] = [];
+      const run = { ...manifest({ runId: "ib-9", state: "kept" }, root), target: "ssh" };
+      const r = await destroyRuns([run], {
+        automation: { stack: async () => assert.fail("no Pulumi for an ssh run") },
+        auditor: { leftovers: async () => assert.fail("no gcloud for an ssh run") },
+        log: createLogger("t", () => {}),
+        sleep: async () => {},
+        teardownSsh: async (config, runId, arms) => {
+          asked.push([config.ssh.host, runId, arms]);
+          return [];
+        },
+      });
+      assert.deepEqual(asked, [["gpu-box", "ib-9", ["baseline", "managed"]]]);
+      assert.deepEqual(r.destroyed, ["ib-9"]);
+      assert.equal(new RunStore("ib-9", root).readManifest().infra?.state, "destroyed");
     } finally {
       await rm(root, { recursive: true, force: true });
     }

@@ -4,7 +4,7 @@
  * engine, sshd and dockerd are exercised by `npm run rehearse:vm`.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +17,7 @@ import { generateEd25519 } from "../../lib/ssh/keys.ts";
 import { RunStore } from "../../results/store.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
 import { planStack } from "../../targets/plan-stack.ts";
-import { type SshTargetDeps, sshTarget } from "../../targets/ssh/index.ts";
+import { type SshTargetDeps, sshTarget, teardownKeptSshRun } from "../../targets/ssh/index.ts";
 import { type FakeDockerHost, fakeDockerHost } from "../../testkit/fake-docker-host.ts";
 import { startSshServer, type TestSshServer } from "../../testkit/ssh-server.ts";
 
@@ -209,6 +209,54 @@ describe("ssh target through the one run path", () => {
       /host checks failed[\s\S]*docker: Docker engine 20\.10\.24[\s\S]*engine ≥ 25/,
     );
     assert.deepEqual(uploads(), [], "nothing was deployed");
+  });
+
+  it("run.budgetUsd reached mid-run: stopped like Ctrl-C, torn down, failed with the accrual named", async () => {
+    // $10,000/h against a $5 budget: spent 1.8 s after provision, while the engines start or the runner runs.
+    let released!: () => void;
+    fake.onRunner = () =>
+      new Promise<void>((r) => {
+        released = r;
+        setTimeout(r, 20_000).unref();
+      });
+    let runId = "";
+    try {
+      await assert.rejects(
+        runExperiment(options(["ssh.hourlyUsd=10000", "run.budgetUsd=5"])),
+        (e: unknown) => {
+          runId = /--resume (\S+)/.exec((e as UserError).hint ?? "")?.[1] ?? "";
+          return (
+            e instanceof UserError &&
+            e.exitCode === 1 &&
+            /run\.budgetUsd reached: ~\$[5-9]\.\d\d accrued at \$10000\/h, budget \$5\.00/.test(
+              e.message,
+            )
+          );
+        },
+      );
+    } finally {
+      released?.();
+      fake.onRunner = undefined;
+    }
+    const m = RunStore.open(runId, join(root, "runs")).readManifest();
+    assert.equal(m.status, "failed");
+    assert.match(m.error ?? "", /budgetUsd reached/);
+    assert.equal(m.infra?.state, "destroyed");
+    assert.deepEqual(m.infra?.leftovers, []);
+    assert.equal(existsSync(join(srv.root, "/opt/inferbench/.inferbench-lock")), false);
+  });
+
+  it("--keep leaves the host locked for the run; teardownKeptSshRun (inferbench destroy) releases it, nothing left", async () => {
+    const r = await runExperiment({ ...options(), keep: true });
+    const m = RunStore.open(r.runId, join(root, "runs")).readManifest();
+    assert.equal(m.infra?.state, "kept");
+    const lock = join(srv.root, "/opt/inferbench/.inferbench-lock");
+    assert.ok(existsSync(lock), "the kept host stays locked for this run");
+    const config = (m.config as Record<string, StackConfig>)[m.arms[0]!]!;
+    const left = await teardownKeptSshRun(config, r.runId, m.arms);
+    assert.deepEqual(left, []);
+    assert.equal(fake.deployments.size, 0);
+    assert.equal(existsSync(lock), false);
   });
 
   it("a second run against a host another run holds is refused, naming the holder", async () => {
