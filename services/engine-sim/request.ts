@@ -233,6 +233,33 @@ export function parseJsonBody(raw: string): Validated<Record<string, unknown>> {
  * Validates a parsed body for `kind`, served as `model`: field types, the model name (404 as vLLM
  * answers an unknown model), n = 1, the prompt's shape.
  */
+/**
+ * SamplingParams' range checks, with vLLM's messages (sampling_params.py `_verify_args`): a value
+ * vLLM refuses is refused here too, so a benchmark never measures a request the real engine
+ * would have answered 400.
+ */
+export function samplingRangeError(b: {
+  temperature?: number | null | undefined;
+  top_p?: number | null | undefined;
+  top_k?: number | null | undefined;
+  presence_penalty?: number | null | undefined;
+  frequency_penalty?: number | null | undefined;
+}): string | undefined {
+  const t = b.temperature;
+  if (t != null && t < 0) return `temperature must be non-negative, got ${t}.`;
+  const p = b.top_p;
+  if (p != null && !(p > 0 && p <= 1)) return `top_p must be in (0, 1], got ${p}.`;
+  const k = b.top_k;
+  // 0 disables top-k in recent vLLM, as -1 always did; only below -1 is refused by every version.
+  if (k != null && k < -1) return `top_k must be -1 (disable), or at least 1, got ${k}.`;
+  for (const [name, v] of [
+    ["presence_penalty", b.presence_penalty],
+    ["frequency_penalty", b.frequency_penalty],
+  ] as const)
+    if (v != null && !(v >= -2 && v <= 2)) return `${name} must be in [-2, 2], got ${v}.`;
+  return undefined;
+}
+
 export function validateBody(
   kind: EndpointKind,
   json: Record<string, unknown>,
@@ -250,6 +277,8 @@ export function validateBody(
   }
   if (body.model !== model) return fail(404, `The model \`${body.model}\` does not exist.`);
   if ((body.n ?? 1) !== 1) return fail(400, "n > 1 is not supported by engine-sim (n must be 1)");
+  const sampling = samplingRangeError(body);
+  if (sampling) return fail(400, sampling);
   const stream = body.stream === true;
   return {
     ok: true,

@@ -286,14 +286,24 @@ function route(front: Front, req: http.IncomingMessage, res: http.ServerResponse
     return;
   }
   closeIfBodyPending(req, res);
+  // A known endpoint asked with the wrong method is 405 with Allow, as vLLM's server answers.
+  const allow = API_ROUTES.has(path) ? "POST" : undefined;
   sendJson(
     res,
     outcomes,
-    404,
-    openAiError(`no route for ${req.method} ${path}`, "invalid_request_error"),
-    "not_found",
+    allow ? 405 : 404,
+    openAiError(
+      allow
+        ? `${req.method} not allowed on ${path} (use ${allow})`
+        : `no route for ${req.method} ${path}`,
+      "invalid_request_error",
+    ),
+    allow ? "method_not_allowed" : "not_found",
+    allow ? { allow } : {},
   );
 }
+
+const API_ROUTES = new Set(["/v1/completions", "/v1/chat/completions"]);
 
 /** Resolves the config into the handler's state; starts nothing. */
 function buildFront(config: RouterConfig, log: Logger): Front & { pollIntervalMs: number } {

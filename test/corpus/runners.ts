@@ -3,15 +3,7 @@
  * the CLI would exit with and everything it would print. Cases run in-process (fast: 250 spawns
  * of tsx would take minutes on 2 cores) through the same functions the CLI calls (planStack,
  * buildProgram, handleError); `spawn: true` runs the real bin/inferbench.js instead.
- * A new kind (http: router and engine-sim bodies) registers its runner in RUNNERS.
- */
-
-/**
- * How each kind of corpus case is run. A runner turns a case into { code, output }: the exit code
- * the CLI would exit with and everything it would print. Cases run in-process (fast: 250 spawns
- * of tsx would take minutes on 2 cores) through the same functions the CLI calls (planStack,
- * buildProgram, handleError); `spawn: true` runs the real bin/inferbench.js instead.
- * A new kind (http: router and engine-sim bodies) registers its runner in RUNNERS.
+ * `http` cases go to an engine-sim and the router in front of it, started in this process once.
  */
 import childProcess, { spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -22,6 +14,8 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { handleError } from "../../cli/handle-error.ts";
 import { buildProgram } from "../../cli/index.ts";
 import { createLogger } from "../../lib/logger.ts";
+import { startEngineHost } from "../../services/engine-sim/host.ts";
+import { DEFAULT_POLICY_OPTIONS, startRouter } from "../../services/router/index.ts";
 import { parseSetOverride } from "../../stacks/config.ts";
 import { planStack } from "../../targets/plan-stack.ts";
 
@@ -308,7 +302,111 @@ function spawnCli(args: string[], ctx: Ctx, timeoutMs: number): Promise<Outcome>
   });
 }
 
-export const RUNNERS: Record<string, Runner> = { stack, dataset, trace: dataset, cli };
+// --- http: the router and engine-sim, in this process ------------------------------------------
+
+interface HttpServers {
+  ports: Record<"router" | "engine-sim", number>;
+  close(): Promise<void>;
+}
+let servers: Promise<HttpServers> | undefined;
+
+/** One engine-sim (a 256-token context, to reach the length checks cheaply) behind the router. */
+async function startHttpServers(): Promise<HttpServers> {
+  const quiet = createLogger("corpus", () => {});
+  const engine = await startEngineHost(
+    [
+      {
+        name: "llama",
+        model: "llama",
+        gpus: [0],
+        port: 0,
+        kvcached: false,
+        prefixCaching: true,
+        maxModelLen: 256,
+        emulator: { profile: "llama-3.1-8b@h100" },
+      },
+    ],
+    { startupDelaySec: 0, log: quiet, seed: 1 },
+  );
+  const enginePort = engine.ports.llama!;
+  const router = await startRouter({
+    policy: "least-busy",
+    port: 0,
+    host: "127.0.0.1",
+    pollIntervalMs: 50,
+    requestTimeoutMs: 5000,
+    options: DEFAULT_POLICY_OPTIONS,
+    backends: { llama: [{ engine: "llama-0", url: `http://127.0.0.1:${enginePort}` }] },
+    logger: quiet,
+  });
+  // The router serves once its poller has seen the engine healthy.
+  for (let i = 0; i < 100; i++) {
+    const h = await fetch(`http://127.0.0.1:${router.port}/health`).catch(() => undefined);
+    await h?.arrayBuffer();
+    if (h?.status === 200) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    ports: { router: router.port, "engine-sim": enginePort },
+    close: async () => {
+      await router.close();
+      await engine.close();
+    },
+  };
+}
+
+export async function closeHttpServers(): Promise<void> {
+  const s = servers;
+  servers = undefined;
+  if (s) await (await s).close();
+}
+
+/** An OpenAI-format error body: {"error": {"message", "type", "param", "code"}}. */
+function openAiErrorShape(text: string): string | undefined {
+  try {
+    const e = (JSON.parse(text) as { error?: Record<string, unknown> }).error;
+    if (e && typeof e.message === "string" && e.message && typeof e.type === "string")
+      if ("param" in e && "code" in e) return undefined;
+    return "not an OpenAI-format error body";
+  } catch {
+    return "not JSON";
+  }
+}
+
+const httpCase: Runner = async (c) => {
+  servers ??= startHttpServers();
+  const s = await servers;
+  const target = (c.target as "router" | "engine-sim" | undefined) ?? "router";
+  const body =
+    typeof c.bodyBytes === "number"
+      ? "x".repeat(c.bodyBytes)
+      : typeof c.bodyText === "string"
+        ? c.bodyText
+        : c.body !== undefined
+          ? JSON.stringify(c.body)
+          : undefined;
+  const method = (c.method as string | undefined) ?? "POST";
+  const r = await fetch(`http://127.0.0.1:${s.ports[target]}${c.path as string}`, {
+    method,
+    headers: { "content-type": "application/json", ...(c.headers as Record<string, string>) },
+    ...(body !== undefined ? { body } : {}),
+    signal: AbortSignal.timeout(9000),
+  });
+  const text = await r.text();
+  const shape = openAiErrorShape(text);
+  return {
+    code: shape ? -1 : r.status,
+    output: `${target} ${method} ${c.path} → HTTP ${r.status}${shape ? ` (${shape})` : ""}\n${text}`,
+  };
+};
+
+export const RUNNERS: Record<string, Runner> = {
+  stack,
+  dataset,
+  trace: dataset,
+  cli,
+  http: httpCase,
+};
 
 /** Pids of live processes whose parent is `ppid`, or whose process group is `pgid`. */
 export function processesOf(opts: { ppid?: number; pgid?: number }): number[] {
