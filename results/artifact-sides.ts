@@ -10,7 +10,7 @@ import { InputFileError, UserError } from "../lib/errors.ts";
 import { getTokenizer } from "../lib/tokenizer.ts";
 import type { PointData, RequestSample, SideData } from "./compare.ts";
 import { requestMetrics } from "./genai-perf/metrics.ts";
-import { readProfileExport } from "./genai-perf/reader.ts";
+import { profileExportProblem, readProfileExport } from "./genai-perf/reader.ts";
 import { IMPORT_FILE, loadImportedSide } from "./importers/index.ts";
 import { RECORDS_FILE, readRecords } from "./run-sides.ts";
 
@@ -91,8 +91,18 @@ export function loadArtifactSide(root: string, label: string): SideData {
           file,
           undefined,
           `not a perf_analyzer profile export (${(err as Error).message})`,
+          "a truncated or hand-edited export cannot be compared; use the file the run wrote",
         );
       }
+      const impossible = profileExportProblem(exp);
+      if (impossible)
+        throw new InputFileError(
+          file,
+          undefined,
+          impossible,
+          "the export was edited or corrupted: compare refuses it rather than turn it into a delta",
+        );
+      const { valid, invalidReason } = validityOf(folder);
       for (const e of exp.experiments) {
         const rate = e.mode === "request_rate";
         // Multi-model runs interleave models in one experiment: one point per model.
@@ -136,7 +146,8 @@ export function loadArtifactSide(root: string, label: string): SideData {
             ...(rate ? { requestedRps: e.value } : {}),
             samples,
             repeats: 1,
-            valid: true,
+            valid,
+            ...(invalidReason ? { invalidReason } : {}),
           });
           workload[`${model} ${rate ? "request_rate" : "concurrency"}${e.value}`] =
             `${samples.length} requests, ${exp.endpoint}`;
@@ -144,5 +155,58 @@ export function loadArtifactSide(root: string, label: string): SideData {
       }
     }
   }
-  return { label, source: root, emulated, slo: {}, workload, points };
+  return { label, source: root, emulated, slo: sloOf(folders), workload, points };
+}
+
+/**
+ * The validity gate inferbench recorded beside the export (`*_inferbench.json`): a point it marked
+ * INVALID stays invalid in a folder comparison. A peer's folder has no such file: valid.
+ */
+function validityOf(folder: string): { valid: boolean; invalidReason?: string } {
+  const f = join(folder, "profile_export_inferbench.json");
+  if (!existsSync(f)) return { valid: true };
+  let x: { valid?: unknown; invalid_reasons?: unknown };
+  try {
+    x = JSON.parse(readFileSync(f, "utf8"));
+  } catch (err) {
+    throw new InputFileError(f, undefined, `not valid JSON (${(err as Error).message})`);
+  }
+  if (x.valid !== false) return { valid: true };
+  const reasons = Array.isArray(x.invalid_reasons) ? x.invalid_reasons.map(String) : [];
+  return { valid: false, invalidReason: reasons.join("; ") || "marked INVALID by the run" };
+}
+
+/** GenAI-Perf's goodput names → the comparison's SLO keys (ms). */
+const GOODPUT_SLO = {
+  time_to_first_token: "ttftMs",
+  inter_token_latency: "itlMs",
+  request_latency: "e2eMs",
+} as const;
+
+/**
+ * The SLOs the run measured goodput against: `input_config.input.goodput` of the GenAI-Perf
+ * summary (genai-perf's own `--goodput`, and inferbench's from `slo`), first folder that has one.
+ */
+function sloOf(folders: readonly string[]): SideData["slo"] {
+  for (const folder of folders)
+    for (const f of summariesIn(folder).filter((x) => x.endsWith(".json"))) {
+      let goodput: unknown;
+      try {
+        goodput = (
+          JSON.parse(readFileSync(f, "utf8")) as {
+            input_config?: { input?: { goodput?: unknown } };
+          }
+        ).input_config?.input?.goodput;
+      } catch {
+        continue; // a summary is optional: the raw export is what is measured
+      }
+      if (!goodput || typeof goodput !== "object") continue;
+      const slo: SideData["slo"] = {};
+      for (const [k, key] of Object.entries(GOODPUT_SLO)) {
+        const v = (goodput as Record<string, unknown>)[k];
+        if (typeof v === "number" && Number.isFinite(v) && v > 0) slo[key] = v;
+      }
+      if (Object.keys(slo).length) return slo;
+    }
+  return {};
 }

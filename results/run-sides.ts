@@ -31,7 +31,7 @@ import {
 /** The runner's per-request records file inside a GenAI-Perf artifact folder. */
 export const RECORDS_FILE = exportNames("profile_export.json").requestsJsonl;
 
-interface RawRecord {
+export interface RawRecord {
   model?: string;
   status?: string;
   backend?: string;
@@ -40,6 +40,37 @@ interface RawRecord {
   ttft_ns?: number;
   latency_ns?: number;
   osl_tokens?: number;
+}
+
+/**
+ * What no measured request can be: times that are not finite numbers, an end before the send, a
+ * TTFT or latency below zero or above the request's own end-to-end time, a fractional or negative
+ * token count. Pure; undefined when the record is possible.
+ */
+export function recordProblem(r: RawRecord): string | undefined {
+  const sent = Number(r.sent_ns);
+  const end = Number(r.end_ns);
+  if (!Number.isFinite(sent) || !Number.isFinite(end))
+    return `sent_ns ${JSON.stringify(r.sent_ns)} / end_ns ${JSON.stringify(r.end_ns)} are not finite numbers`;
+  if (end < sent) return `end_ns ${end} is before sent_ns ${sent}`;
+  const e2e = end - sent;
+  for (const [k, v] of [
+    ["ttft_ns", r.ttft_ns],
+    ["latency_ns", r.latency_ns],
+  ] as const) {
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0)
+      return `${k} ${JSON.stringify(v)} is not a non-negative number`;
+    // 1 µs of slack: the times come from one clock but are rounded separately.
+    if (v > e2e + 1000)
+      return `${k} ${v} exceeds the request's end-to-end time ${e2e} (end_ns − sent_ns)`;
+  }
+  if (r.ttft_ns !== undefined && r.latency_ns !== undefined && r.ttft_ns > r.latency_ns + 1000)
+    return `ttft_ns ${r.ttft_ns} exceeds latency_ns ${r.latency_ns}`;
+  const osl = r.osl_tokens;
+  if (osl !== undefined && !(Number.isInteger(osl) && osl >= 0))
+    return `osl_tokens ${JSON.stringify(osl)} is not a non-negative integer`;
+  return undefined;
 }
 
 /** Reads JSONL request records; a corrupt line is an error naming file and line. */
@@ -65,6 +96,8 @@ export function readRecords(file: string, repeat: number): (RequestSample & { mo
     if (r.sent_ns === undefined || r.end_ns === undefined || typeof r.model !== "string") {
       throw new InputFileError(file, i + 1, "record lacks model, sent_ns or end_ns");
     }
+    const impossible = recordProblem(r);
+    if (impossible) throw new InputFileError(file, i + 1, `impossible record: ${impossible}`);
     const startMs = Number(r.sent_ns) / 1e6;
     const endMs = Number(r.end_ns) / 1e6;
     const sample: RequestSample & { model: string } = {

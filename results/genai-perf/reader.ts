@@ -178,31 +178,72 @@ export interface ProfileExportRead {
 const big = (v: unknown): bigint =>
   typeof v === "bigint" ? v : BigInt(typeof v === "number" ? Math.round(v) : String(v));
 
+/** A nanosecond time of the export at `path`: an integer (or a string of one), else an error naming it. */
+function ns(v: unknown, path: string): bigint {
+  try {
+    if (typeof v === "number" && !Number.isFinite(v)) throw new Error("not finite");
+    return big(v);
+  } catch {
+    throw new Error(
+      `${path}: expected an integer time in ns, got ${JSON.stringify(v) ?? String(v)}`,
+    );
+  }
+}
+
 export function readProfileExport(text: string): ProfileExportRead {
   const obj = JSON.parse(quoteBigIntegers(text)) as Record<string, unknown>;
-  const exps = (obj["experiments"] ?? []) as Record<string, unknown>[];
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj))
+    throw new Error("the top level is not a JSON object");
+  const exps = obj["experiments"] ?? [];
+  if (!Array.isArray(exps)) throw new Error("experiments: expected a list");
   return {
     endpoint: String(obj["endpoint"] ?? ""),
     serviceKind: String(obj["service_kind"] ?? ""),
     version: typeof obj["version"] === "string" ? obj["version"] : undefined,
-    experiments: exps.map((e) => {
+    experiments: (exps as Record<string, unknown>[]).map((e, i) => {
       const ex = (e["experiment"] ?? {}) as Record<string, unknown>;
-      const reqs = (e["requests"] ?? []) as Record<string, unknown>[];
+      const reqs = e["requests"] ?? [];
+      if (!Array.isArray(reqs)) throw new Error(`experiments[${i}].requests: expected a list`);
       return {
         mode: String(ex["mode"] ?? ""),
         value: Number(ex["value"] ?? 0),
-        windowBoundaries: ((e["window_boundaries"] ?? []) as unknown[]).map(big),
-        requests: reqs.map((r) => ({
-          timestamp: big(r["timestamp"]),
-          payload: String(
-            (r["request_inputs"] as Record<string, unknown> | undefined)?.["payload"] ?? "",
-          ),
-          responseTimestamps: ((r["response_timestamps"] ?? []) as unknown[]).map(big),
-          responses: ((r["response_outputs"] ?? []) as Record<string, unknown>[]).map((o) =>
-            String(o["response"] ?? ""),
-          ),
-        })),
+        windowBoundaries: ((e["window_boundaries"] ?? []) as unknown[]).map((v, k) =>
+          ns(v, `experiments[${i}].window_boundaries[${k}]`),
+        ),
+        requests: (reqs as Record<string, unknown>[]).map((r, j) => {
+          const at = `experiments[${i}].requests[${j}]`;
+          const stamps = r["response_timestamps"] ?? [];
+          if (!Array.isArray(stamps)) throw new Error(`${at}.response_timestamps: expected a list`);
+          return {
+            timestamp: ns(r["timestamp"], `${at}.timestamp`),
+            payload: String(
+              (r["request_inputs"] as Record<string, unknown> | undefined)?.["payload"] ?? "",
+            ),
+            responseTimestamps: stamps.map((v, k) => ns(v, `${at}.response_timestamps[${k}]`)),
+            responses: ((r["response_outputs"] ?? []) as Record<string, unknown>[]).map((o) =>
+              String(o?.["response"] ?? ""),
+            ),
+          };
+        }),
       };
     }),
   };
+}
+
+/**
+ * Timings no real request can have, by record: a response before its request was sent, or
+ * responses out of order (so the first token after the last, TTFT above the request latency).
+ * Returns the first problem, naming experiment and request index, or undefined.
+ */
+export function profileExportProblem(exp: ProfileExportRead): string | undefined {
+  for (const [i, e] of exp.experiments.entries())
+    for (const [j, r] of e.requests.entries()) {
+      let prev = r.timestamp;
+      for (const [k, t] of r.responseTimestamps.entries()) {
+        if (t < prev)
+          return `experiments[${i}].requests[${j}].response_timestamps[${k}] = ${t} is before ${k === 0 ? `the request's timestamp ${r.timestamp}` : `response ${k - 1} (${prev})`}: impossible timings (a negative TTFT or latency)`;
+        prev = t;
+      }
+    }
+  return undefined;
 }
