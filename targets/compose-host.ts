@@ -19,6 +19,7 @@ import {
 } from "../compose/render.ts";
 import { DEFAULT_REMOTE_ROOT } from "../infra/startup-script.ts";
 import { writeFileAtomic } from "../lib/atomic.ts";
+import { redactSecrets } from "../lib/redact.ts";
 import { type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
 import { DEPLOYED_IMAGES_FILE, type DeployedImage, HOST_LOG_FILE } from "../results/store.ts";
 import type { ExperimentPlan, ExperimentStep } from "../runner/plan-file.ts";
@@ -285,8 +286,9 @@ export function composeHost(host: () => RemoteHost, opts: ComposeHostOptions = {
     const r = await host().exec(composeAllLogsCommand(dirOf(arm), projectOf(arm)), {
       timeoutMs: 120_000,
     });
+    // Registered secrets (the HF token, keys) never reach the run folder, even if a service logs one.
     if (r.code === 0 && r.stdout)
-      await writeFileAtomic(join(ctx.store.armDir(arm), HOST_LOG_FILE), r.stdout);
+      await writeFileAtomic(join(ctx.store.armDir(arm), HOST_LOG_FILE), redactSecrets(r.stdout));
   }
 
   /** Per run id: a host that served an earlier run never hands its points to this one. */

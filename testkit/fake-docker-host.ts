@@ -34,6 +34,8 @@ export interface FakeDockerHost {
   nvidiaSmi: string | undefined;
   /** Every command the runner was asked to run. */
   runnerCommands: string[];
+  /** What `docker compose logs` prints for any project. */
+  logs: string;
   stopAll(): Promise<void>;
 }
 
@@ -47,6 +49,7 @@ export function fakeDockerHost(srv: TestSshServer, scratch: string): FakeDockerH
     compose: "2.26.1",
     nvidiaSmi: undefined,
     runnerCommands: [],
+    logs: "",
     async stopAll() {
       for (const d of fake.deployments.values()) await d.stop();
       fake.deployments.clear();
@@ -175,6 +178,7 @@ export function fakeDockerHost(srv: TestSshServer, scratch: string): FakeDockerH
         .map((d) => `points/${d}/point.json\n`);
       return say(io.stdout, found.join(""), 0);
     }
+    if (/docker compose -p \S+ logs /.test(cmd)) return say(io.stdout, fake.logs, 0);
     m = /^test -d ('[^']+'|\S+)$/.exec(cmd);
     if (m) return existsSync(onHost(unq(m[1]!))) ? 0 : 1;
     return 0; // mkdir -p / test -w, docker ps/network/volume ls: nothing left

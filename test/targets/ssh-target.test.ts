@@ -163,6 +163,8 @@ describe("ssh target through the one run path", () => {
       assert.deepEqual(srv.commands, [], "refused before connecting");
       const token = "hf_decryptedfromthestack0123456789";
       const asked: string[] = [];
+      // A service that logs the token: the logs come home, the token does not.
+      fake.logs = `engine-0 | HF_TOKEN=${token}\nrouter | ready\n`;
       const r = await runExperiment(
         options(["hfToken={secure: v1:AAAAciphertext}"], srv.port, srv.hostPublicKey, {
           automation: {
@@ -185,7 +187,12 @@ describe("ssh target through the one run path", () => {
       assert.ok(files.length > 5);
       const leaked = files.filter((f) => readFileSync(join(r.dir, f), "utf8").includes(token));
       assert.deepEqual(leaked, [], "the token is in no file of the run folder");
+      assert.match(
+        readFileSync(join(r.dir, "managed", "host", "compose.log"), "utf8"),
+        /router \| ready/,
+      );
     } finally {
+      fake.logs = "";
       if (saved !== undefined) process.env.HF_TOKEN = saved;
     }
   });
