@@ -12,7 +12,7 @@ export interface HostFacts {
   compose?: string;
   uid: number;
   gid: number;
-  gpus: { index: number; name: string; memoryMiB: number }[];
+  gpus: { index: number; name: string; memoryMiB: number; driver?: string }[];
   nvidiaSmi?: string;
 }
 
@@ -30,13 +30,28 @@ function versionAtLeast(v: string | undefined, min: readonly [number, number]): 
   return maj > min[0] || (maj === min[0] && min2 >= min[1]);
 }
 
-/** `nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits` → GPUs. */
+/** What the probe asks nvidia-smi; the driver column is optional when parsing. */
+export const NVIDIA_SMI_QUERY =
+  "nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader,nounits";
+
+/** `NVIDIA_SMI_QUERY` output (with or without the driver column) → GPUs. */
 export function parseNvidiaSmi(out: string): HostFacts["gpus"] {
   return out
     .split("\n")
     .map((l) => l.split(",").map((x) => x.trim()))
     .filter((f) => f.length >= 3 && /^\d+$/.test(f[0]!))
-    .map(([i, name, mem]) => ({ index: Number(i), name: name!, memoryMiB: Number(mem) }));
+    .map(([i, name, mem, driver]) => ({
+      index: Number(i),
+      name: name!,
+      memoryMiB: Number(mem),
+      ...(driver ? { driver } : {}),
+    }));
+}
+
+/** The host's NVIDIA driver version(s), as one string for the manifest ("none" without GPUs). */
+export function driverOf(gpus: HostFacts["gpus"]): string {
+  const d = [...new Set(gpus.map((g) => g.driver).filter((x): x is string => !!x))];
+  return d.join(", ") || (gpus.length ? "unknown" : "none");
 }
 
 /** The host checks, pure: what the host reported → refusals that name the check and the fix. */
@@ -101,7 +116,7 @@ export async function probeHost(host: RemoteHost): Promise<HostFacts> {
   const ids = (await run("id -u; id -g")) ?? "0\n0";
   const [uid, gid] = ids.split("\n").map(Number);
   const smi = await host.exec(
-    "nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits",
+    NVIDIA_SMI_QUERY,
     { timeoutMs: 30_000 },
   );
   return {

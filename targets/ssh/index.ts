@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { posix } from "node:path";
-import { hostCheckFailure, judgeHost, probeHost } from "../../compose/host-checks.ts";
+import { driverOf, hostCheckFailure, judgeHost, probeHost } from "../../compose/host-checks.ts";
 import { undeployBundle } from "../../compose/remote.ts";
 import { type AutomationApi, localAutomation } from "../../infra/automation.ts";
 import { UserError } from "../../lib/errors.ts";
@@ -200,6 +200,7 @@ export function sshTarget(
           compose: facts.compose ?? "none",
           gpus:
             facts.gpus.map((g) => `${g.index} ${g.name} ${g.memoryMiB} MiB`).join("; ") || "none",
+          driver: driverOf(facts.gpus),
         },
       });
     },

@@ -14,7 +14,14 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Command } from "commander";
 import { registerProfile, runProfile } from "../../cli/commands/profile.ts";
-import { type Backend, peersOrSkip, ROOT, runPeer, startEngineSim } from "./peers.ts";
+import {
+  type Backend,
+  peersOrSkip,
+  ROOT,
+  runPeer,
+  runPeerRetried,
+  startEngineSim,
+} from "./peers.ts";
 
 const { peers, skip } = peersOrSkip();
 
@@ -196,9 +203,10 @@ describe("a real genai-perf run writes what inferbench writes", { skip }, () => 
       peers!.tokenizer,
     ];
     const gDir = join(dir, "genai-perf");
-    await runPeer(peers!.genaiPerf, ["profile", ...flags, "--artifact-dir", gDir], {
+    await runPeerRetried(peers!.genaiPerf, ["profile", ...flags, "--artifact-dir", gDir], {
       cwd: dir,
-      timeoutMs: 240_000,
+      timeoutMs: 90_000,
+      before: () => rmSync(gDir, { recursive: true, force: true }),
     });
     const gRun = join(gDir, readdirSync(gDir)[0]!);
     const iRun = await inferbenchProfile(flags, join(dir, "inferbench"));

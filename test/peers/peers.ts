@@ -122,28 +122,85 @@ export async function startEngineSim(seed = 0): Promise<Backend> {
   };
 }
 
-/** Runs a peer command; its output is returned, a failure throws with the output's tail. */
+/**
+ * Runs a peer command in its own process group; its output is returned, a failure throws with the
+ * output's tail. A peer that outlives its bound is killed with everything it started (genai-perf's
+ * perf_analyzer holds the pipes open after genai-perf itself dies, which would hang the test), and
+ * nothing of the group is left when it ends either way.
+ */
 export function runPeer(
   cmd: string,
   args: readonly string[],
   opts: { cwd?: string; timeoutMs?: number } = {},
 ): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 180_000);
-    child.once("close", (code, signal) => {
+    const killGroup = () => {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // the group is gone
+      }
+    };
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+    }, opts.timeoutMs ?? 180_000);
+    child.once("error", (err) => {
       clearTimeout(timer);
-      if (code === 0) resolve({ stdout, stderr });
+      reject(err);
+    });
+    // Done at 'close', or 2 s after 'exit' at the latest: a grandchild holding the pipes open must
+    // not keep the test waiting.
+    let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let done = false;
+    const finish = () => {
+      if (done || !exited) return;
+      done = true;
+      clearTimeout(timer);
+      killGroup();
+      child.stdout.destroy();
+      child.stderr.destroy();
+      const { code, signal } = exited;
+      if (code === 0 && !timedOut) resolve({ stdout, stderr });
       else
         reject(
           new Error(
-            `${cmd} ${args.join(" ")} → ${signal ?? `exit ${code}`}\n${(stderr || stdout).slice(-3000)}`,
+            `${cmd} ${args.join(" ")} → ${timedOut ? `killed after ${opts.timeoutMs ?? 180_000} ms` : (signal ?? `exit ${code}`)}\n${(stderr || stdout).slice(-3000)}`,
           ),
         );
+    };
+    child.once("exit", (code, signal) => {
+      exited = { code, signal };
+      setTimeout(finish, 2000).unref();
     });
+    child.once("close", finish);
   });
+}
+
+/**
+ * A peer run that a third-party hang may spoil (perf_analyzer has stalled here at a request rate
+ * with the engine idle): tried again once, bounded each time, and the first failure is logged.
+ */
+export async function runPeerRetried(
+  cmd: string,
+  args: readonly string[],
+  opts: { cwd?: string; timeoutMs: number; before?: () => void },
+): Promise<{ stdout: string; stderr: string }> {
+  try {
+    return await runPeer(cmd, args, opts);
+  } catch (err) {
+    console.error(`# peer run failed, trying once more: ${(err as Error).message.split("\n")[0]}`);
+    opts.before?.();
+    return runPeer(cmd, args, opts);
+  }
 }

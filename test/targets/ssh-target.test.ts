@@ -9,7 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { judgeHost, parseNvidiaSmi } from "../../compose/host-checks.ts";
+import { driverOf, judgeHost, parseNvidiaSmi } from "../../compose/host-checks.ts";
 import { type ExperimentOptions, runExperiment } from "../../experiments/execute.ts";
 import { UserError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/logger.ts";
@@ -43,6 +43,11 @@ describe("ssh host checks (pure)", () => {
       "0, NVIDIA H100 80GB HBM3, 81559\n1, NVIDIA H100 80GB HBM3, 81559\n",
     );
     assert.deepEqual(gpus[1], { index: 1, name: "NVIDIA H100 80GB HBM3", memoryMiB: 81559 });
+    const withDriver = parseNvidiaSmi("0, NVIDIA H100 80GB HBM3, 81559, 550.90.07\n");
+    assert.equal(withDriver[0]!.driver, "550.90.07");
+    assert.equal(driverOf(withDriver), "550.90.07");
+    assert.equal(driverOf(gpus), "unknown");
+    assert.equal(driverOf([]), "none");
     const few = judgeHost({ ...base, gpus }, { gpuIds: [0, 1, 2], rehearsal: false });
     assert.match(
       few.find((x) => x.check === "gpus")!.message,
