@@ -115,10 +115,7 @@ export async function probeHost(host: RemoteHost): Promise<HostFacts> {
   };
   const ids = (await run("id -u; id -g")) ?? "0\n0";
   const [uid, gid] = ids.split("\n").map(Number);
-  const smi = await host.exec(
-    NVIDIA_SMI_QUERY,
-    { timeoutMs: 30_000 },
-  );
+  const smi = await host.exec(NVIDIA_SMI_QUERY, { timeoutMs: 30_000 });
   return {
     ...(await run("docker version --format '{{.Server.Version}}'").then((v) =>
       v ? { docker: v } : {},
