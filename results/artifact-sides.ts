@@ -12,7 +12,7 @@ import type { PointData, RequestSample, SideData } from "./compare.ts";
 import { requestMetrics } from "./genai-perf/metrics.ts";
 import { profileExportProblem, readProfileExport } from "./genai-perf/reader.ts";
 import { IMPORT_FILE, loadImportedSide } from "./importers/index.ts";
-import { RECORDS_FILE, readRecords } from "./run-sides.ts";
+import { addExportPoint, RECORDS_FILE, readRecords } from "./run-sides.ts";
 
 const RAW = "profile_export.json";
 
@@ -104,7 +104,6 @@ export function loadArtifactSide(root: string, label: string): SideData {
         );
       const { valid, invalidReason } = validityOf(folder);
       for (const e of exp.experiments) {
-        const rate = e.mode === "request_rate";
         // Multi-model runs interleave models in one experiment: one point per model.
         const byModel = new Map<string, RequestSample[]>();
         const add = (model: string, sample: RequestSample) => {
@@ -137,21 +136,19 @@ export function loadArtifactSide(root: string, label: string): SideData {
             add(model, sample);
           }
         }
-        for (const [model, samples] of byModel) {
-          points.push({
-            model,
-            point: rate ? `request rate ${e.value}/s` : `concurrency ${e.value}`,
-            pointKind: rate ? "request-rate" : "concurrency",
-            pointValue: e.value,
-            ...(rate ? { requestedRps: e.value } : {}),
-            samples,
-            repeats: 1,
-            valid,
-            ...(invalidReason ? { invalidReason } : {}),
-          });
-          workload[`${model} ${rate ? "request_rate" : "concurrency"}${e.value}`] =
-            `${samples.length} requests, ${exp.endpoint}`;
-        }
+        for (const [model, samples] of byModel)
+          addExportPoint(
+            { points, workload },
+            {
+              model,
+              mode: e.mode,
+              value: e.value,
+              samples,
+              endpoint: exp.endpoint,
+              valid,
+              ...(invalidReason ? { invalidReason } : {}),
+            },
+          );
       }
     }
   }

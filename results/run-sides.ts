@@ -140,6 +140,39 @@ function pointText(lp: LoadPoint): {
       };
 }
 
+/**
+ * One point of a GenAI-Perf-style folder side (an artifact folder, or a peer's run imported): a
+ * model at one perf_analyzer experiment (`concurrency` or `request_rate` and its value), with the
+ * workload descriptor both kinds of side share, so like is compared with like. Adds to `into`.
+ */
+export function addExportPoint(
+  into: { points: PointData[]; workload: SideData["workload"] },
+  p: {
+    model: string;
+    mode: string;
+    value: number;
+    samples: RequestSample[];
+    endpoint: string;
+    valid?: boolean;
+    invalidReason?: string;
+  },
+): void {
+  const rate = p.mode === "request_rate";
+  into.points.push({
+    model: p.model,
+    point: rate ? `request rate ${p.value}/s` : `concurrency ${p.value}`,
+    pointKind: rate ? "request-rate" : "concurrency",
+    pointValue: p.value,
+    ...(rate ? { requestedRps: p.value } : {}),
+    samples: p.samples,
+    repeats: 1,
+    valid: p.valid ?? true,
+    ...(p.invalidReason ? { invalidReason: p.invalidReason } : {}),
+  });
+  into.workload[`${p.model} ${rate ? "request_rate" : "concurrency"}${p.value}`] =
+    `${p.samples.length} requests, ${p.endpoint}`;
+}
+
 export function workloadDescriptor(plan: StackPlan): SideData["workload"] {
   const w = plan.runner.workload;
   return {

@@ -27,7 +27,7 @@ import { InputFileError, UserError } from "../../lib/errors.ts";
 import { readJsonFile } from "../../lib/json-file.ts";
 import type { PointData, RequestSample, SideData } from "../compare.ts";
 import { bigintReplacer } from "../genai-perf/artifacts.ts";
-import { RECORDS_FILE, readRecords } from "../run-sides.ts";
+import { addExportPoint, RECORDS_FILE, readRecords } from "../run-sides.ts";
 import { importAiperf } from "./aiperf.ts";
 import { importGenAiPerf } from "./genai-perf.ts";
 import { importPerfAnalyzer } from "./perf-analyzer.ts";
@@ -184,20 +184,7 @@ export function loadImportedSide(root: string, label: string): SideData {
     const samples: RequestSample[] = readRecords(join(root, p.folder, RECORDS_FILE), 0).filter(
       (r) => r.model === p.model,
     );
-    const rate = p.mode === "request_rate";
-    points.push({
-      model: p.model,
-      point: rate ? `request rate ${p.value}/s` : `concurrency ${p.value}`,
-      pointKind: rate ? "request-rate" : "concurrency",
-      pointValue: p.value,
-      ...(rate ? { requestedRps: p.value } : {}),
-      samples,
-      repeats: 1,
-      valid: true,
-    });
-    // The same descriptor as a GenAI-Perf artifact side, so like is compared with like.
-    workload[`${p.model} ${rate ? "request_rate" : "concurrency"}${p.value}`] =
-      `${samples.length} requests, ${p.endpoint}`;
+    addExportPoint({ points, workload }, { ...p, samples });
   }
   return {
     label: `${label} (${m.tool}${m.toolVersion ? ` ${m.toolVersion}` : ""})`,
