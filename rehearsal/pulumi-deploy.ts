@@ -17,7 +17,12 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { delimiter, dirname, join } from "node:path";
-import { composePsCommand, parseComposePs, projectDir } from "../compose/remote.ts";
+import {
+  BUNDLE_HASH_FILE,
+  composePsCommand,
+  parseComposePs,
+  projectDir,
+} from "../compose/remote.ts";
 import { type AutomationApi, localAutomation, type StackOps } from "../infra/automation.ts";
 import { connectSsh, type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
 import { engineLeftovers } from "./rehearse-vm.ts";
@@ -56,7 +61,7 @@ async function hostState(ssh: RemoteHost, h: VmHost) {
   const dir = projectDir(h.workDir, PROJECT);
   const ps = await ssh.exec(composePsCommand(dir, PROJECT));
   const services = ps.code === 0 ? parseComposePs(ps.stdout) : [];
-  const hash = await ssh.exec(`cat ${shQuote(`${dir}/.bundle-sha256`)} 2>/dev/null`);
+  const hash = await ssh.exec(`cat ${shQuote(`${dir}/${BUNDLE_HASH_FILE}`)} 2>/dev/null`);
   return { services, hash: hash.stdout.trim() };
 }
 

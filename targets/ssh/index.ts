@@ -88,6 +88,20 @@ async function connectHost(cfg: StackConfig["ssh"], deps: SshTargetDeps): Promis
   }
 }
 
+/** Who holds the host's run lock (empty when nobody does, or the owner file is unreadable). */
+async function lockOwner(
+  h: RemoteHost,
+  lockDir: string,
+): Promise<{ runId?: string; since?: string }> {
+  const r = await h.exec(`cat ${shQuote(`${lockDir}/owner.json`)}`);
+  try {
+    const v = JSON.parse(r.stdout) as unknown;
+    return typeof v === "object" && v !== null ? (v as { runId?: string; since?: string }) : {};
+  } catch {
+    return {};
+  }
+}
+
 /**
  * `inferbench destroy` of a run kept on an ssh host (`--keep`): takes the run's compose projects
  * down, releases the host's run lock if this run holds it, and audits the engine. The host stays.
@@ -102,12 +116,8 @@ export async function teardownKeptSshRun(
   try {
     for (const arm of arms) await undeployBundle(host, `inferbench-${arm}`);
     const lockDir = posix.join(config.ssh.remoteRoot, LOCK_DIR);
-    const owner = await host.exec(`cat ${shQuote(`${lockDir}/owner.json`)}`);
-    let holder: string | undefined;
-    try {
-      holder = (JSON.parse(owner.stdout) as { runId?: string }).runId;
-    } catch {}
-    if (holder === runId) await host.exec(`rm -rf ${shQuote(lockDir)}`, { timeoutMs: 30_000 });
+    if ((await lockOwner(host, lockDir)).runId === runId)
+      await host.exec(`rm -rf ${shQuote(lockDir)}`, { timeoutMs: 30_000 });
     return await composeHost(() => host, { remoteRoot: config.ssh.remoteRoot }).audit();
   } finally {
     host.close();
@@ -243,11 +253,7 @@ export function sshTarget(
       locked = true;
       return;
     }
-    const held = await h.exec(`cat ${shQuote(`${lockDir}/owner.json`)}`);
-    let who: { runId?: string; since?: string } = {};
-    try {
-      who = JSON.parse(held.stdout);
-    } catch {}
+    const who = await lockOwner(h, lockDir);
     if (who.runId === ctx.store.runId) {
       locked = true; // our own lock, left by an interrupted attempt of this run: resume
       return;
