@@ -280,6 +280,7 @@ async function execute(
   } catch (err) {
     failure = err;
   } finally {
+    stopWatching(); // what is left is teardown: the budget has nothing more to stop
     for (const arm of deployed)
       await target
         .undeployArm(arm, ctx)
@@ -307,7 +308,6 @@ async function execute(
     }
   }
 
-  stopWatching();
   if (failure !== undefined) {
     const interrupted = opts.signal.aborted;
     const overBudget = !interrupted && budget.signal.aborted;

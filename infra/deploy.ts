@@ -7,7 +7,8 @@
  * Pulumi serialises a dynamic provider's methods into the resource's state. The methods below
  * capture nothing but a module URL and import the real logic (deploy-provider.ts) at run time,
  * which keeps serialisation trivial. The provider process must be able to load TypeScript:
- * `inferbench run` sets NODE_OPTIONS="--import tsx" for it; a hand-run `pulumi up` needs the same.
+ * `inferbench run`'s workspace starts it through its own shim with tsx loaded (infra/automation.ts);
+ * a hand-run `pulumi up` needs NODE_OPTIONS="--import tsx".
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { DeploymentInputs } from "./deploy-provider.ts";
