@@ -27,10 +27,13 @@ export const QUICK_OVERRIDES = [
   "run.repeats=1",
 ];
 
-/** Side by side where both arms fit (local processes); otherwise the host swaps arms. */
+/**
+ * Side by side where both arms fit (local processes; a cluster, one namespace per arm);
+ * otherwise the host swaps arms.
+ */
 export function defaultOrder(target: Target, interleave: boolean): StepOrder {
   if (!interleave) return "sequential";
-  return target === "local" ? "per-point" : "abba";
+  return target === "local" || target === "kubeconfig" || target === "gke" ? "per-point" : "abba";
 }
 
 /** The ordered steps for the given order (pure; property-tested). */

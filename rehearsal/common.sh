@@ -17,6 +17,13 @@ CACHE=${INFERBENCH_CACHE:-$HOME/.cache/inferbench}
 ENGINE_DIR=$CACHE/docker-engine-$DOCKER_VERSION-containerd-$CONTAINERD_VERSION-compose-$COMPOSE_VERSION
 ENGINE_ROOT=$ENGINE_DIR/root
 PULUMI_DIR=$CACHE/pulumi-$PULUMI_VERSION
+# The Kubernetes provider plugin @pulumi/kubernetes asks for (package.json "pulumi".version), built
+# from the provider module's pseudo-version that the Go proxy serves for it, against a published sdk.
+PULUMI_K8S_VERSION=4.34.2
+PULUMI_K8S_MODULE=github.com/pulumi/pulumi-kubernetes/provider/v4
+PULUMI_K8S_PSEUDO=v4.0.0-20260115033456-f47bc2d6f199
+PULUMI_K8S_SDK=v4.24.0
+PULUMI_K8S_DIR=$CACHE/pulumi-resource-kubernetes-$PULUMI_K8S_VERSION
 GO_CACHE_DIR=$CACHE/go
 
 # The base image carries this machine's node binary and CA bundle, so its key names both.

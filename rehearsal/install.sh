@@ -10,7 +10,9 @@
 # Steps: engine (Docker 26.1.5 + containerd 1.7.24 + compose 2.26.1, unpacked Debian trixie
 # packages), sshd (Debian openssh-server + runc/tini/debootstrap/iptables from bookworm, system packages),
 # pulumi (CLI v3.248.0 built from the Go module proxy, ≈ 5 CPU-min), base-image (debootstrap
-# minbase + this machine's node, a tarball the rehearsal engine imports as node:20-bookworm-slim).
+# minbase + this machine's node, a tarball the rehearsal engine imports as node:20-bookworm-slim),
+# pulumi-kubernetes (the provider plugin, ≈ 12 CPU-min and 4.6 GB peak; only the kube rehearsal
+# asks for it).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
@@ -25,6 +27,7 @@ cached() {
     sshd) [ -x /usr/sbin/sshd ] && command -v runc >/dev/null && [ -x /usr/bin/tini-static ] &&
       command -v debootstrap >/dev/null && command -v iptables >/dev/null ;;
     pulumi) [ -x "$PULUMI_DIR/bin/pulumi" ] ;;
+    pulumi-kubernetes) [ -x "$PULUMI_K8S_DIR/bin/pulumi-resource-kubernetes" ] ;;
     base-image) [ -s "$BASE_IMAGE_TAR" ] ;;
     *) die "unknown step '$1' (expected: ${ALL_STEPS[*]})" 2 ;;
   esac
@@ -142,6 +145,43 @@ EOF
   mv "$P" "$PULUMI_DIR"
 }
 
+# ---- Pulumi Kubernetes provider plugin from the Go module proxy -----------------------------------
+# The provider module's `replace sdk/v4 => ../sdk` points into its monorepo and cannot travel, so it
+# is dropped for a published sdk; main.go embeds two JSON files that upstream's `go generate` makes.
+install_pulumi_kubernetes() {
+  command -v go >/dev/null || die "go is not on PATH (needed to build the Kubernetes provider)"
+  local W=$CACHE/pulumi-k8s-build-$PULUMI_K8S_VERSION P=$PULUMI_K8S_DIR.partial src
+  rm -rf "$P" "$W"
+  mkdir -p "$W" "$P/bin"
+  export GOMODCACHE=$GO_CACHE_DIR/mod GOCACHE=$GO_CACHE_DIR/build GOTOOLCHAIN=local
+  export GOFLAGS="${GOFLAGS:-} -mod=mod"
+  (cd "$W" && go mod download "$PULUMI_K8S_MODULE@$PULUMI_K8S_PSEUDO") >"$W/download.log" 2>&1 || {
+    tail -20 "$W/download.log" >&2
+    die "go mod download $PULUMI_K8S_MODULE@$PULUMI_K8S_PSEUDO failed"
+  }
+  src=$GOMODCACHE/$PULUMI_K8S_MODULE@$PULUMI_K8S_PSEUDO
+  cp -r "$src" "$W/provider" && chmod -R u+w "$W/provider"
+  (cd "$W/provider" && go mod edit -dropreplace github.com/pulumi/pulumi-kubernetes/sdk/v4 \
+    -require "github.com/pulumi/pulumi-kubernetes/sdk/v4@$PULUMI_K8S_SDK")
+  (cd "$W/provider/cmd/pulumi-resource-kubernetes" && VERSION=$PULUMI_K8S_VERSION node -e '
+    const fs = require("fs");
+    const s = JSON.parse(fs.readFileSync("schema.json")); s.version = process.env.VERSION;
+    fs.writeFileSync("schema-embed.json", JSON.stringify(s));
+    fs.writeFileSync("terraform-mapping-embed.json", JSON.stringify(JSON.parse(fs.readFileSync("terraform-mapping.json"))));')
+  (cd "$W/provider" && $NICE go mod tidy >"$W/tidy.log" 2>&1) || {
+    tail -20 "$W/tidy.log" >&2
+    die "go mod tidy for the Kubernetes provider failed"
+  }
+  (cd "$W/provider" && $NICE go build -trimpath \
+    -ldflags="-s -w -X $PULUMI_K8S_MODULE/pkg/version.Version=$PULUMI_K8S_VERSION" \
+    -o "$P/bin/pulumi-resource-kubernetes" ./cmd/pulumi-resource-kubernetes >"$W/build.log" 2>&1) || {
+    tail -20 "$W/build.log" >&2
+    die "go build of pulumi-resource-kubernetes failed"
+  }
+  rm -rf "$W"
+  mv "$P" "$PULUMI_K8S_DIR"
+}
+
 # ---- local base image: debootstrap minbase + this machine's node, as a tarball ---------------------
 install_base_image() {
   command -v node >/dev/null || die "node is not on PATH (the base image carries this machine's node)"
@@ -196,6 +236,7 @@ DOCKER_VERSION=$DOCKER_VERSION
 COMPOSE_VERSION=$COMPOSE_VERSION
 PULUMI_BIN=$PULUMI_DIR/bin/pulumi
 PULUMI_VERSION=$PULUMI_VERSION
+PULUMI_K8S_BIN_DIR=$PULUMI_K8S_DIR/bin
 BASE_IMAGE_TAR=$BASE_IMAGE_TAR
 BASE_IMAGE_TAGS=${BASE_IMAGE_TAGS[*]}
 EOF

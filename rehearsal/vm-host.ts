@@ -17,7 +17,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 export const INSTALL_SCRIPT = join(HERE, "install.sh");
 export const VM_HOST_SCRIPT = join(HERE, "vm-host.sh");
 
-export type InstallStep = "sshd" | "engine" | "base-image" | "pulumi";
+export type InstallStep = "sshd" | "engine" | "base-image" | "pulumi" | "pulumi-kubernetes";
 /** What a host needs to come up (the base image and Pulumi are for the rehearsal on top). */
 export const HOST_STEPS: InstallStep[] = ["sshd", "engine"];
 

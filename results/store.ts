@@ -48,6 +48,9 @@ export interface PointRecord {
 export const DEPLOYED_IMAGES_FILE = "host/images.json";
 /** The arm's service logs, taken before it is taken down (success or failure). */
 export const HOST_LOG_FILE = "host/compose.log";
+/** Kubernetes targets: every pod's log of the arm, and the namespace's events, taken the same way. */
+export const PODS_LOG_FILE = "host/pods.log";
+export const EVENTS_FILE = "host/events.txt";
 
 export interface DeployedImage {
   service: string;

@@ -389,17 +389,47 @@ export const gcpSchema = z.strictObject({
   networkName: dnsName.default("inferbench"),
 });
 
+/**
+ * Where engine pods keep downloaded weights: emptyDir (per pod, gone with it), a hostPath on the
+ * GPU node (kept across runs), or a PersistentVolumeClaim the user made (ReadWriteMany when
+ * several engine pods mount it).
+ */
+export const hfCacheSchema = z.discriminatedUnion("kind", [
+  z.strictObject({ kind: z.literal("emptyDir") }),
+  z.strictObject({
+    kind: z.literal("hostPath"),
+    path: z.string().regex(/^\//, "an absolute path"),
+  }),
+  z.strictObject({ kind: z.literal("pvc"), claimName: dnsName }),
+]);
+
+/** What every Kubernetes target deploys with (gke and kubeconfig alike). */
+const kubeWorkloadFields = {
+  hfCache: hfCacheSchema.default({ kind: "emptyDir" }),
+  /** The kit image (runner Job), pullable by the cluster: build compose/kit.Dockerfile and push it. */
+  kitImage: z.string().min(1).default("inferbench/inferbench:0.1.0"),
+  /** engine-sim image for a rehearsal (services/engine-sim/Dockerfile). */
+  engineSimImage: z.string().min(1).default("inferbench/engine-sim:0.1.0"),
+  /** `Never` where images are loaded onto the nodes beforehand (air-gapped clusters, the rehearsal). */
+  imagePullPolicy: z.enum(["IfNotPresent", "Always", "Never"]).default("IfNotPresent"),
+  /** Seconds an engine may take to load its weights before its startup probe gives up. */
+  engineStartupSec: boundedInt(60, 7200, "engine start-up (s)").default(1800),
+};
+
 export const gkeSchema = z.strictObject({
   project: z.string().min(1).optional(),
-  /** Region or zone of the cluster. */
+  /** Zone of the cluster (a regional one would put nodeCount GPU nodes in every zone: refused). */
   location: z.string().min(1).default("us-central1-a"),
   clusterName: dnsName.default("inferbench"),
   machineType: z.string().min(1).default("a3-highgpu-8g"),
   nodeCount: boundedInt(1, LIMITS.nodeCount, "LIMITS.nodeCount").default(1),
   provisioningModel: provisioningModel.default("STANDARD"),
+  /** Name of a specific Compute Engine reservation the GPU nodes consume (STANDARD only). */
+  reservation: z.string().min(1).optional(),
   gpuDriverVersion: z.enum(["LATEST", "DEFAULT", "INSTALLATION_DISABLED"]).default("LATEST"),
   maxRunHours: z.number().positive().max(168).default(4),
   namespacePrefix: dnsName.default("inferbench"),
+  ...kubeWorkloadFields,
 });
 
 const toleration = z.strictObject({
@@ -422,6 +452,7 @@ export const kubeconfigSchema = z.strictObject({
   gpusPerNode: boundedInt(1, LIMITS.gpusPerReplica, "LIMITS.gpusPerReplica").default(8),
   /** Extended resource name of the GPU device plugin. */
   gpuResource: z.string().min(1).default("nvidia.com/gpu"),
+  ...kubeWorkloadFields,
 });
 
 export const runSchema = z.strictObject({

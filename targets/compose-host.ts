@@ -42,7 +42,10 @@ export interface ComposeHostOptions {
 }
 
 /** Rewrites file datasets to where the bundle mounts them inside the runner container. */
-function datasetInContainer(d: DatasetPlan, paths: Readonly<Record<string, string>>): DatasetPlan {
+export function datasetInContainer(
+  d: DatasetPlan,
+  paths: Readonly<Record<string, string>>,
+): DatasetPlan {
   if (!("path" in d)) return d;
   const moved = { ...d, path: paths[d.path] ?? d.path };
   if (moved.kind === "servegen" && moved.datasetPath !== undefined)

@@ -21,9 +21,18 @@ export async function targetFor(
       const { sshTarget } = await import("./ssh/index.ts");
       return sshTarget(opts.configs);
     }
+    case "kubeconfig": {
+      const { kubeTarget } = await import("./kube/index.ts");
+      return kubeTarget(opts.configs);
+    }
+    case "gke": {
+      const { kubeTarget } = await import("./kube/index.ts");
+      const { gkeCluster } = await import("./kube/gke.ts");
+      return kubeTarget(opts.configs, {}, (first, stack, deps) => gkeCluster(first, stack, deps));
+    }
     default:
       throw new UserError(`target "${plan.target}" cannot run yet`, {
-        hint: "runnable targets: local, ssh, gcp-vm (see README: Targets)",
+        hint: "runnable targets: local, ssh, gcp-vm, kubeconfig, gke (see README: Targets)",
       });
   }
 }

@@ -69,6 +69,8 @@ export async function planOutFiles(
   const files: Record<string, string> = {
     "plan.json": `${JSON.stringify(redactObject(plan), null, 2)}\n`,
   };
+  if (plan.target === "kubeconfig" || plan.target === "gke")
+    return { ...(await kubeOutFiles(plan, stack, overrides, config)), ...files };
   if (plan.target !== "gcp-vm") return files;
   const { renderCompose } = await import("../../compose/render.ts");
   const { readDatasetFiles } = await import("../../compose/datasets.ts");
@@ -89,6 +91,58 @@ export async function planOutFiles(
   });
   // The command's own plan.json (redacted) wins over the renderer's copy.
   return { ...rendered.files, ...files };
+}
+
+/**
+ * A Kubernetes stack's objects for its arm as one `kubectl apply`-able file (validated against the
+ * Kubernetes schema), plus the runner Job of the arm's first block. The run id is a placeholder:
+ * a real run names its namespaces after its own id. The HF token Secret is never rendered.
+ */
+async function kubeOutFiles(
+  plan: StackPlan,
+  stack: string,
+  overrides: string[],
+  config: StackConfig,
+): Promise<Record<string, string>> {
+  const { stringify } = await import("yaml");
+  const { readDatasetFiles } = await import("../../compose/datasets.ts");
+  const { experimentPlan } = await import("../../experiments/plan.ts");
+  const { renderKubeArm, renderRunnerJob } = await import("../../kube/render.ts");
+  const { validateKubeObjects } = await import("../../kube/validate.ts");
+  const { bindPlanForKube } = await import("../../targets/kube/bind.ts");
+  const { renderOptionsOf } = await import("../../targets/kube/index.ts");
+  const experiment = experimentPlan({
+    stacks: [stack],
+    overrides,
+    quick: false,
+    plans: [plan],
+    interleave: true,
+  });
+  const rehearsal = plan.emulated || config.rehearsal;
+  const opts = renderOptionsOf(config, "plan", rehearsal, {
+    hfToken: config.hfToken !== undefined,
+  });
+  const bound = bindPlanForKube(experiment, plan.mode, rehearsal);
+  const arm = renderKubeArm(plan, {
+    ...opts,
+    experimentPlan: `${JSON.stringify(redactObject(bound), null, 2)}\n`,
+    datasets: readDatasetFiles(plan),
+  });
+  const job = renderRunnerJob(
+    plan,
+    experiment.steps.map((s) => s.index),
+    opts,
+    {
+      deadlineSec: 3600 * Math.max(1, experiment.steps.length),
+    },
+  );
+  validateKubeObjects([...arm.objects, job]);
+  const yaml = (objs: unknown[]) => objs.map((o) => stringify(o, { lineWidth: 0 })).join("---\n");
+  const header = `# Rendered by inferbench from stack "${plan.stack}" (arm ${plan.mode}${rehearsal ? ", rehearsal on engine-sim — emulated numbers" : ""}); run id "plan" stands for the run's own.\n`;
+  return {
+    "kube/objects.yaml": header + yaml(arm.objects),
+    "kube/runner-job.yaml": header + yaml([job]),
+  };
 }
 
 export function formatPlanSummary(plan: StackPlan): string {

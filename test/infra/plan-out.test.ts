@@ -1,7 +1,7 @@
-/** `inferbench plan --out DIR` for a gcp-vm stack: all or nothing (issue 15). */
+/** `inferbench plan --out DIR` for a gcp-vm and a Kubernetes stack: all or nothing (issue 15). */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -38,5 +38,34 @@ describe("plan --out", () => {
     const files = readdirSync(dir).sort();
     for (const f of ["compose.yaml", "experiment.json", "plan.json", "router.json"])
       assert.ok(files.includes(f), `${f} in ${files.join(", ")}`);
+  });
+
+  it("a Kubernetes stack writes its arm's objects and the runner Job; the unpinned one writes nothing", () => {
+    const refused = join(root, "kube-refused");
+    assert.notEqual(cli(["plan", "--stack", "vke-managed", "--out", refused]).code, 0);
+    assert.equal(existsSync(refused), false);
+    const dir = join(root, "kube");
+    const pin = `engine.images.managed=ghcr.io/ovg-project/kvcached-vllm@sha256:${"e".repeat(64)}`;
+    const r = cli([
+      "plan",
+      "--stack",
+      "vke-managed",
+      "--set",
+      pin,
+      "--set",
+      "hfToken=hf_abcdefghijklmnopqrstuvwxyz0123",
+      "--out",
+      dir,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const objects = readFileSync(join(dir, "kube", "objects.yaml"), "utf8");
+    assert.match(objects, /kind: Namespace/);
+    assert.match(objects, /nvidia\.com\/gpu: 1/);
+    assert.match(objects, /secretKeyRef:\n\s+name: hf-token/);
+    assert.ok(
+      !objects.includes("hf_abcdefghijklmnopqrstuvwxyz0123"),
+      "the token is never rendered",
+    );
+    assert.match(readFileSync(join(dir, "kube", "runner-job.yaml"), "utf8"), /kind: Job/);
   });
 });

@@ -6,7 +6,15 @@ import { engineName, PlanError, plan } from "../../stacks/plan.ts";
 import type { StackPlan } from "../../stacks/plan-types.ts";
 import type { StackConfigInput } from "../../stacks/schema.ts";
 
-const SHIPPED = ["local", "gcp-baseline", "gcp-managed", "gke-managed", "vke-managed"];
+const SHIPPED = [
+  "local",
+  "gcp-baseline",
+  "gcp-managed",
+  "gke-baseline",
+  "gke-managed",
+  "vke-baseline",
+  "vke-managed",
+];
 
 function planOf(input: StackConfigInput, name = "t"): StackPlan {
   return plan(name, validateConfig(input as Record<string, unknown>, "test.yaml"));
