@@ -21,3 +21,5 @@ export const zone = out.zone;
 export const externalIp = out.externalIp;
 // ssh
 export const host = out.host;
+// kubeconfig
+export const namespace = out.namespace;

@@ -11,9 +11,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { type KubeObject, LABEL } from "../kube/render.ts";
-
-export const HF_TOKEN_SECRET = "hf-token";
+import { HF_TOKEN_SECRET, type KubeObject, LABEL } from "../kube/render.ts";
 export const SKIP_AWAIT = { "pulumi.com/skipAwait": "true" };
 
 export interface KubeWorkloadsArgs {
@@ -108,7 +106,8 @@ export interface KubeArmProgramArgs {
   objects: readonly KubeObject[];
   kubeconfig: string;
   context?: string;
-  hfToken?: string;
+  /** Plain (the CLI, registered as a secret) or a Pulumi secret (a hand `pulumi up`). */
+  hfToken?: pulumi.Input<string>;
 }
 
 /**
@@ -118,16 +117,24 @@ export interface KubeArmProgramArgs {
  */
 export function kubeArmProgram(args: KubeArmProgramArgs): () => Promise<Record<string, unknown>> {
   return async () => {
-    const provider = new k8s.Provider("cluster", {
-      kubeconfig: pulumi.secret(args.kubeconfig),
-      ...(args.context ? { context: args.context } : {}),
-      deleteUnreachable: true,
-    });
-    const w = new KubeWorkloads(
-      "arm",
-      { objects: args.objects, ...(args.hfToken ? { hfToken: pulumi.secret(args.hfToken) } : {}) },
-      { providers: { kubernetes: provider } },
-    );
+    const w = deployKubeArm(args);
     return { namespace: w.namespace, objects: w.objectNames.length };
   };
+}
+
+/** The provider and the workloads: what both the inline program and a hand `pulumi up` create. */
+export function deployKubeArm(args: KubeArmProgramArgs): KubeWorkloads {
+  const provider = new k8s.Provider("cluster", {
+    kubeconfig: pulumi.secret(args.kubeconfig),
+    ...(args.context ? { context: args.context } : {}),
+    deleteUnreachable: true,
+  });
+  return new KubeWorkloads(
+    "arm",
+    {
+      objects: args.objects,
+      ...(args.hfToken !== undefined ? { hfToken: pulumi.secret(args.hfToken) } : {}),
+    },
+    { providers: { kubernetes: provider } },
+  );
 }

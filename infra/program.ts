@@ -8,10 +8,15 @@
  * generated with node:crypto — the login private key and the host private key as Pulumi secrets.
  */
 import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { bundleHash } from "../compose/bundle.ts";
 import { readDatasetFiles } from "../compose/datasets.ts";
 import { renderCompose } from "../compose/render.ts";
+import { renderOptionsOf } from "../kube/options.ts";
+import { type KubeObject, renderKubeArm } from "../kube/render.ts";
+import { validateKubeObjects } from "../kube/validate.ts";
 import { PROJECT, validateConfig } from "../stacks/config.ts";
 import { plan as buildPlan } from "../stacks/plan.ts";
 import type { StackPlan } from "../stacks/plan-types.ts";
@@ -19,15 +24,17 @@ import { type StackConfig, stackConfigSchema } from "../stacks/schema.ts";
 import { ComposeDeployment } from "./deploy.ts";
 import { gatedModelIndexes } from "./gated-models.ts";
 import { GpuVm } from "./gpu-vm.ts";
+import { deployKubeArm } from "./kube-workloads.ts";
 import { RUN_KEYS } from "./program-keys.ts";
 import { DEFAULT_REMOTE_ROOT } from "./startup-script.ts";
 
 export { RUN_KEYS };
 
 export type ProgramOutputs = {
-  sshUser: string;
-  sshCommand: pulumi.Output<string> | string;
-  hostPublicKey: pulumi.Output<string> | string;
+  /** Compose targets (gcp-vm, ssh): how a person reaches the host. */
+  sshUser?: string;
+  sshCommand?: pulumi.Output<string> | string;
+  hostPublicKey?: pulumi.Output<string> | string;
   runId: string;
   resultsPath: string;
   hourlyCostUsd: number | undefined;
@@ -35,7 +42,10 @@ export type ProgramOutputs = {
   costBasis: string | undefined;
   arm: string;
   emulated: boolean;
-  bundleHash: string;
+  /** Compose targets: the uploaded bundle's hash. */
+  bundleHash?: string;
+  /** kubeconfig: the arm's namespace in the cluster. */
+  namespace?: pulumi.Output<string>;
   /** gcp-vm: the VM. */
   instance?: pulumi.Output<string>;
   /** gcp-vm: GCE's creation time of the VM, where the billing window starts. */
@@ -117,9 +127,9 @@ export function program(): ProgramOutputs {
   const stack = pulumi.getStack();
   const cfg = new pulumi.Config(PROJECT);
   const { config, hfToken, hasHfToken } = readStackConfig(cfg, stack);
-  if (config.target !== "gcp-vm" && config.target !== "ssh") {
+  if (config.target !== "gcp-vm" && config.target !== "ssh" && config.target !== "kubeconfig") {
     throw new pulumi.RunError(
-      `stack ${stack}: target ${config.target} is not deployed by this program (gcp-vm and ssh only)`,
+      `stack ${stack}: target ${config.target} is not deployed by this program (gcp-vm, ssh and kubeconfig only; gke runs through \`inferbench run\`)`,
     );
   }
   let p: StackPlan;
@@ -131,6 +141,8 @@ export function program(): ProgramOutputs {
     throw new pulumi.RunError((err as Error).message);
   }
   requireTokenFor(config, p, hasHfToken);
+  if (config.target === "kubeconfig")
+    return kubeconfigProgram(stack, cfg, config, p, hasHfToken ? hfToken : undefined);
   const rendered = renderCompose(p, {
     allowUnpinnedImages: config.run.allowUnpinnedImages,
     datasets,
@@ -275,5 +287,61 @@ function gcpVmProgram(
     hourlyCostUsd: p.cost?.hourly,
     maxRunCostUsd: p.cost?.maxRunCost,
     costBasis: p.cost ? `${p.cost.basis} — estimate; ${p.cost.source}` : undefined,
+  };
+}
+
+/**
+ * kubeconfig by hand: the arm's servers (engines, router) in their namespace on an existing
+ * cluster — the same objects and component `inferbench run` deploys, without the runner (the
+ * benchmark is `inferbench run`). `pulumi destroy` deletes exactly these objects.
+ */
+function kubeconfigProgram(
+  stack: string,
+  cfg: pulumi.Config,
+  config: StackConfig,
+  p: StackPlan,
+  hfToken: pulumi.Output<string> | undefined,
+): ProgramOutputs {
+  const runId = cfg.get(RUN_KEYS.runId) ?? `${stack}-manual`;
+  const k = config.kubeconfig;
+  let kubeconfig = typeof k.content === "string" ? k.content : undefined;
+  const path =
+    k.path ?? process.env.KUBECONFIG?.split(":")[0] ?? join(homedir(), ".kube", "config");
+  if (kubeconfig === undefined) {
+    try {
+      kubeconfig = readFileSync(path, "utf8");
+    } catch (err) {
+      throw new pulumi.RunError(
+        `kubeconfig: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? err}); set kubeconfig.path, export KUBECONFIG, or \`pulumi config set --secret --path kubeconfig.content "$(cat kc.yaml)"\``,
+      );
+    }
+  }
+  let objects: KubeObject[];
+  try {
+    objects = renderKubeArm(
+      p,
+      renderOptionsOf(config, runId, config.rehearsal || p.emulated, {
+        hfToken: hfToken !== undefined,
+      }),
+    ).objects;
+    validateKubeObjects(objects);
+  } catch (err) {
+    throw new pulumi.RunError((err as Error).message);
+  }
+  const w = deployKubeArm({
+    objects,
+    kubeconfig,
+    ...(k.context ? { context: k.context } : {}),
+    ...(hfToken ? { hfToken } : {}),
+  });
+  return {
+    runId,
+    resultsPath: `results/runs/${runId}/`,
+    arm: p.mode,
+    emulated: p.emulated || config.rehearsal,
+    namespace: w.namespace,
+    hourlyCostUsd: undefined,
+    maxRunCostUsd: undefined,
+    costBasis: undefined,
   };
 }

@@ -69,9 +69,10 @@ export interface KubeRenderOptions {
   datasets?: Readonly<Record<string, string>>;
   /**
    * The experiment plan (JSON) bound to this namespace's Services (the target binds it, see
-   * `kubeEndpoints` and `datasetPathsInPod`): what the runner Job reads.
+   * `kubeEndpoints` and `datasetPathsInPod`): what the runner Job reads. Without it (a hand
+   * `pulumi up` of the servers only) there is no experiment ConfigMap and no runner.
    */
-  experimentPlan: string;
+  experimentPlan?: string;
   /** `Never` where images are imported into the node (the rehearsal cluster). */
   imagePullPolicy?: "IfNotPresent" | "Never" | "Always";
 }
@@ -94,6 +95,8 @@ export const LABEL = {
   group: "inferbench.dev/engine-group",
 } as const;
 export const MANAGED_BY = "inferbench";
+/** The Secret (key HF_TOKEN) the deployer creates from a Pulumi secret; engines read it. */
+export const HF_TOKEN_SECRET = "hf-token";
 export const RUNNER_CONTAINER = "runner";
 /** In the runner pod: results wait here until collected; the marker names below live in it. */
 export const RESULTS_MOUNT = "/results";
@@ -529,8 +532,12 @@ export function renderKubeArm(stack: StackPlan, opts: KubeRenderOptions): Render
   const groups = gpuGroups(stack.engines);
   const objects: KubeObject[] = [
     { apiVersion: "v1", kind: "Namespace", metadata: { name: ctx.ns, labels: { ...ctx.labels } } },
-    configMap(ctx, "experiment", { [EXPERIMENT_KEY]: opts.experimentPlan }),
-    ...(files.length ? [configMap(ctx, "datasets", datasets)] : []),
+    ...(opts.experimentPlan !== undefined
+      ? [configMap(ctx, "experiment", { [EXPERIMENT_KEY]: opts.experimentPlan })]
+      : []),
+    ...(files.length && opts.experimentPlan !== undefined
+      ? [configMap(ctx, "datasets", datasets)]
+      : []),
   ];
   for (const g of groups) {
     const dep = engineGroup(ctx, g);
@@ -576,7 +583,7 @@ export function renderRunnerJob(
   opts: Omit<KubeRenderOptions, "experimentPlan">,
   job: RunnerJobOptions,
 ): KubeObject {
-  const ctx = ctxFor(stack, { ...opts, experimentPlan: "" });
+  const ctx = ctxFor(stack, opts);
   const arm = stack.mode;
   const argv = [
     "inferbench",

@@ -20,13 +20,13 @@ import {
   localAutomation,
   REPO_DIR,
 } from "../../infra/automation.ts";
-import { HF_TOKEN_SECRET, kubeArmProgram } from "../../infra/kube-workloads.ts";
+import { kubeArmProgram } from "../../infra/kube-workloads.ts";
 import { apiReason, type KubeCluster, kubeCluster, loadKubeConfig } from "../../kube/cluster.ts";
+import { renderOptionsOf } from "../../kube/options.ts";
 import {
   COLLECTED_FILE,
   EXIT_CODE_FILE,
   gpuGroups,
-  type KubeRenderOptions,
   kubeName,
   kubeNamespace,
   LABEL,
@@ -49,6 +49,8 @@ import type { StackConfig } from "../../stacks/schema.ts";
 import { checkHfToken, resolveHfToken } from "../hf-token.ts";
 import type { Leftover, Target, TargetContext } from "../types.ts";
 import { bindPlanForKube } from "./bind.ts";
+
+export { renderOptionsOf };
 
 export interface KubeTargetDeps {
   cluster: (kubeconfig: string, context?: string) => KubeCluster;
@@ -178,39 +180,6 @@ interface ArmState {
   stackUp: boolean;
 }
 
-/** What a kube arm deploys with, from its stack (kubeconfig) or the GKE section (gke). */
-export function renderOptionsOf(
-  config: StackConfig,
-  runId: string,
-  rehearsal: boolean,
-  extra: { nodeSelector?: Record<string, string>; hfToken: boolean },
-): Omit<KubeRenderOptions, "experimentPlan"> {
-  const k = config.target === "gke" ? config.gke : config.kubeconfig;
-  const kc = config.kubeconfig;
-  return {
-    runId,
-    namespacePrefix: k.namespacePrefix,
-    rehearsal,
-    kitImage: k.kitImage,
-    engineSimImage: k.engineSimImage,
-    imagePullPolicy: k.imagePullPolicy,
-    hfCache: k.hfCache,
-    engineStartupSec: k.engineStartupSec,
-    allowUnpinnedImages: config.run.allowUnpinnedImages,
-    ...(config.target === "gke"
-      ? {
-          nodeSelector: extra.nodeSelector ?? {},
-          tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
-        }
-      : {
-          nodeSelector: kc.nodeSelector,
-          tolerations: kc.tolerations,
-          gpuResource: kc.gpuResource,
-        }),
-    ...(extra.hfToken && !rehearsal ? { hfTokenSecret: HF_TOKEN_SECRET } : {}),
-  };
-}
-
 /** What the identity must be allowed to do: [verb, resource, API group, cluster-wide]. */
 const NEEDED: ReadonlyArray<[string, string, string, boolean]> = [
   ["create", "namespaces", "", true],
@@ -316,7 +285,8 @@ export function kubeTarget(
       ctx.saveInfra({
         state: "up",
         host: kc.source,
-        billing: { start: new Date().toISOString() },
+        // A source that provisions (gke) has set the window's start and price already.
+        billing: { start: new Date().toISOString(), ...ctx.store.readManifest().infra?.billing },
         hostFacts: { kubernetes: version, ...(await nodeFacts(cluster)) },
       });
     },
@@ -463,7 +433,9 @@ export function kubeTarget(
     },
 
     async destroy(ctx) {
-      if (!cluster) return true;
+      // No cluster to talk to (open() failed half-way, e.g. a quota refusal during `up`): what
+      // the source created is still removed.
+      if (!cluster) return source ? await source.close(ctx).catch(() => false) : true;
       ctx.saveInfra({ state: "destroying" });
       let clean = false;
       try {
@@ -488,7 +460,8 @@ export function kubeTarget(
     },
 
     async audit(ctx) {
-      if (!cluster || !source) return [];
+      if (!source) return [];
+      if (!cluster) return await source.audit(ctx);
       const inCluster = source.clusterRemains()
         ? (await cluster.labelled(runSelector(ctx.store.runId))).map((f) => ({
             kind: f.kind,

@@ -334,6 +334,32 @@ describe("kube target", () => {
     rmSync(pod, { recursive: true, force: true });
   });
 
+  it("a cluster source that failed half-way is still closed and audited", async () => {
+    const { configs, ctx } = setup();
+    const calls: string[] = [];
+    const t = kubeTarget(configs, deps(new FakeCluster(), []), () => ({
+      async open() {
+        calls.push("open");
+        throw new Error("Insufficient regional quota");
+      },
+      async close() {
+        calls.push("close");
+        return true;
+      },
+      async audit() {
+        calls.push("audit");
+        return [{ kind: "cluster", name: "ib-x", location: "us-central1-a" }];
+      },
+      clusterRemains: () => true,
+    }));
+    await assert.rejects(t.provision(ctx), /Insufficient regional quota/);
+    assert.equal(await t.destroy(ctx), true);
+    assert.deepEqual(await t.audit(ctx), [
+      { kind: "cluster", name: "ib-x", location: "us-central1-a" },
+    ]);
+    assert.deepEqual(calls, ["open", "close", "audit"]);
+  });
+
   it("the audit reports what still carries the run label, with a cleanup command", async () => {
     const { configs, ctx } = setup();
     const c = new FakeCluster();
