@@ -29,7 +29,7 @@ import { bindPlanForKube } from "../targets/kube/bind.ts";
 import { kubeTarget, renderOptionsOf } from "../targets/kube/index.ts";
 import { planStack } from "../targets/plan-stack.ts";
 import { buildKitImage, formatTimings, KIT_IMAGE_TAG } from "./rehearse-vm.ts";
-import { REHEARSAL_IMAGES, tagServiceImages } from "./run-ssh.ts";
+import { REHEARSAL_ARM_CONFIG, REHEARSAL_IMAGES, tagServiceImages } from "./run-ssh.ts";
 import {
   installEnv,
   installRehearsal,
@@ -77,33 +77,12 @@ export function kubeRehearsalStack(kubeconfigPath: string): Record<string, unkno
   return {
     config: {
       "inferbench:target": "kubeconfig",
-      "inferbench:mode": "managed",
-      "inferbench:rehearsal": true,
-      "inferbench:models": [
-        {
-          name: "llama-3.1-8b",
-          hfPath: "meta-llama/Llama-3.1-8B-Instruct",
-          replicas: 2,
-          maxModelLen: 8192,
-          profile: "llama-3.1-8b@h100",
-        },
-      ],
-      "inferbench:gpus": { type: "h100-80gb", count: 2 },
-      "inferbench:engine": { emulatorStartupDelaySec: 1 },
+      ...structuredClone(REHEARSAL_ARM_CONFIG), // a copy: callers adjust the workload
       "inferbench:kubeconfig": {
         path: kubeconfigPath,
         namespacePrefix: "ib-rehearsal",
         gpusPerNode: 8,
         imagePullPolicy: "Never",
-      },
-      "inferbench:workload": {
-        dataset: { kind: "synthetic", inputTokensMean: 128, numDatasetEntries: 50 },
-        streaming: true,
-        outputTokensMean: 32,
-        outputTokensStddev: 0,
-        ignoreEos: true,
-        requestCount: 24,
-        loadPoints: [{ concurrency: 2 }, { concurrency: 8 }],
       },
       "inferbench:run": { repeats: 1, warmupRequests: 2 },
     },

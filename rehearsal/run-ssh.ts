@@ -86,24 +86,41 @@ export async function copyImages(from: VmHost, to: VmHost, tags: readonly string
 /** Every image the rehearsal's compose projects use. */
 export const REHEARSAL_IMAGES = [DEFAULT_KIT_IMAGE, ROUTER_IMAGE, DEFAULT_ENGINE_SIM_IMAGE];
 
-/** The rehearsal's stack: the local reference layout shrunk to one model, on the ssh target. */
+/**
+ * What every rehearsal run deploys and drives, whatever the target: the local reference layout
+ * shrunk to one model with two replicas per arm (engine-sim), and a two-point workload.
+ */
+export const REHEARSAL_ARM_CONFIG = {
+  "inferbench:mode": "managed",
+  "inferbench:rehearsal": true,
+  "inferbench:models": [
+    {
+      name: "llama-3.1-8b",
+      hfPath: "meta-llama/Llama-3.1-8B-Instruct",
+      replicas: 2,
+      maxModelLen: 8192,
+      profile: "llama-3.1-8b@h100",
+    },
+  ],
+  "inferbench:gpus": { type: "h100-80gb", count: 2 },
+  "inferbench:engine": { emulatorStartupDelaySec: 1 },
+  "inferbench:workload": {
+    dataset: { kind: "synthetic", inputTokensMean: 128, numDatasetEntries: 50 },
+    streaming: true,
+    outputTokensMean: 32,
+    outputTokensStddev: 0,
+    ignoreEos: true,
+    requestCount: 24,
+    loadPoints: [{ concurrency: 2 }, { concurrency: 8 }],
+  },
+} as const;
+
+/** The rehearsal's stack on the ssh target. */
 export function rehearsalStack(h: VmHost, keyFile: string): Record<string, unknown> {
   return {
     config: {
       "inferbench:target": "ssh",
-      "inferbench:mode": "managed",
-      "inferbench:rehearsal": true,
-      "inferbench:models": [
-        {
-          name: "llama-3.1-8b",
-          hfPath: "meta-llama/Llama-3.1-8B-Instruct",
-          replicas: 2,
-          maxModelLen: 8192,
-          profile: "llama-3.1-8b@h100",
-        },
-      ],
-      "inferbench:gpus": { type: "h100-80gb", count: 2 },
-      "inferbench:engine": { emulatorStartupDelaySec: 1 },
+      ...structuredClone(REHEARSAL_ARM_CONFIG), // a copy: callers adjust the workload
       "inferbench:ssh": {
         host: h.host,
         port: h.port,
@@ -113,15 +130,6 @@ export function rehearsalStack(h: VmHost, keyFile: string): Record<string, unkno
         // The host's filesystem is this machine's: its own work dir, removed with it.
         remoteRoot: h.workDir,
         hourlyUsd: REHEARSAL_HOURLY_USD,
-      },
-      "inferbench:workload": {
-        dataset: { kind: "synthetic", inputTokensMean: 128, numDatasetEntries: 50 },
-        streaming: true,
-        outputTokensMean: 32,
-        outputTokensStddev: 0,
-        ignoreEos: true,
-        requestCount: 24,
-        loadPoints: [{ concurrency: 2 }, { concurrency: 8 }],
       },
       "inferbench:run": { repeats: 2, warmupRequests: 2 },
     },

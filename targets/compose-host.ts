@@ -22,7 +22,7 @@ import { writeFileAtomic } from "../lib/atomic.ts";
 import { redactSecrets } from "../lib/redact.ts";
 import { type RemoteHost, shQuote } from "../lib/ssh/ssh.ts";
 import { DEPLOYED_IMAGES_FILE, type DeployedImage, HOST_LOG_FILE } from "../results/store.ts";
-import type { ExperimentPlan, ExperimentStep } from "../runner/plan-file.ts";
+import type { ArmEndpoints, ExperimentPlan, ExperimentStep } from "../runner/plan-file.ts";
 import { RUNNER_SOME_INVALID } from "../runner/run-arm.ts";
 import type { Arm, DatasetPlan, StackPlan } from "../stacks/plan-types.ts";
 import type { Leftover, TargetContext } from "./types.ts";
@@ -42,10 +42,7 @@ export interface ComposeHostOptions {
 }
 
 /** Rewrites file datasets to where the bundle mounts them inside the runner container. */
-export function datasetInContainer(
-  d: DatasetPlan,
-  paths: Readonly<Record<string, string>>,
-): DatasetPlan {
+function datasetInContainer(d: DatasetPlan, paths: Readonly<Record<string, string>>): DatasetPlan {
   if (!("path" in d)) return d;
   const moved = { ...d, path: paths[d.path] ?? d.path };
   if (moved.kind === "servegen" && moved.datasetPath !== undefined)
@@ -53,22 +50,38 @@ export function datasetInContainer(
   return moved;
 }
 
-/** The experiment plan as the runner in this arm's project sees it (pure). */
+/**
+ * The experiment plan as a runner next to one arm's servers sees it (pure): emulated when
+ * rehearsed, file datasets moved to where they are mounted, the arm's endpoints bound.
+ */
+export function bindPlan(
+  plan: ExperimentPlan,
+  arm: Arm,
+  rehearsal: boolean,
+  where: { endpoints: ArmEndpoints; datasetPaths: Readonly<Record<string, string>> },
+): ExperimentPlan {
+  return {
+    ...plan,
+    emulated: plan.emulated || rehearsal,
+    workload: {
+      ...plan.workload,
+      dataset: datasetInContainer(plan.workload.dataset, where.datasetPaths),
+    },
+    endpoints: { ...plan.endpoints, [arm]: where.endpoints },
+  };
+}
+
+/** The experiment plan as the runner in this arm's compose project sees it (pure). */
 export function bindPlanForCompose(
   plan: ExperimentPlan,
   arm: Arm,
   rehearsal: boolean,
 ): ExperimentPlan {
   const stack = plan.arms[arm]!;
-  return {
-    ...plan,
-    emulated: plan.emulated || rehearsal,
-    workload: {
-      ...plan.workload,
-      dataset: datasetInContainer(plan.workload.dataset, datasetPathsInContainer(stack)),
-    },
-    endpoints: { ...plan.endpoints, [arm]: composeEndpoints(stack) },
-  };
+  return bindPlan(plan, arm, rehearsal, {
+    endpoints: composeEndpoints(stack),
+    datasetPaths: datasetPathsInContainer(stack),
+  });
 }
 
 /** `docker compose run` of the runner for these steps; its exit code is the runner's. */

@@ -7,7 +7,7 @@
 
 import type { AutomationApi } from "../infra/automation.ts";
 import { gatedModelIndexes } from "../infra/gated-models.ts";
-import { errorMessage } from "../lib/errors.ts";
+import { errorMessage, UserError } from "../lib/errors.ts";
 import { registerSecret } from "../lib/redact.ts";
 import type { StackPlan } from "../stacks/plan-types.ts";
 import type { StackConfig } from "../stacks/schema.ts";
@@ -88,4 +88,33 @@ export async function resolveHfToken(
   } catch (err) {
     return { state: { kind: "unreadable", stack, reason: errorMessage(err).slice(0, 300) } };
   }
+}
+
+/**
+ * The run's token for a target that deploys engines: read (a Pulumi secret too), and a gated
+ * model without one refused before anything is created. Rehearsed arms (engine-sim) need none.
+ */
+export async function requireHfToken(
+  configs: Readonly<Record<string, StackConfig>>,
+  arms: Readonly<Record<string, StackPlan>>,
+  rehearsal: (p: StackPlan) => boolean,
+  automation: Pick<AutomationApi, "readProjectConfig">,
+): Promise<string | undefined> {
+  const list = Object.entries(configs).map(([arm, config]) => ({
+    stack: arms[arm]!.stack,
+    config,
+    plan: arms[arm]!,
+  }));
+  const first = list[0]!;
+  const token = await resolveHfToken(first.config, first.stack, automation);
+  const problems = checkHfToken(
+    list.map((a) => (rehearsal(a.plan) ? { ...a, plan: { ...a.plan, emulated: true } } : a)),
+    token.state,
+  );
+  if (problems.length)
+    throw new UserError(
+      problems.map((p) => p.message).join("\n"),
+      problems[0]!.hint ? { hint: problems[0]!.hint } : {},
+    );
+  return token.token;
 }

@@ -74,15 +74,8 @@ export async function planOutFiles(
   if (plan.target !== "gcp-vm") return files;
   const { renderCompose } = await import("../../compose/render.ts");
   const { readDatasetFiles } = await import("../../compose/datasets.ts");
-  const { experimentPlan } = await import("../../experiments/plan.ts");
   const { bindPlanForCompose } = await import("../../targets/compose-host.ts");
-  const experiment = experimentPlan({
-    stacks: [stack],
-    overrides,
-    quick: false,
-    plans: [plan],
-    interleave: true,
-  });
+  const experiment = await oneArmExperiment(plan, stack, overrides);
   const bound = bindPlanForCompose(experiment, plan.mode, plan.emulated);
   const rendered = renderCompose(plan, {
     allowUnpinnedImages: config.run.allowUnpinnedImages,
@@ -91,6 +84,18 @@ export async function planOutFiles(
   });
   // The command's own plan.json (redacted) wins over the renderer's copy.
   return { ...rendered.files, ...files };
+}
+
+/** The experiment plan of one stack's arm, as `plan --out` renders it for a runner. */
+async function oneArmExperiment(plan: StackPlan, stack: string, overrides: string[]) {
+  const { experimentPlan } = await import("../../experiments/plan.ts");
+  return experimentPlan({
+    stacks: [stack],
+    overrides,
+    quick: false,
+    plans: [plan],
+    interleave: true,
+  });
 }
 
 /**
@@ -106,18 +111,11 @@ async function kubeOutFiles(
 ): Promise<Record<string, string>> {
   const { stringify } = await import("yaml");
   const { readDatasetFiles } = await import("../../compose/datasets.ts");
-  const { experimentPlan } = await import("../../experiments/plan.ts");
   const { renderKubeArm, renderRunnerJob } = await import("../../kube/render.ts");
   const { validateKubeObjects } = await import("../../kube/validate.ts");
   const { bindPlanForKube } = await import("../../targets/kube/bind.ts");
   const { renderOptionsOf } = await import("../../targets/kube/index.ts");
-  const experiment = experimentPlan({
-    stacks: [stack],
-    overrides,
-    quick: false,
-    plans: [plan],
-    interleave: true,
-  });
+  const experiment = await oneArmExperiment(plan, stack, overrides);
   const rehearsal = plan.emulated || config.rehearsal;
   const opts = renderOptionsOf(config, "plan", rehearsal, {
     hfToken: config.hfToken !== undefined,

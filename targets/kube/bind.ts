@@ -2,7 +2,7 @@
 import { datasetPathsInPod, kubeEndpoints } from "../../kube/render.ts";
 import type { ExperimentPlan } from "../../runner/plan-file.ts";
 import type { Arm } from "../../stacks/plan-types.ts";
-import { datasetInContainer } from "../compose-host.ts";
+import { bindPlan } from "../compose-host.ts";
 
 export function bindPlanForKube(
   plan: ExperimentPlan,
@@ -10,13 +10,8 @@ export function bindPlanForKube(
   rehearsal: boolean,
 ): ExperimentPlan {
   const stack = plan.arms[arm]!;
-  return {
-    ...plan,
-    emulated: plan.emulated || rehearsal,
-    workload: {
-      ...plan.workload,
-      dataset: datasetInContainer(plan.workload.dataset, datasetPathsInPod(stack)),
-    },
-    endpoints: { ...plan.endpoints, [arm]: kubeEndpoints(stack) },
-  };
+  return bindPlan(plan, arm, rehearsal, {
+    endpoints: kubeEndpoints(stack),
+    datasetPaths: datasetPathsInPod(stack),
+  });
 }

@@ -46,7 +46,7 @@ import { DEPLOYED_IMAGES_FILE, EVENTS_FILE, PODS_LOG_FILE } from "../../results/
 import { RUNNER_SOME_INVALID } from "../../runner/run-arm.ts";
 import type { Arm, StackPlan } from "../../stacks/plan-types.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
-import { checkHfToken, resolveHfToken } from "../hf-token.ts";
+import { requireHfToken } from "../hf-token.ts";
 import type { Leftover, Target, TargetContext } from "../types.ts";
 import { bindPlanForKube } from "./bind.ts";
 
@@ -238,27 +238,11 @@ export function kubeTarget(
     async provision(ctx) {
       runId = ctx.store.runId;
       sideBySide = ctx.plan.order === "per-point";
-      const armList = Object.entries(configs).map(([arm, config]) => ({
-        stack: ctx.plan.arms[arm as Arm]!.stack,
-        config,
-        plan: ctx.plan.arms[arm as Arm]!,
-      }));
-      const token = await resolveHfToken(first, armList[0]!.stack, deps.projectConfig);
-      const problems = checkHfToken(
-        armList.map((a) =>
-          rehearsalOf(a.plan) ? { ...a, plan: { ...a.plan, emulated: true } } : a,
-        ),
-        token.state,
-      );
-      if (problems.length)
-        throw new UserError(
-          problems.map((p) => p.message).join("\n"),
-          problems[0]!.hint ? { hint: problems[0]!.hint } : {},
-        );
-      hfToken = token.token;
+      hfToken = await requireHfToken(configs, ctx.plan.arms, rehearsalOf, deps.projectConfig);
+      const firstStack = Object.values(ctx.plan.arms)[0]!.stack;
       source = (clusterSource ?? ((f, st, d) => existingCluster(f.kubeconfig, st, d)))(
         first,
-        armList[0]!.stack,
+        firstStack,
         deps,
       );
       const kc = await source.open(ctx);

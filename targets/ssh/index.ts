@@ -22,7 +22,7 @@ import {
 import type { Arm } from "../../stacks/plan-types.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
 import { composeHost } from "../compose-host.ts";
-import { checkHfToken, resolveHfToken } from "../hf-token.ts";
+import { requireHfToken } from "../hf-token.ts";
 import type { Leftover, Target, TargetContext } from "../types.ts";
 
 export const LOCK_DIR = ".inferbench-lock";
@@ -163,22 +163,7 @@ export function sshTarget(
     sideBySide: false,
     async provision(ctx) {
       // Before connecting: a gated model without a token would fail on the host, after the upload.
-      const arms = Object.entries(configs).map(([arm, config]) => ({
-        stack: ctx.plan.arms[arm as Arm]!.stack,
-        config,
-        plan: ctx.plan.arms[arm as Arm]!,
-      }));
-      const token = await resolveHfToken(first, arms[0]!.stack, deps.automation);
-      const tokenProblems = checkHfToken(
-        arms.map((a) => (rehearsal ? { ...a, plan: { ...a.plan, emulated: true } } : a)),
-        token.state,
-      );
-      if (tokenProblems.length)
-        throw new UserError(
-          tokenProblems.map((p) => p.message).join("\n"),
-          tokenProblems[0]!.hint ? { hint: tokenProblems[0]!.hint } : {},
-        );
-      hfToken = token.token;
+      hfToken = await requireHfToken(configs, ctx.plan.arms, () => rehearsal, deps.automation);
       host = await connect();
       ctx.signal.throwIfAborted(); // Ctrl-C while connecting: before any check or the lock
       const facts = await probeHost(host);
