@@ -19,7 +19,6 @@ import {
   type SshTarget,
   shQuote,
 } from "../../lib/ssh/ssh.ts";
-import type { Arm } from "../../stacks/plan-types.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
 import { composeHost } from "../compose-host.ts";
 import { requireHfToken } from "../hf-token.ts";
