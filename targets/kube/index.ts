@@ -222,8 +222,14 @@ export function kubeTarget(
     }
     return s;
   };
-  const nsOf = (arm: Arm, ctx: TargetContext) =>
-    kubeNamespace(stateOf(arm, ctx).config.kubeconfig.namespacePrefix, arm, ctx.store.runId);
+  const nsOf = (arm: Arm, ctx: TargetContext) => {
+    const c = stateOf(arm, ctx).config;
+    return kubeNamespace(
+      (c.target === "gke" ? c.gke : c.kubeconfig).namespacePrefix,
+      arm,
+      ctx.store.runId,
+    );
+  };
   const pulumiStack = (arm: Arm, ctx: TargetContext, program: InlineProgram) =>
     deps.automation(program).stack(join(ctx.store.dir, "pulumi"), `${ctx.store.runId}-${arm}`);
   const out = (ctx: TargetContext) => (s: string) => ctx.log.debug(redactSecrets(s.trimEnd()));
