@@ -28,10 +28,11 @@ export function applyHealthProbe(r: Replica, status: number, log: Logger): void 
   const ok = status === 200;
   if (ok && !r.healthy) {
     r.healthy = true;
+    r.lastProblem = undefined;
     r.dispatchedSincePoll = 0;
     r.completedSincePoll = 0;
     log.info(`readmitted ${r.cfg.engine} (${r.model}): /health 200`);
-  } else if (!ok && r.healthy) ejectReplica(r, `/health ${status}`, log.warn);
+  } else if (!ok) ejectReplica(r, `/health ${status}`, log.warn); // already ejected: the reason only
 }
 
 /**

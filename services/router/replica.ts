@@ -26,6 +26,8 @@ export class Replica implements ReplicaView {
   picks = 0;
   retries = 0;
   ejections = 0;
+  /** Why the last poll failed (kept while ejected: /health says why nothing is healthy). */
+  lastProblem: string | undefined;
   readonly errors = new Counter();
   readonly pool: UpstreamPool;
   constructor(
@@ -92,6 +94,7 @@ export function snapshot(
 
 /** Takes a replica out of rotation (the poller probes /health until it answers 200). */
 export function ejectReplica(r: Replica, why: string, warn: (msg: string) => void): void {
+  r.lastProblem = why;
   if (!r.healthy) return;
   r.healthy = false;
   r.ejections++;

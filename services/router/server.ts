@@ -245,7 +245,9 @@ function route(front: Front, req: http.IncomingMessage, res: http.ServerResponse
         outcomes,
         503,
         openAiError(
-          `no healthy replica (0 of ${front.all.length})`,
+          `no healthy replica (0 of ${front.all.length}): ${front.all
+            .map((r) => `${r.cfg.engine}: ${r.lastProblem ?? "not probed yet"}`)
+            .join("; ")}`,
           "service_unavailable",
           "no_healthy_replica",
         ),

@@ -66,11 +66,13 @@ describe("applyHealthProbe", () => {
     assert.equal(r.healthy, false);
     assert.equal(r.ejections, 1);
     assert.equal(r.metrics, undefined);
-    applyHealthProbe(r, 503, log);
+    applyHealthProbe(r, 502, log);
     assert.equal(r.ejections, 1, "already out");
+    assert.equal(r.lastProblem, "/health 502", "the latest reason is kept while ejected");
     r.dispatchedSincePoll = 4;
     applyHealthProbe(r, 200, log);
     assert.equal(r.healthy, true);
+    assert.equal(r.lastProblem, undefined);
     assert.equal(r.dispatchedSincePoll, 0);
   });
 });
