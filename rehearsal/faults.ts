@@ -274,8 +274,13 @@ export async function rehearseFaults(opts: {
   await timed("the host dies mid-point; resume on another host", async () => {
     writeStack(stacksDir, victim, keyOf(victim));
     const lines: string[] = [];
-    const p = runExperiment(
+    // Its outcome is taken at once: a step below that throws must not leave the run's rejection
+    // unhandled (that ended a whole CI run once).
+    const outcome = runExperiment(
       options(stacksDir, runsDir, new AbortController().signal, (l) => lines.push(l)),
+    ).then(
+      () => undefined,
+      (e: Error) => e,
     );
     await untilPointOnHost(victim, lines, 180_000);
     // The completed point is brought home while the runner goes on (not after the block).
@@ -294,11 +299,14 @@ export async function rehearseFaults(opts: {
     const pids = execFileSync("ip", ["netns", "pids", victim.name], { encoding: "utf8" })
       .split("\n")
       .filter(Boolean);
-    if (pids.length) execFileSync("kill", ["-9", ...pids]);
-    const err = await p.then(
-      () => undefined,
-      (e: Error) => e,
-    );
+    // One by one: a process that ended between the listing and the kill is not an error.
+    for (const pid of pids)
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e;
+      }
+    const err = await outcome;
     const noticed = (performance.now() - killedAt) / 1000;
     if (!err) throw new Error("the run succeeded although its host died");
     if (noticed > 60) throw new Error(`the host's death was noticed after ${noticed.toFixed(0)} s`);
