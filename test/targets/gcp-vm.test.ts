@@ -127,6 +127,10 @@ function tree(dir: string): string[] {
 }
 
 /** The shape of a JSON value: keys and types, not values. */
+// Keys a side has only when its data does: a point that lagged on a loaded machine has an
+// invalidReason, a side with no streamed multi-token answer has no ITL. Two runs may differ there.
+const DATA_DEPENDENT = new Set(["invalidReason", "itlMs", "ttftMs"]);
+
 function shape(v: unknown, depth = Number.POSITIVE_INFINITY): unknown {
   if (depth <= 0) return typeof v;
   if (v === null) return "null";
@@ -138,6 +142,7 @@ function shape(v: unknown, depth = Number.POSITIVE_INFINITY): unknown {
   if (v && typeof v === "object")
     return Object.fromEntries(
       Object.keys(v)
+        .filter((k) => !DATA_DEPENDENT.has(k))
         .sort()
         .map((k) => [k, shape((v as Record<string, unknown>)[k], depth - 1)]),
     );
