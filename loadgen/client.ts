@@ -28,6 +28,11 @@ export function hrToEpochNs(mono: number): bigint {
   return EPOCH0 + BigInt(mono);
 }
 
+/** An epoch instant (another process's, say) on this process's monotonic clock. */
+export function epochToMonoNs(epochNs: bigint): number {
+  return Number(epochNs - EPOCH0);
+}
+
 export interface SendResult {
   /** HTTP status, 0 when no response arrived. */
   status: number;

@@ -41,6 +41,7 @@ import { nonEmptyResponses, parseResponses, splitSseEvents } from "../results/ge
 import { loadPointText } from "../stacks/load-point.ts";
 import type { LoadPoint, SloTargets, WorkloadPlan } from "../stacks/plan-types.ts";
 import {
+  epochToMonoNs,
   HttpClient,
   hrToEpochNs,
   materialize,
@@ -52,6 +53,16 @@ import {
 import { collectGarbage } from "./gc.ts";
 import { ProgressBar } from "./progress.ts";
 import { arrivalOffsetsNs, defaultRequestCount, traceOffsetsNs } from "./schedule.ts";
+import {
+  mergeShards,
+  ownedOf,
+  ownsRequest,
+  type ShardOf,
+  type ShardOutcome,
+  type ShardSpec,
+  shareOf,
+  slotsOf,
+} from "./shard.ts";
 import { preciseWait, warmPreciseTimer } from "./timer.ts";
 import { achievedRate, judgeValidity, type Validity } from "./validity.ts";
 
@@ -245,13 +256,17 @@ interface Source {
   prefetchable?: boolean;
 }
 
-function poolSource(items: WorkItem[], models: readonly string[]): Source {
-  let i = 0;
+/** A shard takes every `count`-th request of the global sequence, from its `index`. */
+const ONE: ShardOf = { index: 0, count: 1 };
+
+function poolSource(items: WorkItem[], models: readonly string[], sh: ShardOf = ONE): Source {
+  let i = sh.index;
   return {
     capacity: Number.POSITIVE_INFINITY,
     prefetchable: true,
     async next() {
-      const k = i++ % items.length;
+      const k = i % items.length;
+      i += sh.count;
       const it = items[k]!;
       return {
         d: {
@@ -277,13 +292,14 @@ export function entryModels(
   );
 }
 
-function traceSource(items: WorkItem[]): Source {
-  let i = 0;
+function traceSource(items: WorkItem[], sh: ShardOf = ONE): Source {
+  let i = sh.index;
   return {
-    capacity: items.length,
+    capacity: shareOf(items.length, sh),
     prefetchable: true,
     async next() {
-      const it = items[i++];
+      const it = items[i];
+      i += sh.count;
       if (!it) return undefined;
       return { d: { messages: it.messages(), maxTokens: it.maxTokens, islTokens: it.islTokens } };
     },
@@ -371,6 +387,8 @@ interface Ctx {
   sessionHeader: string;
   abort: AbortController;
   modelCounter: number;
+  /** Round-robin models step by the shard count (a shard's k-th request is the global k·N+i-th). */
+  modelStride: number;
 }
 
 export interface Sent {
@@ -393,11 +411,13 @@ interface Prepared {
 
 function prepare(ctx: Ctx, d: Dispatch): Prepared {
   const models = ctx.opts.models;
-  const model =
-    d.model ??
-    (ctx.opts.modelSelectionStrategy === "random"
-      ? models[ctx.rng.int(models.length)]!
-      : models[ctx.modelCounter++ % models.length]!);
+  let model = d.model;
+  if (model === undefined && ctx.opts.modelSelectionStrategy === "random")
+    model = models[ctx.rng.int(models.length)]!;
+  else if (model === undefined) {
+    model = models[ctx.modelCounter % models.length]!;
+    ctx.modelCounter += ctx.modelStride;
+  }
   const w = ctx.opts.workload;
   const body = buildBody({
     model,
@@ -454,6 +474,8 @@ async function runPhase(
   label: string,
   measured: boolean,
   durationMs?: number,
+  /** A common start (monotonic ns) shared with other shards; default 2 ms from now. */
+  startAtHr?: number,
 ): Promise<Phase> {
   const sent: Sent[] = [];
   const pending = new Set<Promise<number>>();
@@ -463,7 +485,7 @@ async function runPhase(
   let errors = 0;
   let aborted: string | undefined;
   const slotWaiters: ((hr: number) => void)[] = [];
-  const startHr = monoNs() + 2_000_000;
+  const startHr = startAtHr ?? monoNs() + 2_000_000;
   const signal = ctx.abort.signal;
   const total = Math.min(count, source.capacity);
   const deadlineHr = durationMs === undefined ? undefined : startHr + Math.round(durationMs * 1e6);
@@ -507,6 +529,8 @@ async function runPhase(
   };
 
   if (mode.kind === "closed") {
+    // Shards start their slots together; alone, the first sends go out at once.
+    if (startAtHr !== undefined) await sleepUntil(startHr, signal);
     let started = 0;
     // A slot is eligible for its next request the moment the previous one completed, so the
     // event-loop delay before the refill counts as lag.
@@ -579,42 +603,121 @@ export function validateLoadPoint(lp: LoadPoint): void {
   }
 }
 
-/** Runs one load point end to end and writes its artifact folder. Never throws for HTTP failures. */
-export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPointResult> {
-  if (opts.models.length === 0) throw new UserError("at least one model is required (-m/--model)");
-  validateLoadPoint(opts.loadPoint);
+/** The point's workload, from the dataset plan (or the caller's prebuilt one). */
+function workloadOf(opts: RunLoadPointOptions): Workload {
   const w = opts.workload;
-  const tokName = opts.tokenizer ?? opts.models[0]!;
-  const tokenizer = getTokenizer(tokName);
-  const workload =
+  return (
     opts.prebuiltWorkload ??
     buildWorkload(w.dataset, {
-      tokenizer: tokName,
+      tokenizer: opts.tokenizer ?? opts.models[0]!,
       seed: opts.seed,
       outputTokensMean: w.outputTokensMean,
       outputTokensStddev: w.outputTokensStddev,
-    });
-  const lp = opts.loadPoint;
-  if (opts.fixedSchedule && !workload.trace)
-    throw new UserError("fixed schedule replay needs a timestamp on every row of the input file", {
-      hint: 'rows like {"timestamp": 0, "input_length": 100, "output_length": 10}',
-    });
-  const rng = createRng(opts.seed + 1);
-  const scheduleRng = createRng(opts.seed + 2);
-  const isSessions = workload.sessions !== undefined;
-  const itemModels = entryModels(
+    })
+  );
+}
+
+/** What running a point's phases gave: the measured phase, and what finishing it needs. */
+interface Ran {
+  workload: Workload;
+  phase: Phase;
+  endpointType: "chat" | "completions";
+  path: string;
+  itemModels: string[];
+}
+
+/** Runs one load point end to end and writes its artifact folder. Never throws for HTTP failures. */
+export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPointResult> {
+  const ran = await runPhases(opts);
+  const count = getTokenizer(opts.tokenizer ?? opts.models[0]!).count;
+  const sent = [...ran.phase.sent].sort((a, b) => a.res.sentHr - b.res.sentHr);
+  return writePoint(opts, ran, {
+    measured: measureRequests(sent, opts.workload.streaming, count),
+    payloads: sent.map((s) => s.payload),
+    startEpochNs: hrToEpochNs(ran.phase.startHr),
+    ...(ran.phase.targetRate !== undefined ? { targetRate: ran.phase.targetRate } : {}),
+    ...(ran.phase.aborted !== undefined ? { aborted: ran.phase.aborted } : {}),
+  });
+}
+
+/**
+ * One shard of a distributed point: its share of the warm-up, then (at the common start) its
+ * share of the schedule. Writes nothing; the outcome goes to shard 0, which merges every shard's
+ * with `writeMergedPoint`.
+ */
+export async function runLoadShard(
+  opts: RunLoadPointOptions,
+  shard: ShardSpec,
+): Promise<ShardOutcome> {
+  const ran = await runPhases(opts, shard);
+  const count = getTokenizer(opts.tokenizer ?? opts.models[0]!).count;
+  const sent = [...ran.phase.sent].sort((a, b) => a.res.sentHr - b.res.sentHr);
+  return {
+    shard: shard.index,
+    measured: measureRequests(sent, opts.workload.streaming, count),
+    payloads: sent.map((s) => s.payload),
+    startEpochNs: hrToEpochNs(ran.phase.startHr),
+    ...(ran.phase.targetRate !== undefined ? { targetRate: ran.phase.targetRate } : {}),
+    ...(ran.phase.aborted !== undefined ? { aborted: ran.phase.aborted } : {}),
+  };
+}
+
+/** Every shard's outcome of one point → the one export a single process would have written. */
+export async function writeMergedPoint(
+  opts: RunLoadPointOptions,
+  parts: readonly ShardOutcome[],
+): Promise<LoadPointResult> {
+  const w = opts.workload;
+  const workload = workloadOf(opts);
+  return writePoint(
+    opts,
+    {
+      workload,
+      endpointType: w.endpointType,
+      path: `/${(opts.endpoint ?? endpointPath(w.endpointType)).replace(/^\//, "")}`,
+      itemModels: itemModelsOf(opts, workload),
+    },
+    mergeShards(parts),
+  );
+}
+
+function itemModelsOf(opts: RunLoadPointOptions, workload: Workload): string[] {
+  return entryModels(
     workload.items.length,
     opts.models,
     opts.modelSelectionStrategy ?? "round_robin",
     createRng(opts.seed + 3),
   );
-  const makeSource = (): Source =>
-    isSessions
-      ? sessionSource(workload.sessions!)
+}
+
+/** Warm-up then the measured phase, alone or as one shard of N (its requests, slots, start). */
+async function runPhases(opts: RunLoadPointOptions, shard?: ShardSpec): Promise<Ran> {
+  if (opts.models.length === 0) throw new UserError("at least one model is required (-m/--model)");
+  validateLoadPoint(opts.loadPoint);
+  const w = opts.workload;
+  const sh: ShardOf = shard ?? ONE;
+  const workload = workloadOf(opts);
+  const lp = opts.loadPoint;
+  if (opts.fixedSchedule && !workload.trace)
+    throw new UserError("fixed schedule replay needs a timestamp on every row of the input file", {
+      hint: 'rows like {"timestamp": 0, "input_length": 100, "output_length": 10}',
+    });
+  if (lp.kind === "concurrency" && slotsOf(lp.concurrency, sh) < 1)
+    throw new UserError(
+      `concurrency ${lp.concurrency} cannot be split over ${sh.count} load generators`,
+      { hint: "runner.parallelism must not exceed the smallest concurrency of the load points" },
+    );
+  const rng = createRng(opts.seed + 1);
+  const scheduleRng = createRng(opts.seed + 2);
+  const itemModels = itemModelsOf(opts, workload);
+  // Sessions go to shards whole (a turn waits on its session's previous answer).
+  const makeSource = (s: ShardOf): Source =>
+    workload.sessions
+      ? sessionSource(workload.sessions.filter((_, i) => ownsRequest(s, i)))
       : workload.trace
-        ? traceSource(workload.items)
-        : poolSource(workload.items, itemModels);
-  const capacity = makeSource().capacity;
+        ? traceSource(workload.items, s)
+        : poolSource(workload.items, itemModels, s);
+  const capacity = makeSource(ONE).capacity;
   const timeBoxed = opts.durationMs !== undefined && w.requestCount === undefined;
   const count = Math.min(
     timeBoxed
@@ -631,25 +734,35 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
               ))),
     capacity,
   );
+  // A shard's share: all of its own sessions' turns when the point takes every turn.
+  const shareOfCount = (n: number) =>
+    workload.sessions && n >= capacity ? makeSource(sh).capacity : shareOf(n, sh);
   // The gate compares with the rate of the schedule actually drawn or recorded (a Poisson draw
   // of n arrivals deviates from the nominal rate by chance, which is not the generator's fault).
-  const openMode = (offsetsNs: number[], requestRate: number, maxConcurrency?: number): Mode => ({
-    kind: "open",
-    offsetsNs,
-    maxConcurrency,
-    targetRate: achievedRate(offsetsNs) ?? requestRate,
-  });
+  // Every shard draws the whole schedule and keeps its own arrivals, so all share one schedule.
   const modeFor = (n: number): Mode => {
-    if (lp.kind === "concurrency") return { kind: "closed", concurrency: lp.concurrency };
+    if (lp.kind === "concurrency")
+      return { kind: "closed", concurrency: slotsOf(lp.concurrency, sh) };
     const offsetsNs = workload.trace
       ? traceOffsetsNs(workload.items.slice(0, n).map((i) => i.atMs ?? 0))
       : arrivalOffsetsNs(n, lp.requestRate, lp.distribution, scheduleRng, lp.burstiness ?? 1);
-    return openMode(offsetsNs, lp.requestRate, lp.maxConcurrency);
+    return {
+      kind: "open",
+      offsetsNs: ownedOf(offsetsNs, sh),
+      maxConcurrency:
+        lp.maxConcurrency === undefined ? undefined : Math.max(1, slotsOf(lp.maxConcurrency, sh)),
+      targetRate: achievedRate(offsetsNs) ?? lp.requestRate,
+    };
   };
   const endpointType = w.endpointType;
   const path = `/${(opts.endpoint ?? endpointPath(endpointType)).replace(/^\//, "")}`;
   const client = new HttpClient(normalizeUrl(opts.url), {
-    connections: lp.kind === "concurrency" ? lp.concurrency : lp.maxConcurrency,
+    connections:
+      lp.kind === "concurrency"
+        ? slotsOf(lp.concurrency, sh)
+        : lp.maxConcurrency === undefined
+          ? undefined
+          : Math.max(1, slotsOf(lp.maxConcurrency, sh)),
     requestTimeoutMs: opts.requestTimeoutMs ?? 600_000,
   });
   const abort = new AbortController();
@@ -668,37 +781,34 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
     headers: opts.headers ?? {},
     sessionHeader: opts.sessionHeader ?? "x-session-id",
     abort,
-    modelCounter: 0,
+    modelCounter: sh.index,
+    modelStride: sh.count,
   };
   let phase: Phase;
   if (lp.kind === "request-rate") await warmPreciseTimer();
   try {
-    if (opts.warmupRequests > 0 && !abort.signal.aborted) {
-      await runPhase(
-        ctx,
-        makeSource(),
-        modeFor(opts.warmupRequests),
-        opts.warmupRequests,
-        "warm-up",
-        false,
-      );
+    const warm = shareOfCount(opts.warmupRequests);
+    if (warm > 0 && !abort.signal.aborted) {
+      await runPhase(ctx, makeSource(sh), modeFor(opts.warmupRequests), warm, "warm-up", false);
     }
-    ctx.modelCounter = 0;
+    ctx.modelCounter = sh.index;
     collectGarbage();
+    const startAtHr = shard ? epochToMonoNs(await shard.startAt()) : undefined;
     phase = await runPhase(
       ctx,
-      makeSource(),
+      makeSource(sh),
       modeFor(count),
-      count,
+      shareOfCount(count),
       loadPointText(lp),
       true,
       opts.durationMs,
+      startAtHr,
     );
   } finally {
     opts.signal?.removeEventListener("abort", onOuterAbort);
     await client.destroy();
   }
-  return finish(opts, workload, tokenizer.count, phase, endpointType, path, itemModels);
+  return { workload, phase, endpointType, path, itemModels };
 }
 
 /** What the sent requests became: GenAI-Perf raw records, per-request metrics and our records. */
@@ -826,12 +936,12 @@ function artifactFolder(
 function inputBodies(
   opts: RunLoadPointOptions,
   workload: Workload,
-  sent: readonly Sent[],
+  payloads: readonly string[],
   endpointType: "chat" | "completions",
   itemModels: readonly string[],
 ): unknown[] {
   const w = opts.workload;
-  if (workload.sessions || workload.trace) return sent.map((s) => JSON.parse(s.payload) as unknown);
+  if (workload.sessions || workload.trace) return payloads.map((p) => JSON.parse(p) as unknown);
   return workload.items.map((it, i) =>
     buildBody({
       model: itemModels[i]!,
@@ -957,31 +1067,30 @@ function extrasOf(
   };
 }
 
-/** After the last request: records, validity, then the artifacts on disk (the only I/O here). */
-async function finish(
+/**
+ * After the last request (of one process, or of every shard merged): validity, then the artifacts
+ * on disk (the only I/O here).
+ */
+async function writePoint(
   opts: RunLoadPointOptions,
-  workload: Workload,
-  count: (t: string) => number,
-  phase: Phase,
-  endpointType: "chat" | "completions",
-  path: string,
-  itemModels: readonly string[],
+  ran: Omit<Ran, "phase">,
+  done: Omit<ShardOutcome, "shard">,
 ): Promise<LoadPointResult> {
   const lp = opts.loadPoint;
-  const sent = [...phase.sent].sort((a, b) => a.res.sentHr - b.res.sentHr);
-  const measured = measureRequests(sent, opts.workload.streaming, count);
+  const { workload, endpointType, path, itemModels } = ran;
+  const { measured } = done;
   const { records, metrics, raws } = measured;
   const goodput = opts.goodput ?? sloToGoodput(opts.slo);
   const stats = metrics.length > 0 ? summarize(metrics, goodput) : undefined;
   const validity = judgeValidity({
     lagNs: records.map((r) => r.lag_ns),
-    targetRate: phase.targetRate,
-    sendOffsetsNs: sent.map((s) => Number(s.res.sentHr - phase.startHr)),
+    targetRate: done.targetRate,
+    sendOffsetsNs: records.map((r) => Number(r.sent_ns - done.startEpochNs)),
     ...(lp.kind === "concurrency" ? { concurrency: lp.concurrency } : {}),
   });
   const errorCount = records.filter((r) => r.status === "error").length;
   const errorRate = records.length > 0 ? errorCount / records.length : 0;
-  const aborted = phase.aborted;
+  const aborted = done.aborted;
   if (aborted) validity.reasons.push(`aborted: ${aborted}`);
   if (!stats) validity.reasons.push("no successful request");
   else validity.reasons.push(...deadModels(opts.models, records));
@@ -993,7 +1102,7 @@ async function finish(
       ? { mode: "concurrency", value: lp.concurrency }
       : {
           mode: "request_rate",
-          value: workload.trace ? (phase.targetRate ?? lp.requestRate) : lp.requestRate,
+          value: workload.trace ? (done.targetRate ?? lp.requestRate) : lp.requestRate,
         };
   const runDir = join(opts.artifactDir, artifactFolder(opts, workload, endpointType, exp));
   const profileExportFile = opts.profileExportFile ?? "profile_export.json";
@@ -1015,7 +1124,7 @@ async function finish(
   const files = await writeArtifacts({
     dir: runDir,
     profileExportFile,
-    inputsBodies: inputBodies(opts, workload, sent, endpointType, itemModels),
+    inputsBodies: inputBodies(opts, workload, done.payloads, endpointType, itemModels),
     raw: {
       experiment: exp,
       requests: raws,

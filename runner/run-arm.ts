@@ -7,9 +7,16 @@
  */
 import { mkdirSync } from "node:fs";
 import { relative } from "node:path";
-import { UserError } from "../lib/errors.ts";
+import { errorMessage, UserError } from "../lib/errors.ts";
 import type { Logger } from "../lib/logger.ts";
-import { type LoadPointResult, runLoadPoint } from "../loadgen/run-point.ts";
+import { nowEpochNs } from "../loadgen/client.ts";
+import {
+  type LoadPointResult,
+  type RunLoadPointOptions,
+  runLoadPoint,
+  runLoadShard,
+  writeMergedPoint,
+} from "../loadgen/run-point.ts";
 import {
   counterDeltas,
   type GaugeSample,
@@ -20,6 +27,13 @@ import {
 import type { PointRecord, RunStore } from "../results/store.ts";
 import type { Arm } from "../stacks/plan-types.ts";
 import type { ArmEndpoints, ExperimentPlan, ExperimentStep } from "./plan-file.ts";
+import {
+  DEFAULT_SHARD_PORT,
+  ShardCoordinator,
+  ShardFollower,
+  type ShardRole,
+  START_LEAD_NS,
+} from "./shards.ts";
 
 /** `inferbench runner`'s exit status when it measured every step but some are INVALID. */
 export const RUNNER_SOME_INVALID = 3;
@@ -40,11 +54,15 @@ export interface RunArmOptions {
   onStep?: (step: ExperimentStep) => void;
   /** A progress bar on stderr while a point runs. */
   progress?: boolean;
+  /** One of N load generators (runner.parallelism): shard 0 measures and merges, others follow. */
+  shard?: ShardRole;
 }
 
 export interface RunArmResult {
   measured: PointRecord[];
   skipped: number;
+  /** A follower shard: the steps whose share it sent to shard 0. */
+  sentShares?: number;
 }
 
 /** The arm's steps to run, in plan order, checked against the plan. */
@@ -134,6 +152,7 @@ export async function engineVersions(
 }
 
 export async function runArm(opts: RunArmOptions): Promise<RunArmResult> {
+  if (opts.shard && opts.shard.index > 0) return followArm(opts, opts.shard);
   const { plan, arm, store } = opts;
   const steps = armSteps(plan, arm, opts.steps);
   const todo = steps.filter((s) => {
@@ -145,32 +164,132 @@ export async function runArm(opts: RunArmOptions): Promise<RunArmResult> {
       );
     return false;
   });
-  if (todo.length === 0) return { measured: [], skipped: steps.length };
-  const health = [
-    ...Object.values(opts.endpoints.engines).map((u) => `${u}/health`),
-    `${opts.endpoints.router}/health`,
-  ];
-  await waitHealthy(health, {
-    timeoutMs: opts.readyTimeoutMs ?? 10 * 60_000,
+  const coordinator =
+    opts.shard && opts.shard.count > 1
+      ? await ShardCoordinator.start(opts.shard.count, coordinatorPort(opts.shard))
+      : undefined;
+  try {
+    // Followers run what shard 0 runs: they ask for this list (even an empty one).
+    coordinator?.setSteps(todo.map((s) => s.index));
+    if (todo.length === 0) return { measured: [], skipped: steps.length };
+    await waitHealthy(healthUrls(opts.endpoints), {
+      timeoutMs: opts.readyTimeoutMs ?? 10 * 60_000,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    const versions = await engineVersions(opts.endpoints.engines, opts.signal);
+    const measured: PointRecord[] = [];
+    for (const step of todo) {
+      opts.signal?.throwIfAborted();
+      opts.onStep?.(step);
+      let rec: PointRecord;
+      try {
+        rec = await measureStep(opts, step, versions, coordinator);
+      } catch (err) {
+        coordinator?.fail(step.index, `shard 0: ${errorMessage(err)}`);
+        throw err;
+      }
+      if (!rec.valid)
+        opts.log.warn(`${arm} ${step.label}: INVALID: ${rec.invalidReasons.join("; ")}`);
+      measured.push(rec);
+    }
+    return { measured, skipped: steps.length - todo.length };
+  } finally {
+    await coordinator?.close();
+  }
+}
+
+const healthUrls = (e: ArmEndpoints) => [
+  ...Object.values(e.engines).map((u) => `${u}/health`),
+  `${e.router}/health`,
+];
+
+function coordinatorPort(role: ShardRole): number {
+  const port = new URL(role.coordinator).port;
+  return port ? Number(port) : DEFAULT_SHARD_PORT;
+}
+
+/** The load generator's options for one step, the same in every shard. */
+function pointOptions(opts: RunArmOptions, step: ExperimentStep, dir: string): RunLoadPointOptions {
+  const { plan, arm } = opts;
+  return {
+    url: opts.endpoints.router,
+    models: plan.workload.models,
+    workload: plan.workload,
+    loadPoint: plan.loadPoints[step.point]!,
+    seed: step.seed,
+    warmupRequests: plan.warmupRequests,
+    artifactDir: dir,
+    slo: plan.slo,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    sessionHeader: plan.sessionHeader[arm] ?? plan.arms[arm]!.router.options.sessionHeader,
+    emulated: plan.emulated,
+    progress: opts.progress === true && !opts.shard,
+  };
+}
+
+/**
+ * A follower shard: the steps shard 0 runs, each warmed up, started at shard 0's common start and
+ * sent back to it. Writes nothing; a failure is reported to shard 0 before this exits.
+ */
+async function followArm(opts: RunArmOptions, role: ShardRole): Promise<RunArmResult> {
+  const follower = new ShardFollower(role, opts.signal);
+  const timeoutMs = opts.readyTimeoutMs ?? 10 * 60_000;
+  const steps = armSteps(opts.plan, opts.arm, await follower.steps(timeoutMs));
+  if (steps.length === 0) return { measured: [], skipped: 0, sentShares: 0 };
+  await waitHealthy(healthUrls(opts.endpoints), {
+    timeoutMs,
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
-  const versions = await engineVersions(opts.endpoints.engines, opts.signal);
-  const measured: PointRecord[] = [];
-  for (const step of todo) {
+  for (const step of steps) {
     opts.signal?.throwIfAborted();
     opts.onStep?.(step);
-    const rec = await measureStep(opts, step, versions);
-    if (!rec.valid)
-      opts.log.warn(`${arm} ${step.label}: INVALID: ${rec.invalidReasons.join("; ")}`);
-    measured.push(rec);
+    try {
+      const outcome = await runLoadShard(pointOptions(opts, step, ""), {
+        index: role.index,
+        count: role.count,
+        startAt: () => follower.ready(step.index, timeoutMs),
+      });
+      await follower.send(step.index, outcome);
+    } catch (err) {
+      await follower.send(step.index, { error: errorMessage(err) }).catch(() => {});
+      throw err;
+    }
   }
-  return { measured, skipped: steps.length - todo.length };
+  return { measured: [], skipped: 0, sentShares: steps.length };
+}
+
+/**
+ * Shard 0 of N: its own share, started once every shard is warm, then the others' shares merged
+ * into the one export. The others get as long as shard 0's own share took (and a minute more).
+ */
+async function measureShards(
+  coordinator: ShardCoordinator,
+  lo: RunLoadPointOptions,
+  step: ExperimentStep,
+  readyTimeoutMs: number,
+  signal?: AbortSignal,
+): Promise<LoadPointResult> {
+  let startedAt = 0;
+  const own = await runLoadShard(lo, {
+    index: 0,
+    count: coordinator.count,
+    startAt: async () => {
+      await coordinator.othersReady(step.index, readyTimeoutMs, signal);
+      const t = nowEpochNs() + START_LEAD_NS;
+      coordinator.release(step.index, t);
+      startedAt = Date.now();
+      return t;
+    },
+  });
+  const others = await coordinator.collect(step.index, 60_000 + (Date.now() - startedAt), signal);
+  return writeMergedPoint(lo, [own, ...others]);
 }
 
 async function measureStep(
   opts: RunArmOptions,
   step: ExperimentStep,
   versions: Record<string, string>,
+  coordinator?: ShardCoordinator,
 ): Promise<PointRecord> {
   const { plan, arm, store, endpoints } = opts;
   const stack = plan.arms[arm]!;
@@ -183,20 +302,10 @@ async function measureStep(
   let result: LoadPointResult;
   let samples: GaugeSample[] = [];
   try {
-    result = await runLoadPoint({
-      url: endpoints.router,
-      models: plan.workload.models,
-      workload: plan.workload,
-      loadPoint: lp,
-      seed: step.seed,
-      warmupRequests: plan.warmupRequests,
-      artifactDir: dir,
-      slo: plan.slo,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      sessionHeader: plan.sessionHeader[arm] ?? stack.router.options.sessionHeader,
-      emulated: plan.emulated,
-      progress: opts.progress === true,
-    });
+    const lo = pointOptions(opts, step, dir);
+    result = coordinator
+      ? await measureShards(coordinator, lo, step, opts.readyTimeoutMs ?? 10 * 60_000, opts.signal)
+      : await runLoadPoint(lo);
   } finally {
     samples = await sampler.stop();
   }

@@ -11,6 +11,7 @@ import { logger } from "../../lib/logger.ts";
 import { RunStore } from "../../results/store.ts";
 import { parseExperimentPlan } from "../../runner/plan-file.ts";
 import { RUNNER_SOME_INVALID, runArm } from "../../runner/run-arm.ts";
+import { DEFAULT_SHARD_PORT, parseShard } from "../../runner/shards.ts";
 import type { Arm } from "../../stacks/plan-types.ts";
 import { parseOptions } from "../options.ts";
 
@@ -25,6 +26,8 @@ const optionsSchema = z.object({
     .transform((v) => v.split(",").map(Number))
     .optional(),
   readyTimeout: z.coerce.number().positive().default(600),
+  shard: z.string().optional(),
+  coordinator: z.string().url("a URL such as http://runner-0.runner:9400").optional(),
 });
 
 export function registerRunner(program: Command): void {
@@ -47,6 +50,15 @@ export function registerRunner(program: Command): void {
       "only these step indices of the plan (default: every step of the arm)",
     )
     .option("--ready-timeout <s>", "seconds to wait for /health (default 600)")
+    .option(
+      "--shard <K/N>",
+      "one of N load generators (distributed load): shard 0 measures, merges and writes; the\n" +
+        "others send their share of each point to it",
+    )
+    .option(
+      "--coordinator <url>",
+      `where shard 0 listens (it binds that port; default port ${DEFAULT_SHARD_PORT})`,
+    )
     .action(async (raw: unknown) => {
       const opts = parseOptions(optionsSchema, raw);
       if (!existsSync(opts.plan) || !statSync(opts.plan).isFile())
@@ -62,6 +74,11 @@ export function registerRunner(program: Command): void {
             hint: "targets bind the plan when they deploy; a hand-made plan needs endpoints.<arm>",
           },
         );
+      const shard = opts.shard ? parseShard(opts.shard) : undefined;
+      if (shard && shard.count > 1 && !opts.coordinator)
+        throw new UserError("--shard K/N with N > 1 needs --coordinator URL (shard 0's address)", {
+          hint: `every shard gets the same URL, e.g. --coordinator http://127.0.0.1:${DEFAULT_SHARD_PORT}`,
+        });
       const controller = new AbortController();
       const stop = (sig: NodeJS.Signals) => controller.abort(new Error(sig));
       process.once("SIGINT", stop);
@@ -81,11 +98,20 @@ export function registerRunner(program: Command): void {
           signal: controller.signal,
           log: logger,
           readyTimeoutMs: opts.readyTimeout * 1000,
+          ...(shard && shard.count > 1
+            ? { shard: { ...shard, coordinator: opts.coordinator! } }
+            : {}),
           onStep: (s) =>
             logger.info(
               `${opts.arm} ${s.label}${plan.repeats > 1 ? ` repeat ${s.repeat + 1}` : ""}`,
             ),
         });
+        if (r.sentShares !== undefined) {
+          logger.info(
+            `${opts.arm}: shard ${shard!.index}/${shard!.count}: sent ${r.sentShares} share(s) to shard 0`,
+          );
+          return;
+        }
         const invalid = r.measured.filter((p) => !p.valid);
         logger.info(
           `${opts.arm}: ${r.measured.length} point(s) measured, ${r.skipped} already complete${invalid.length ? `, ${invalid.length} INVALID` : ""}`,

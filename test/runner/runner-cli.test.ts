@@ -3,7 +3,7 @@
  * engine-sim + router on loopback; and its refusals of bad plans (exit 2, naming the file).
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,12 +12,30 @@ import { fileURLToPath } from "node:url";
 import { experimentPlan } from "../../experiments/plan.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { RUNNER_SOME_INVALID } from "../../runner/run-arm.ts";
-import { launchLocal } from "../../targets/local/launch.ts";
+import { freePorts, launchLocal } from "../../targets/local/launch.ts";
 import { planStack } from "../../targets/plan-stack.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/inferbench.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "ib-runner-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A runner process that may run beside others (shards): its exit status and stderr. */
+function runnerAsync(args: string[]): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, "runner", ...args], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    p.stderr.on("data", (c: Buffer) => {
+      stderr += c.toString();
+    });
+    const t = setTimeout(() => p.kill("SIGKILL"), 120_000);
+    p.on("close", (status) => {
+      clearTimeout(t);
+      resolve({ status, stderr });
+    });
+  });
+}
 
 function runner(args: string[]) {
   return spawnSync(process.execPath, [BIN, "runner", ...args], {
@@ -97,6 +115,100 @@ describe("inferbench runner", () => {
       const resumed = runner(["--plan", file, "--arm", "managed", "--out", out, "--resume"]);
       assert.equal(resumed.status, 0, resumed.stderr);
       assert.match(resumed.stderr, /0 point\(s\) measured, 1 already complete/);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it("two shards as two processes send one schedule and shard 0 writes one merged point; a missing shard fails the step", async () => {
+    const over = [
+      "workload.loadPoints=[{concurrency: 4}]",
+      "workload.requestCount=20",
+      "workload.outputTokensMean=8",
+      "workload.outputTokensStddev=0",
+      "run.warmupRequests=2",
+      "models=[{name: llama-3.1-8b, hfPath: meta-llama/Llama-3.1-8B-Instruct, replicas: 1, profile: llama-3.1-8b@h100}]",
+      "gpus.count=1",
+    ];
+    const plans = (["baseline", "managed"] as const).map(
+      (a) => planStack("local", [...over, `mode=${a}`]).plan,
+    );
+    const plan = experimentPlan({
+      stacks: ["local"],
+      overrides: over,
+      quick: false,
+      plans,
+      interleave: true,
+    });
+    const d = await launchLocal(plans[0]!, { dir, log: createLogger("t", () => {}) });
+    try {
+      const file = join(dir, "plan-shards.json");
+      writeFileSync(
+        file,
+        JSON.stringify({
+          ...plan,
+          endpoints: { baseline: { router: d.routerUrl, engines: d.engineUrls } },
+        }),
+      );
+      const [port] = await freePorts(1);
+      const coordinator = `http://127.0.0.1:${port}`;
+      const base = ["--plan", file, "--arm", "baseline", "--coordinator", coordinator];
+      const out = join(dir, "run-shards");
+      // The follower may start first: it waits for shard 0 to come up.
+      const [follower, lead] = await Promise.all([
+        runnerAsync([...base, "--shard", "1/2", "--out", join(dir, "unused")]),
+        new Promise((r) => setTimeout(r, 300)).then(() =>
+          runnerAsync([...base, "--shard", "0/2", "--out", out]),
+        ),
+      ]);
+      assert.equal(follower.status, 0, follower.stderr);
+      assert.match(follower.stderr, /shard 1\/2: sent 1 share\(s\) to shard 0/);
+      assert.ok([0, RUNNER_SOME_INVALID].includes(lead.status!), lead.stderr);
+      const point = JSON.parse(
+        readFileSync(join(out, "baseline/points/concurrency4/point.json"), "utf8"),
+      );
+      assert.equal(point.requestCount, 20, "both shares in one point");
+      assert.equal(point.errorCount, 0);
+      const runDir = join(out, point.artifactDir);
+      const records = readFileSync(join(runDir, "profile_export_inferbench_requests.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { index: number });
+      assert.deepEqual(
+        records.map((r) => r.index),
+        Array.from({ length: 20 }, (_, i) => i),
+      );
+      assert.ok(!existsSync(join(dir, "unused", "baseline")), "a follower writes nothing");
+      // Shard 0 whose followers never come fails the step, naming them.
+      const [lonelyPort] = await freePorts(1);
+      const r = await runnerAsync([
+        "--plan",
+        file,
+        "--arm",
+        "baseline",
+        "--out",
+        join(dir, "run-lonely"),
+        "--shard",
+        "0/3",
+        "--coordinator",
+        `http://127.0.0.1:${lonelyPort}`,
+        "--ready-timeout",
+        "2",
+      ]);
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /shard\(s\) 1, 2 not ready for step \d+ after 2 s/);
+      const bad = runner([
+        "--plan",
+        file,
+        "--arm",
+        "baseline",
+        "--out",
+        join(dir, "x"),
+        "--shard",
+        "3/2",
+      ]);
+      assert.equal(bad.status, 2);
+      assert.match(bad.stderr, /--shard: "3\/2" is not K\/N/);
     } finally {
       await d.stop();
     }
