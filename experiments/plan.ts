@@ -125,6 +125,7 @@ function sameLoad(a: StackPlan, b: StackPlan): string | undefined {
     ["run.warmupRequests", ra.warmupRequests, rb.warmupRequests],
     ["slo", ra.slo, rb.slo],
     ["run.seed", ra.seed, rb.seed],
+    ["runner.parallelism", ra.parallelism ?? 1, rb.parallelism ?? 1],
   ];
   for (const [path, x, y] of pairs)
     if (JSON.stringify(x) !== JSON.stringify(y))

@@ -554,10 +554,34 @@ export function renderKubeArm(stack: StackPlan, opts: KubeRenderOptions): Render
       );
   }
   objects.push(...router(ctx, stack));
+  if ((stack.runner.parallelism ?? 1) > 1) objects.push(shardService(ctx));
   const startup = opts.rehearsal
     ? Math.max(60, ...stack.engines.map((e) => Math.ceil(e.emulator.startupDelaySec) + 60))
     : (opts.engineStartupSec ?? 1800);
   return { namespace: ctx.ns, objects, readyTimeoutSec: startup + 300 };
+}
+
+/** runner.parallelism > 1: the headless Service that gives each shard pod a DNS name. */
+export const SHARD_SERVICE = "runner-shards";
+/** Where shard 0 of a distributed runner listens for the other shards. */
+export const SHARD_PORT = 9400;
+
+/**
+ * Headless, and listing pods before they are ready (runner pods have no readiness probe), so
+ * `<job>-0.runner-shards` resolves to shard 0 as soon as it has an address.
+ */
+function shardService(ctx: Ctx): KubeObject {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: meta(ctx, SHARD_SERVICE, { [LABEL.role]: "runner" }),
+    spec: {
+      clusterIP: "None",
+      publishNotReadyAddresses: true,
+      selector: { [LABEL.run]: ctx.labels[LABEL.run]!, [LABEL.role]: "runner" },
+      ports: [{ name: "shards", port: SHARD_PORT, targetPort: SHARD_PORT }],
+    },
+  };
 }
 
 export interface RunnerJobOptions {
@@ -565,6 +589,25 @@ export interface RunnerJobOptions {
   collectWaitSec?: number;
   /** Hard bound on the Job (activeDeadlineSeconds). */
   deadlineSec: number;
+}
+
+/** Shards rather on different nodes (each brings its own CPU), but never left unscheduled. */
+function spreadShards(ctx: Ctx) {
+  return {
+    podAntiAffinity: {
+      preferredDuringSchedulingIgnoredDuringExecution: [
+        {
+          weight: 100,
+          podAffinityTerm: {
+            topologyKey: "kubernetes.io/hostname",
+            labelSelector: {
+              matchLabels: { [LABEL.run]: ctx.labels[LABEL.run]!, [LABEL.role]: "runner" },
+            },
+          },
+        },
+      ],
+    },
+  };
 }
 
 /** The Job name for a batch of steps: unique per batch within the arm's namespace. */
@@ -599,19 +642,28 @@ export function renderRunnerJob(
     steps.join(","),
   ];
   const wait = job.collectWaitSec ?? 600;
+  const name = runnerJobName(steps);
+  const shards = stack.runner.parallelism ?? 1;
+  // Distributed load: an indexed Job; each pod is shard $JOB_COMPLETION_INDEX, and shard 0
+  // (reached by its pod DNS name) measures, merges and holds the results.
+  const shardArgs =
+    shards > 1
+      ? ` --shard "$JOB_COMPLETION_INDEX/${shards}" --coordinator ${quoteSh(`http://${name}-0.${SHARD_SERVICE}:${SHARD_PORT}`)}`
+      : "";
   // sh runs the runner in the background so a TERM (Job deleted, Ctrl-C at home) reaches it.
   const script = [
-    `${argv.map(quoteSh).join(" ")} & pid=$!`,
+    `${argv.map(quoteSh).join(" ")}${shardArgs} & pid=$!`,
     `trap 'kill -TERM $pid 2>/dev/null' TERM INT`,
     "wait $pid; rc=$?",
     "if kill -0 $pid 2>/dev/null; then wait $pid; rc=$?; fi",
+    // Only shard 0 holds results; the other shards are done once they sent their shares.
+    ...(shards > 1 ? ['if [ "$JOB_COMPLETION_INDEX" != 0 ]; then exit $rc; fi'] : []),
     `echo $rc > ${RESULTS_MOUNT}/${EXIT_CODE_FILE}`,
     `echo "inferbench-runner: exit $rc; results wait up to ${wait}s to be collected"`,
     `i=0; while [ ! -e ${RESULTS_MOUNT}/${COLLECTED_FILE} ] && [ $i -lt ${wait} ]; do sleep 1; i=$((i+1)); done`,
     "exit $rc",
   ].join("\n");
   const files = datasetFiles(stack);
-  const name = runnerJobName(steps);
   const labels = { ...ctx.labels, [LABEL.role]: "runner" };
   return {
     apiVersion: "batch/v1",
@@ -619,12 +671,21 @@ export function renderRunnerJob(
     metadata: meta(ctx, name, { [LABEL.role]: "runner" }),
     spec: {
       // A failed runner is not retried blindly: the target resumes the steps that have no point.
-      backoffLimit: 0,
+      // Shards fail per index, so a failed follower does not take shard 0's results with it.
+      ...(shards > 1
+        ? {
+            completionMode: "Indexed",
+            completions: shards,
+            parallelism: shards,
+            backoffLimitPerIndex: 0,
+          }
+        : { backoffLimit: 0 }),
       activeDeadlineSeconds: job.deadlineSec + wait,
       template: {
         metadata: { labels },
         spec: {
           ...scheduling(ctx),
+          ...(shards > 1 ? { subdomain: SHARD_SERVICE, affinity: spreadShards(ctx) } : {}),
           restartPolicy: "Never",
           terminationGracePeriodSeconds: 30,
           containers: [
@@ -633,6 +694,7 @@ export function renderRunnerJob(
               image: opts.kitImage ?? DEFAULT_KIT_IMAGE,
               imagePullPolicy: ctx.pull,
               command: ["/bin/sh", "-c", script],
+              ...(shards > 1 ? { ports: [{ name: "shards", containerPort: SHARD_PORT }] } : {}),
               resources: { requests: { cpu: "500m", memory: "512Mi" } },
               volumeMounts: [
                 {

@@ -138,6 +138,58 @@ async function strictDryRun(
   return n;
 }
 
+/**
+ * The same experiment with two load-generator pods: every point has the single run's requests,
+ * merged from both shards (shard 0 says so in the runner's log), and nothing is left behind.
+ */
+async function rehearseShards(
+  singleDir: string,
+  experiment: (onLog: (l: string) => void) => ReturnType<typeof runExperiment>,
+  cluster: ReturnType<typeof kubeCluster>,
+  log: (l: string) => void,
+): Promise<void> {
+  const merged: string[] = [];
+  const r = await experiment((l) => {
+    log(l);
+    if (/merged 2 shards/.test(l)) merged.push(l);
+  });
+  if (r.leftovers.length || (await cluster.labelled(runSelector(r.runId))).length)
+    throw new Error(`the distributed run ${r.runId} left objects behind`);
+  checkRun(r.dir);
+  const lines: string[] = [];
+  for (const arm of ["baseline", "managed"])
+    for (const label of readdirSync(join(r.dir, arm, "points"))) {
+      const read = (d: string) =>
+        JSON.parse(readFileSync(join(d, arm, "points", label, "point.json"), "utf8")) as {
+          requestCount: number;
+          errorCount: number;
+          artifactDir: string;
+        };
+      const two = read(r.dir);
+      const one = read(singleDir);
+      if (two.requestCount !== one.requestCount || two.errorCount !== 0)
+        throw new Error(
+          `${arm} ${label}: ${two.requestCount} requests (${two.errorCount} failed) from two shards, ${one.requestCount} from one`,
+        );
+      const rps = (d: string, p: { artifactDir: string }) =>
+        (
+          JSON.parse(
+            readFileSync(join(d, p.artifactDir, "profile_export_genai_perf.json"), "utf8"),
+          ) as { request_throughput: { avg: number } }
+        ).request_throughput.avg;
+      lines.push(
+        `${arm} ${label} ${rps(r.dir, two).toFixed(1)} vs ${rps(singleDir, one).toFixed(1)} req/s`,
+      );
+    }
+  if (merged.length !== lines.length)
+    throw new Error(
+      `shard 0 merged ${merged.length} point(s) of ${lines.length}: ${merged.join("; ")}`,
+    );
+  log(
+    `distributed run ${r.runId}: every point merged from 2 shards; two shards vs one: ${lines.join(", ")}`,
+  );
+}
+
 /** Both arms came home with points, images, pod logs and events; the report exists. */
 function checkRun(dir: string): void {
   for (const arm of ["baseline", "managed"]) {
@@ -231,14 +283,19 @@ export async function rehearseKube(opts: KubeRehearsalOptions): Promise<void> {
       stringify(kubeRehearsalStack(kubeconfig)),
     );
     const cluster = kubeCluster(loadKubeConfig(readFileSync(kubeconfig, "utf8")));
-    const experiment = (s: AbortSignal, onProgress: (l: string) => void) =>
+    const experiment = (
+      s: AbortSignal,
+      onProgress: (l: string) => void,
+      overrides: string[] = [],
+      onLog: (l: string) => void = log,
+    ) =>
       runExperiment({
         stacks: ["rehearsal-kube"],
-        overrides: [],
+        overrides,
         quick: false,
         interleave: true,
         runsDir: join(opts.logDir, "runs"),
-        log: createLogger("rehearsal", log),
+        log: createLogger("rehearsal", onLog),
         signal: s,
         planArm: (st, o) => {
           const { plan, loaded } = planStack(st, o, { stacksDir });
@@ -263,6 +320,14 @@ export async function rehearseKube(opts: KubeRehearsalOptions): Promise<void> {
     if (stacks.includes(r.runId))
       throw new Error(`a Pulumi stack of run ${r.runId} is left: ${stacks}`);
     log(`run ${r.runId}: ${r.allValid ? "all points valid" : "SOME INVALID (2 cores)"} → ${r.dir}`);
+    await time("distributed load: runner.parallelism=2 (an indexed Job, shard pods merged)", () =>
+      rehearseShards(
+        r.dir,
+        (l) => experiment(signal, log, ["runner.parallelism=2"], l),
+        cluster,
+        log,
+      ),
+    );
     if (!opts.skipFaults) {
       await time("Ctrl-C after the first point: nothing with the run label is left", async () => {
         const ac = new AbortController();

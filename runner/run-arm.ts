@@ -267,6 +267,7 @@ async function measureShards(
   lo: RunLoadPointOptions,
   step: ExperimentStep,
   readyTimeoutMs: number,
+  log: Logger,
   signal?: AbortSignal,
 ): Promise<LoadPointResult> {
   let startedAt = 0;
@@ -282,7 +283,11 @@ async function measureShards(
     },
   });
   const others = await coordinator.collect(step.index, 60_000 + (Date.now() - startedAt), signal);
-  return writeMergedPoint(lo, [own, ...others]);
+  const parts = [own, ...others];
+  log.info(
+    `${step.arm} ${step.label}: merged ${parts.length} shards (${parts.map((p) => p.measured.records.length).join(" + ")} requests)`,
+  );
+  return writeMergedPoint(lo, parts);
 }
 
 async function measureStep(
@@ -304,7 +309,14 @@ async function measureStep(
   try {
     const lo = pointOptions(opts, step, dir);
     result = coordinator
-      ? await measureShards(coordinator, lo, step, opts.readyTimeoutMs ?? 10 * 60_000, opts.signal)
+      ? await measureShards(
+          coordinator,
+          lo,
+          step,
+          opts.readyTimeoutMs ?? 10 * 60_000,
+          opts.log,
+          opts.signal,
+        )
       : await runLoadPoint(lo);
   } finally {
     samples = await sampler.stop();

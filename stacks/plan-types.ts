@@ -118,6 +118,8 @@ export interface RunnerPlan {
   interleaveArms: boolean;
   destroyAfterRun: boolean;
   seed: number;
+  /** runner.parallelism when above 1: load generators sharing each point's schedule. */
+  parallelism?: number;
 }
 
 export type LoadPoint =

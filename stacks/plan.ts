@@ -587,6 +587,7 @@ export function runnerPlan(config: StackConfig): RunnerPlan {
     interleaveArms: config.run.interleaveArms,
     destroyAfterRun: config.run.destroyAfterRun,
     seed: config.run.seed,
+    ...(config.runner.parallelism > 1 ? { parallelism: config.runner.parallelism } : {}),
   };
 }
 

@@ -475,6 +475,15 @@ export const runSchema = z.strictObject({
   budgetUsd: z.number().positive().max(1_000_000).optional(),
 });
 
+/** The load generator itself. */
+export const runnerSchema = z.strictObject({
+  /**
+   * Load-generator processes that share each point's schedule (Kubernetes targets: an indexed
+   * Job's pods, one shard each, merged into one export). 1: one process.
+   */
+  parallelism: boundedInt(1, 256, "256 load generators").default(1),
+});
+
 /** An existing GPU host reached over SSH (on-prem box, a VM made by hand, another cloud). */
 export const sshHostSchema = z.strictObject({
   host: z.string().min(1).optional(),
@@ -512,6 +521,7 @@ export const stackConfigSchema = z
     kubeconfig: kubeconfigSchema.prefault({}),
     ssh: sshHostSchema.prefault({}),
     run: runSchema.prefault({}),
+    runner: runnerSchema.prefault({}),
     /** Cloud targets only: run engine-sim containers instead of vLLM (zero-GPU rehearsal). */
     rehearsal: z.boolean().default(false),
     /** Hugging Face token (secret: `pulumi config set --secret hfToken` or env HF_TOKEN). */
@@ -560,6 +570,27 @@ export const stackConfigSchema = z
         message: `minTokens ${w.minTokens} is above outputTokensMean ${w.outputTokensMean}: vLLM refuses min_tokens > max_tokens, so every request would fail`,
       });
     }
+    const par = cfg.runner.parallelism;
+    if (par > 1 && cfg.target !== "gke" && cfg.target !== "kubeconfig")
+      ctx.addIssue({
+        code: "custom",
+        path: ["runner", "parallelism"],
+        message: `distributed load runs as a Kubernetes indexed Job (targets gke, kubeconfig); target ${cfg.target} runs one runner process (by hand, \`inferbench runner --shard K/N --coordinator URL\` spreads a point over hosts)`,
+      });
+    cfg.workload.loadPoints.forEach((lp, i) => {
+      const slots = "concurrency" in lp ? lp.concurrency : lp.maxConcurrency;
+      if (slots !== undefined && par > slots)
+        ctx.addIssue({
+          code: "custom",
+          path: [
+            "workload",
+            "loadPoints",
+            i,
+            "concurrency" in lp ? "concurrency" : "maxConcurrency",
+          ],
+          message: `${slots} in-flight requests cannot be split over runner.parallelism ${par} load generators (each needs at least one)`,
+        });
+    });
     if (cfg.target === "ssh") {
       for (const key of ["host", "hostKey"] as const)
         if (cfg.ssh[key] === undefined)

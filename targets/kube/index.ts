@@ -333,7 +333,9 @@ export function kubeTarget(
       await waitGone(c, ns, `job-name=${name}`);
       await c.createJob(job);
       s.job = { name, collected: false };
-      const pod = await waitRunnerPod(c, ns, name, ctx);
+      // Distributed load: shard 0's pod measures, logs the progress and holds the results.
+      const parallel = (s.stack.runner.parallelism ?? 1) > 1;
+      const pod = await waitRunnerPod(c, ns, name, parallel, ctx);
       s.job.pod = pod;
       const following = new AbortController();
       const logs = c
@@ -361,7 +363,11 @@ export function kubeTarget(
           code = await exitCode(c, ns, pod);
           if (code !== undefined) break;
           const j = await c.job(ns, name);
-          if (!j || j.failed > 0)
+          // A failed follower shard is reported by shard 0, which goes on to write its exit code.
+          const lead = parallel
+            ? (await c.pods(ns, `job-name=${name}`)).find((p) => p.name === pod)
+            : undefined;
+          if (!j || (!parallel && j.failed > 0) || (parallel && (!lead || lead.phase === "Failed")))
             throw new Error(
               `runner Job ${ns}/${name} ended before its runner did${j?.reason ? `: ${j.reason}` : ""}`,
             );
@@ -610,17 +616,19 @@ export function kubeTarget(
     );
   }
 
+  /** The runner's pod (shard 0's of an indexed Job: named `<job>-0-<suffix>`), once it runs. */
   async function waitRunnerPod(
     c: KubeCluster,
     ns: string,
     job: string,
+    indexed: boolean,
     ctx: TargetContext,
   ): Promise<string> {
     const deadline = Date.now() + 300_000;
     for (;;) {
       ctx.signal.throwIfAborted();
       const pods = await c.pods(ns, `job-name=${job}`);
-      const p = pods[0];
+      const p = indexed ? pods.find((x) => x.name.startsWith(`${job}-0-`)) : pods[0];
       if (p && (p.phase === "Running" || p.phase === "Succeeded" || p.phase === "Failed"))
         return p.name;
       if (

@@ -16,6 +16,8 @@ import {
   renderKubeArm,
   renderRunnerJob,
   runnerJobName,
+  SHARD_PORT,
+  SHARD_SERVICE,
   supervisorScript,
 } from "../../kube/render.ts";
 import { validateKubeObject, validateKubeObjects } from "../../kube/validate.ts";
@@ -269,6 +271,49 @@ describe("kube renderer", () => {
     assert.ok(script.includes("/results/.collected") && script.includes("-lt 120"));
     assert.ok(job.spec.template.spec.volumes.some((v: Any) => v.name === "results" && v.emptyDir));
     assert.equal(job.metadata.labels[LABEL.role], "runner");
+  });
+
+  it("runner.parallelism: an indexed Job of shards that find shard 0 by its pod DNS name", () => {
+    const plan = pair("vke", ["runner.parallelism=3", "workload.loadPoints=[{concurrency: 8}]"]);
+    const arm = render(plan, "managed", OPTS);
+    validateKubeObjects(arm.objects);
+    const svc = arm.objects.find((o) => o.metadata.name === SHARD_SERVICE) as Any;
+    assert.equal(svc.spec.clusterIP, "None");
+    assert.equal(svc.spec.publishNotReadyAddresses, true);
+    assert.equal(svc.spec.selector[LABEL.role], "runner");
+    const steps = plan.steps.filter((s) => s.arm === "managed").map((s) => s.index);
+    const job = renderRunnerJob(plan.arms.managed!, steps, OPTS, { deadlineSec: 60 }) as Any;
+    validateKubeObject(job);
+    const name = runnerJobName(steps);
+    assert.deepEqual(
+      [job.spec.completionMode, job.spec.completions, job.spec.parallelism],
+      ["Indexed", 3, 3],
+    );
+    assert.equal(job.spec.backoffLimitPerIndex, 0, "a failed follower does not end shard 0");
+    assert.equal(job.spec.backoffLimit, undefined);
+    const pod = job.spec.template.spec;
+    assert.equal(pod.subdomain, SHARD_SERVICE);
+    // Shard 0's selector matches the pods the Service selects.
+    const term = pod.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0];
+    assert.deepEqual(term.podAffinityTerm.labelSelector.matchLabels, svc.spec.selector);
+    const script: string = pod.containers[0].command[2];
+    assert.ok(script.includes('--shard "$JOB_COMPLETION_INDEX/3"'), script);
+    assert.ok(
+      script.includes(`--coordinator http://${name}-0.${SHARD_SERVICE}:${SHARD_PORT}`),
+      script,
+    );
+    // Followers end when their shares are sent; only shard 0 waits to be collected.
+    const follow = script.indexOf('if [ "$JOB_COMPLETION_INDEX" != 0 ]; then exit $rc; fi');
+    assert.ok(follow > 0 && follow < script.indexOf("/results/.collected"), script);
+    assert.deepEqual(pod.containers[0].ports, [{ name: "shards", containerPort: SHARD_PORT }]);
+    // One load generator: a plain Job, no Service.
+    const single = pair("vke");
+    assert.ok(
+      !render(single, "managed", OPTS).objects.some((o) => o.metadata.name === SHARD_SERVICE),
+    );
+    const plain = renderRunnerJob(single.arms.managed!, [0], OPTS, { deadlineSec: 60 }) as Any;
+    assert.equal(plain.spec.completionMode, undefined);
+    assert.ok(!plain.spec.template.spec.containers[0].command[2].includes("--shard"));
   });
 
   it("supervisor: every engine started, TERM forwarded, the group exits when one dies", () => {

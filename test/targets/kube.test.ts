@@ -84,6 +84,10 @@ class FakeCluster implements KubeCluster {
   resultsDir = "";
   exitAfterPolls = 2;
   polls = 0;
+  /** Follower shard pods of an indexed runner Job (they are listed before shard 0's). */
+  followers: PodFacts["phase"][] = [];
+  /** Pods the target exec'd into. */
+  execPods = new Set<string>();
   async version() {
     if (!this.reachable) throw new Error("connect ECONNREFUSED 127.0.0.1:6443");
     return "v1.34.4";
@@ -104,7 +108,8 @@ class FakeCluster implements KubeCluster {
     this.calls.push(`create job ${job.metadata.name}`);
   }
   async job(_ns: string, name: string) {
-    return this.jobs.has(name) ? { active: 1, succeeded: 0, failed: 0 } : undefined;
+    const failed = this.followers.filter((p) => p === "Failed").length;
+    return this.jobs.has(name) ? { active: 1, succeeded: 0, failed } : undefined;
   }
   async deleteJob(_ns: string, name: string) {
     this.jobs.delete(name);
@@ -113,8 +118,15 @@ class FakeCluster implements KubeCluster {
   async pods(_ns: string, selector: string) {
     if (selector.startsWith("job-name="))
       return [
+        ...this.followers.map((phase, i) => ({
+          name: `${selector.slice(9)}-${i + 1}-f${i}`,
+          phase,
+          ready: phase === "Running",
+          reasons: [],
+          images: [],
+        })),
         {
-          name: `${selector.slice(9)}-abc`,
+          name: `${selector.slice(9)}-${this.followers.length ? "0-" : ""}abc`,
           phase: "Running",
           ready: true,
           reasons: [],
@@ -132,8 +144,9 @@ class FakeCluster implements KubeCluster {
   async followLogs(_ns: string, _p: string, _c: string, onLine: (l: string) => void) {
     onLine("runner: measuring");
   }
-  async exec(_ns: string, _pod: string, _c: string, argv: string[], stdout?: Writable) {
+  async exec(_ns: string, pod: string, _c: string, argv: string[], stdout?: Writable) {
     const cmd = argv.join(" ");
+    this.execPods.add(pod);
     this.calls.push(`exec ${cmd}`);
     if (cmd.startsWith("cat ")) {
       if (++this.polls < this.exitAfterPolls) return { code: 1, stderr: "No such file" };
@@ -331,6 +344,36 @@ describe("kube target", () => {
     c.labelledNow = [{ kind: "Namespace", name: "stray" }];
     assert.equal(await t.destroy(ctx), true);
     assert.deepEqual(await t.audit(ctx), []);
+    rmSync(pod, { recursive: true, force: true });
+  });
+
+  it("runner.parallelism: an indexed Job of shards; shard 0 is followed and collected, a failed follower is its to report", async () => {
+    const { configs, ctx, plan, store } = setup([
+      "runner.parallelism=2",
+      "workload.loadPoints=[{concurrency: 2}, {concurrency: 4}]",
+    ]);
+    const c = new FakeCluster();
+    const pod = mkdtempSync(join(tmpdir(), "ib-kube-pod-"));
+    mkdirSync(join(pod, "points", "concurrency2"), { recursive: true });
+    writeFileSync(join(pod, "points", "concurrency2", "point.json"), '{"valid":true}');
+    c.resultsDir = pod;
+    // Shard 1 failed: the Job counts a failed pod, but shard 0 goes on and writes its exit code.
+    c.followers = ["Failed"];
+    c.exitAfterPolls = 3;
+    const t = kubeTarget(configs, deps(c, []));
+    await t.provision(ctx);
+    await t.deployArm("baseline", ctx);
+    const steps = plan.steps.filter((s) => s.arm === "baseline").slice(0, 1);
+    await t.runArm("baseline", steps, ctx);
+    const job = [...c.jobs.values()][0]! as KubeObject & { spec: Record<string, unknown> };
+    assert.equal(job.spec.completionMode, "Indexed");
+    assert.equal(job.spec.completions, 2);
+    assert.equal(job.spec.backoffLimitPerIndex, 0);
+    await t.collect("baseline", ctx);
+    assert.ok(store.isPointComplete("baseline", "concurrency2", 0));
+    assert.deepEqual([...c.execPods], [`${job.metadata.name}-0-abc`], "only shard 0 holds results");
+    await t.undeployArm("baseline", ctx);
+    assert.equal(await t.destroy(ctx), true);
     rmSync(pod, { recursive: true, force: true });
   });
 
