@@ -629,15 +629,7 @@ interface Ran {
 /** Runs one load point end to end and writes its artifact folder. Never throws for HTTP failures. */
 export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPointResult> {
   const ran = await runPhases(opts);
-  const count = getTokenizer(opts.tokenizer ?? opts.models[0]!).count;
-  const sent = [...ran.phase.sent].sort((a, b) => a.res.sentHr - b.res.sentHr);
-  return writePoint(opts, ran, {
-    measured: measureRequests(sent, opts.workload.streaming, count),
-    payloads: sent.map((s) => s.payload),
-    startEpochNs: hrToEpochNs(ran.phase.startHr),
-    ...(ran.phase.targetRate !== undefined ? { targetRate: ran.phase.targetRate } : {}),
-    ...(ran.phase.aborted !== undefined ? { aborted: ran.phase.aborted } : {}),
-  });
+  return writePoint(opts, ran, outcomeOf(opts, ran, 0));
 }
 
 /**
@@ -649,11 +641,15 @@ export async function runLoadShard(
   opts: RunLoadPointOptions,
   shard: ShardSpec,
 ): Promise<ShardOutcome> {
-  const ran = await runPhases(opts, shard);
+  return outcomeOf(opts, await runPhases(opts, shard), shard.index);
+}
+
+/** What the measured phase's requests became, in send order (epoch-stamped: it can travel). */
+function outcomeOf(opts: RunLoadPointOptions, ran: Ran, shard: number): ShardOutcome {
   const count = getTokenizer(opts.tokenizer ?? opts.models[0]!).count;
   const sent = [...ran.phase.sent].sort((a, b) => a.res.sentHr - b.res.sentHr);
   return {
-    shard: shard.index,
+    shard,
     measured: measureRequests(sent, opts.workload.streaming, count),
     payloads: sent.map((s) => s.payload),
     startEpochNs: hrToEpochNs(ran.phase.startHr),

@@ -37,6 +37,21 @@ function runnerAsync(args: string[]): Promise<{ status: number | null; stderr: s
   });
 }
 
+/** Both arms of the local stack with these overrides, and their experiment plan. */
+function localPlan(over: string[]) {
+  const plans = (["baseline", "managed"] as const).map(
+    (a) => planStack("local", [...over, `mode=${a}`]).plan,
+  );
+  const plan = experimentPlan({
+    stacks: ["local"],
+    overrides: over,
+    quick: false,
+    plans,
+    interleave: true,
+  });
+  return { plans, plan };
+}
+
 function runner(args: string[]) {
   return spawnSync(process.execPath, [BIN, "runner", ...args], {
     encoding: "utf8",
@@ -72,16 +87,7 @@ describe("inferbench runner", () => {
       "models=[{name: llama-3.1-8b, hfPath: meta-llama/Llama-3.1-8B-Instruct, replicas: 1, profile: llama-3.1-8b@h100}]",
       "gpus.count=1",
     ];
-    const plans = (["baseline", "managed"] as const).map(
-      (a) => planStack("local", [...over, `mode=${a}`]).plan,
-    );
-    const plan = experimentPlan({
-      stacks: ["local"],
-      overrides: over,
-      quick: false,
-      plans,
-      interleave: true,
-    });
+    const { plans, plan } = localPlan(over);
     const d = await launchLocal(plans[1]!, { dir, log: createLogger("t", () => {}) });
     try {
       const file = join(dir, "plan.json");
@@ -130,16 +136,7 @@ describe("inferbench runner", () => {
       "models=[{name: llama-3.1-8b, hfPath: meta-llama/Llama-3.1-8B-Instruct, replicas: 1, profile: llama-3.1-8b@h100}]",
       "gpus.count=1",
     ];
-    const plans = (["baseline", "managed"] as const).map(
-      (a) => planStack("local", [...over, `mode=${a}`]).plan,
-    );
-    const plan = experimentPlan({
-      stacks: ["local"],
-      overrides: over,
-      quick: false,
-      plans,
-      interleave: true,
-    });
+    const { plans, plan } = localPlan(over);
     const d = await launchLocal(plans[0]!, { dir, log: createLogger("t", () => {}) });
     try {
       const file = join(dir, "plan-shards.json");

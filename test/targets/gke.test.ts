@@ -9,7 +9,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { experimentPlan } from "../../experiments/plan.ts";
 import type {
   AutomationApi,
   ConfigEntry,
@@ -18,10 +17,7 @@ import type {
 } from "../../infra/automation.ts";
 import type { KubeCluster } from "../../kube/cluster.ts";
 import { UserError } from "../../lib/errors.ts";
-import { createLogger } from "../../lib/logger.ts";
 import { REDACTED, redactSecrets } from "../../lib/redact.ts";
-import { RunStore } from "../../results/store.ts";
-import type { StackConfig } from "../../stacks/schema.ts";
 import { targetFor } from "../../targets/index.ts";
 import {
   classifyGkeUpError,
@@ -31,8 +27,8 @@ import {
   gkeCluster,
 } from "../../targets/kube/gke.ts";
 import { kubeTarget } from "../../targets/kube/index.ts";
-import { planStack } from "../../targets/plan-stack.ts";
-import type { Leftover, TargetContext } from "../../targets/types.ts";
+import type { Leftover } from "../../targets/types.ts";
+import { targetRun } from "../../testkit/target-run.ts";
 
 const root = mkdtempSync(join(tmpdir(), "ib-gke-target-"));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -93,40 +89,10 @@ class FakeStack implements StackOps {
 
 function setup(overrides: string[] = [], b: Behaviour = {}) {
   const sets = ["rehearsal=true", "gke.project=my-proj", ...overrides];
-  const plans = ["baseline", "managed"].map((m) =>
-    planStack("gke-baseline", [...sets, `mode=${m}`], { env: {} }),
-  );
-  const plan = experimentPlan({
-    stacks: ["gke-baseline"],
-    overrides: sets,
-    quick: false,
-    plans: plans.map((p) => p.plan),
-    interleave: true,
-  });
-  const configs = Object.fromEntries(plans.map((p) => [p.plan.mode, p.loaded.config])) as Record<
-    string,
-    StackConfig
-  >;
-  const runId = `20261202-010000-${Math.random().toString(16).slice(2, 6)}`;
-  const store = new RunStore(runId, join(root, "runs"));
-  store.writeJson(store.manifestPath(), {
-    runId,
-    status: "running",
-    arms: ["baseline", "managed"],
-  });
   const events: string[] = [];
-  const logs: string[] = [];
-  const ctx: TargetContext = {
-    plan,
-    store,
-    log: createLogger("t", (l) => logs.push(l)),
-    signal: new AbortController().signal,
-    hardSignal: new AbortController().signal,
-    saveInfra: (f) => {
-      events.push(`saveInfra:${f.state ?? "-"}`);
-      store.updateInfra(f);
-    },
-  };
+  const { plan, configs, ctx, logs, store } = targetRun("gke-baseline", sets, root, (f) =>
+    events.push(`saveInfra:${f.state ?? "-"}`),
+  );
   const kubeconfig = `apiVersion: v1\nkind: Config\n# gke ${Math.random().toString(36).slice(2)}\n`;
   const stacks: { workDir: string; stack: FakeStack; program: InlineProgram }[] = [];
   const automation = (program: InlineProgram): AutomationApi => ({

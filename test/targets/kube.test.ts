@@ -11,16 +11,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { after, describe, it } from "node:test";
-import { experimentPlan } from "../../experiments/plan.ts";
 import type { AutomationApi, StackOps } from "../../infra/automation.ts";
 import type { KubeCluster, Labelled, NodeFacts, PodFacts } from "../../kube/cluster.ts";
 import type { KubeObject } from "../../kube/render.ts";
-import { createLogger } from "../../lib/logger.ts";
-import { EVENTS_FILE, RunStore } from "../../results/store.ts";
+import { EVENTS_FILE } from "../../results/store.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
 import { kubeTarget, resolveKubeconfig } from "../../targets/kube/index.ts";
-import { planStack } from "../../targets/plan-stack.ts";
-import type { TargetContext } from "../../targets/types.ts";
+import { targetRun } from "../../testkit/target-run.ts";
 
 const root = mkdtempSync(join(tmpdir(), "ib-kube-target-"));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -33,40 +30,7 @@ function setup(overrides: string[] = []) {
     `kubeconfig.content=${KUBECONFIG.replace(/\n/g, "\\n")}`,
     ...overrides,
   ];
-  const plans = ["baseline", "managed"].map((m) =>
-    planStack("vke-managed", [...sets, `mode=${m}`], { env: {} }),
-  );
-  const plan = experimentPlan({
-    stacks: ["vke-managed"],
-    overrides: sets,
-    quick: false,
-    plans: plans.map((p) => p.plan),
-    interleave: true,
-  });
-  const configs = Object.fromEntries(plans.map((p) => [p.plan.mode, p.loaded.config])) as Record<
-    string,
-    StackConfig
-  >;
-  const runId = `20261202-010000-${Math.random().toString(16).slice(2, 6)}`;
-  const store = new RunStore(runId, join(root, "runs"));
-  store.writeJson(store.manifestPath(), {
-    runId,
-    status: "running",
-    arms: ["baseline", "managed"],
-  });
-  const logs: string[] = [];
-  const ac = new AbortController();
-  const ctx: TargetContext = {
-    plan,
-    store,
-    log: createLogger("t", (l) => logs.push(l)),
-    signal: ac.signal,
-    hardSignal: new AbortController().signal,
-    saveInfra: (f) => {
-      store.updateInfra(f);
-    },
-  };
-  return { plan, configs, ctx, logs, ac, store };
+  return targetRun("vke-managed", sets, root);
 }
 
 /** A cluster in memory: every call recorded; behaviour set per test. */
