@@ -783,10 +783,12 @@ async function runPhases(opts: RunLoadPointOptions, shard?: ShardSpec): Promise<
   let phase: Phase;
   if (lp.kind === "request-rate") await warmPreciseTimer();
   try {
+    // Drawn even when this shard's share is none: every shard must consume the schedule's
+    // random draws alike, or their measured schedules would differ.
+    const warmMode = opts.warmupRequests > 0 ? modeFor(opts.warmupRequests) : undefined;
     const warm = shareOfCount(opts.warmupRequests);
-    if (warm > 0 && !abort.signal.aborted) {
-      await runPhase(ctx, makeSource(sh), modeFor(opts.warmupRequests), warm, "warm-up", false);
-    }
+    if (warmMode && warm > 0 && !abort.signal.aborted)
+      await runPhase(ctx, makeSource(sh), warmMode, warm, "warm-up", false);
     ctx.modelCounter = sh.index;
     collectGarbage();
     const startAtHr = shard ? epochToMonoNs(await shard.startAt()) : undefined;

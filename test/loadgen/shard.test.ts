@@ -163,19 +163,24 @@ describe("a point split over shards measures what one process does", () => {
     models: ["llama", "qwen"],
     requestCount: 48,
   };
-  const opts = (name: string, loadPoint: LoadPoint): RunLoadPointOptions => ({
+  const opts = (name: string, loadPoint: LoadPoint, warmupRequests = 4): RunLoadPointOptions => ({
     url: srv.url,
     models: ["llama", "qwen"],
     workload,
     loadPoint,
     seed: 11,
-    warmupRequests: 4,
+    warmupRequests,
     artifactDir: join(dir, name),
     progress: false,
   });
 
   /** N shards in this process; the common start is set once all are warm (a barrier). */
-  async function sharded(name: string, lp: LoadPoint, n: number): Promise<LoadPointResult> {
+  async function sharded(
+    name: string,
+    lp: LoadPoint,
+    n: number,
+    warmup?: number,
+  ): Promise<LoadPointResult> {
     let warm = 0;
     let release!: (t: bigint) => void;
     const start = new Promise<bigint>((r) => {
@@ -183,7 +188,7 @@ describe("a point split over shards measures what one process does", () => {
     });
     const parts = await Promise.all(
       Array.from({ length: n }, (_, index) =>
-        runLoadShard(opts(`${name}-s${index}`, lp), {
+        runLoadShard(opts(`${name}-s${index}`, lp, warmup), {
           index,
           count: n,
           startAt: () => {
@@ -195,7 +200,7 @@ describe("a point split over shards measures what one process does", () => {
     );
     // The wire form is what travels between pods: merge what came through it.
     return writeMergedPoint(
-      opts(name, lp),
+      opts(name, lp, warmup),
       parts.map((p) => shardFromWire(JSON.parse(JSON.stringify(shardToWire(p))))),
     );
   }
@@ -249,8 +254,9 @@ describe("a point split over shards measures what one process does", () => {
 
   it("open loop: the merged schedule is the single process's schedule, arrival for arrival", async () => {
     const lp: LoadPoint = { kind: "request-rate", requestRate: 80, distribution: "poisson" };
-    const one = await runLoadPoint(opts("r-one", lp));
-    const three = await sharded("r-three", lp, 3);
+    // Two warm-up requests over three shards: one shard warms up with none, yet draws alike.
+    const one = await runLoadPoint(opts("r-one", lp, 2));
+    const three = await sharded("r-three", lp, 3, 2);
     const offsets = (r: LoadPointResult) => {
       const rs = records(r);
       const t0 = BigInt(rs.map((x) => String(x.intended_ns)).sort()[0]!);
