@@ -11,10 +11,11 @@
  * `hf.env` (the Hugging Face token) is never rendered: the deployer writes it on the host with
  * mode 0600 right before `docker compose up`, and compose reads it through `env_file`.
  */
+import { readFileSync } from "node:fs";
 import { stringify } from "yaml";
 import { UserError } from "../lib/errors.ts";
 import type { EnginePlan, RouterPlan, StackPlan } from "../stacks/plan-types.ts";
-import { isDigestPinned } from "../stacks/schema.ts";
+import { engineImagePinned } from "../stacks/schema.ts";
 import { DATASETS_DIR, datasetFiles } from "./datasets.ts";
 
 export const COMPOSE_FILE = "compose.yaml";
@@ -83,6 +84,8 @@ export interface RenderedCompose {
 // Minimal typing of what we emit; validated against the compose-spec JSON schema in tests.
 export interface ComposeService {
   image: string;
+  /** An image compose builds on the host (missing → built at `up`), tagged `image`. */
+  build?: { context: string; args: Record<string, string> };
   user?: string;
   entrypoint?: string[];
   command?: string[];
@@ -253,6 +256,19 @@ export function datasetPathsInContainer(plan: StackPlan): Record<string, string>
   );
 }
 
+/** Where the managed engine image's build context sits in the bundle. */
+export const KVCACHED_IMAGE_DIR = "images/vllm-kvcached";
+
+/**
+ * The managed arm's engine image, built on the host from the bundle (compose/vllm-kvcached.Dockerfile:
+ * the baseline's vLLM image + one pinned kvcached). Read once when this module loads, so rendering
+ * stays free of I/O.
+ */
+export const KVCACHED_DOCKERFILE = readFileSync(
+  new URL("./vllm-kvcached.Dockerfile", import.meta.url),
+  "utf8",
+);
+
 export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): RenderedCompose {
   const rehearsal =
     opts.rehearsal === undefined ? (plan.emulated ? {} : undefined) : opts.rehearsal || undefined;
@@ -282,9 +298,9 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
       };
       continue;
     }
-    if (!isDigestPinned(e.image) && !opts.allowUnpinnedImages) {
+    if (!engineImagePinned(e) && !opts.allowUnpinnedImages) {
       throw new UserError(
-        `engine ${e.name}: image "${e.image}" is not pinned by digest (repo@sha256:…)`,
+        `engine ${e.name}: image "${e.build?.from ?? e.image}" is not pinned by digest (repo@sha256:…)`,
         {
           hint: "pin engine.images.<arm> to a digest (README: Pinning images), or set run.allowUnpinnedImages: true",
         },
@@ -295,6 +311,14 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
     maxStartPeriod = Math.max(maxStartPeriod, startPeriod);
     const svc: ComposeService = {
       image: e.image,
+      ...(e.build
+        ? {
+            build: {
+              context: `./${KVCACHED_IMAGE_DIR}`,
+              args: { BASE_IMAGE: e.build.from, KVCACHED_VERSION: e.build.kvcached },
+            },
+          }
+        : {}),
       entrypoint: ["vllm", "serve"],
       command: vllmCommand(e),
       environment: { HF_HOME: HF_CACHE_PATH, ...e.env },
@@ -390,6 +414,9 @@ export function renderCompose(plan: StackPlan, opts: RenderOptions = {}): Render
       [PLAN_FILE]: `${JSON.stringify(effective, null, 2)}\n`,
       ...(opts.experimentPlan !== undefined ? { [EXPERIMENT_FILE]: opts.experimentPlan } : {}),
       ...datasetBundle,
+      ...(Object.values(services).some((s) => s.build)
+        ? { [`${KVCACHED_IMAGE_DIR}/Dockerfile`]: KVCACHED_DOCKERFILE }
+        : {}),
     },
     project,
     projectName,

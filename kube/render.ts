@@ -496,7 +496,15 @@ function ctxFor(stack: StackPlan, opts: KubeRenderOptions): Ctx {
 export function renderKubeArm(stack: StackPlan, opts: KubeRenderOptions): RenderedKube {
   const ctx = ctxFor(stack, opts);
   if (!opts.rehearsal)
-    for (const e of stack.engines)
+    for (const e of stack.engines) {
+      // A cluster pulls; it cannot build the managed image the way a compose host does.
+      if (e.build)
+        throw new UserError(
+          `engine ${e.name}: a Kubernetes cluster cannot build the managed image (${e.build.from} + kvcached ${e.build.kvcached}); set engine.images.managed to one it can pull`,
+          {
+            hint: `build it once from the repository root and push it: docker build -f compose/vllm-kvcached.Dockerfile --build-arg BASE_IMAGE=${e.build.from} --build-arg KVCACHED_VERSION=${e.build.kvcached} -t <registry>/vllm-kvcached:${e.build.kvcached} . && docker push <registry>/vllm-kvcached:${e.build.kvcached}; then --set engine.images.managed=<registry>/vllm-kvcached@sha256:<digest>`,
+          },
+        );
       if (!isDigestPinned(e.image) && !opts.allowUnpinnedImages)
         throw new UserError(
           `engine ${e.name}: image "${e.image}" is not pinned by digest (repo@sha256:…)`,
@@ -504,6 +512,7 @@ export function renderKubeArm(stack: StackPlan, opts: KubeRenderOptions): Render
             hint: "pin engine.images.<arm> to a digest (README: Pinning images), or set run.allowUnpinnedImages: true",
           },
         );
+    }
   const names = new Map<string, string>();
   for (const e of stack.engines) {
     const n = kubeName(e.name);

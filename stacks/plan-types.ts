@@ -50,8 +50,10 @@ export interface EnginePlan {
   /** GPU ids this engine is pinned to (tensor parallelism = gpus.length). */
   gpus: number[];
   port: number;
-  /** Container image, digest-pinned (`repo@sha256:...`). */
+  /** Container image, digest-pinned (`repo@sha256:...`), or the tag of the image `build` makes. */
   image: string;
+  /** Built on the host (compose `build:`) rather than pulled: see EngineImageBuild. */
+  build?: EngineImageBuild;
   /** `vllm serve` arguments after the model (flags and values). */
   args: string[];
   /** Engine environment (KVCached settings on the managed arm). Never secrets. */
@@ -66,6 +68,17 @@ export interface EnginePlan {
   quantization?: string;
   /** Emulator settings, used when the plan is emulated or rehearsed with engine-sim. */
   emulator: EmulatorPlan;
+}
+
+/**
+ * The managed arm's default image: the baseline's own vLLM image with a pinned kvcached release
+ * installed (as kvcached's Dockerfile does it), so the two arms differ only in KVCached.
+ */
+export interface EngineImageBuild {
+  /** The base image: the baseline arm's, digest-pinned. */
+  from: string;
+  /** kvcached version from PyPI (engine.kvcached.version). */
+  kvcached: string;
 }
 
 export interface EmulatorPlan {

@@ -22,7 +22,12 @@ import {
   type RunnerPlan,
   type StackPlan,
 } from "./plan-types.ts";
-import { isDigestPinned, type ModelConfig, type StackConfig } from "./schema.ts";
+import {
+  builtKvcachedImage,
+  engineImagePinned,
+  type ModelConfig,
+  type StackConfig,
+} from "./schema.ts";
 import { checkExtraArgs } from "./vllm-args.ts";
 
 /** One reason a plan is impossible, at the config key it is about. */
@@ -281,6 +286,12 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
   const warnings: string[] = [];
   const { host } = hostShape(config, reasons);
   const kvcached = config.engine.kvcached.enabled ?? config.mode === "managed";
+  // KVCached engines run the given image, else the baseline's image + kvcached, built on the host.
+  const managedBuild = config.engine.images.managed
+    ? undefined
+    : { from: config.engine.images.baseline, kvcached: config.engine.kvcached.version };
+  const managedImage =
+    config.engine.images.managed ?? builtKvcachedImage(managedBuild!.from, managedBuild!.kvcached);
   const placements = placeEngines(config, host.gpuIds, reasons);
 
   const extraWords = checkModels(config, opts, reasons, warnings);
@@ -358,7 +369,8 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
       replica,
       gpus: p.gpus,
       port,
-      image: kvcached ? config.engine.images.managed : config.engine.images.baseline,
+      image: kvcached ? managedImage : config.engine.images.baseline,
+      ...(kvcached && managedBuild ? { build: { ...managedBuild } } : {}),
       args,
       env,
       kvcached,
@@ -397,14 +409,13 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
       "packed placement without KVCached: co-located engines get static --gpu-memory-utilization slices; KVCached (the managed arm) exists for this case",
     );
   }
-  const images = [...new Set(engines.map((e) => e.image))];
-  for (const image of images) {
-    if (!isDigestPinned(image)) {
-      warnings.push(
-        `engine image ${image} is not pinned by digest: results are not reproducible; cloud runs refuse it unless run.allowUnpinnedImages (pin with repo@sha256:...)`,
-      );
-    }
-  }
+  const unpinned = new Set(
+    engines.filter((e) => !engineImagePinned(e)).map((e) => e.build?.from ?? e.image),
+  );
+  for (const image of unpinned)
+    warnings.push(
+      `engine image ${image} is not pinned by digest: results are not reproducible; cloud runs refuse it unless run.allowUnpinnedImages (pin with repo@sha256:...)`,
+    );
 
   const routerPort = config.router.port;
   const usedPorts = new Map<number, string>();

@@ -3,6 +3,7 @@
  * under the `inferbench` namespace), the CLI (stacks/Pulumi.<stack>.yaml read directly) and the
  * local mode all validate with this schema, so a stack file means the same thing everywhere.
  */
+import { createHash } from "node:crypto";
 import { z } from "zod";
 
 /**
@@ -174,15 +175,24 @@ export const gpusSchema = z.strictObject({
 export const DEFAULT_IMAGES = {
   baseline:
     "vllm/vllm-openai:v0.14.0@sha256:1d6866b87630d94f5e0cdae55ab5abb4ce0b03fcb84d9d10612f9d518d19d4fd",
-  managed: "ghcr.io/ovg-project/kvcached-vllm:latest",
 };
+
+/**
+ * kvcached from PyPI, installed into the baseline image for the managed arm. 0.1.6 (the newest
+ * on PyPI, 2026-12-02) autopatches vLLM ≥ 0.8.4 (its `VLLM_ALL_RANGE`), v0.14.0 included.
+ */
+export const KVCACHED_VERSION = "0.1.6";
 
 export const engineSchema = z.strictObject({
   /** Image per arm, pinned by digest (`repo@sha256:...` or `repo:tag@sha256:...`). */
   images: z
     .strictObject({
       baseline: z.string().min(1).default(DEFAULT_IMAGES.baseline),
-      managed: z.string().min(1).default(DEFAULT_IMAGES.managed),
+      /**
+       * Default: none, the host builds the baseline image + kvcached (engine.kvcached.version).
+       * A digest given here is used as it is.
+       */
+      managed: z.string().min(1).optional(),
     })
     .prefault({}),
   prefixCaching: z.boolean().default(true),
@@ -213,6 +223,11 @@ export const engineSchema = z.strictObject({
         .string()
         .regex(/^[A-Za-z0-9_-]+$/)
         .default("kvcached"),
+      /** The kvcached release the managed image is built with (when engine.images.managed is unset). */
+      version: z
+        .string()
+        .regex(/^\d+\.\d+\.\d+$/, { message: "a kvcached release such as 0.1.6 (pinned: x.y.z)" })
+        .default(KVCACHED_VERSION),
       /** Prefix-cache cap on KVCached engines (KVCACHED_MAX_CACHED_TOKENS); 0 turns caching off. */
       maxCachedTokens: boundedInt(0, 1_073_741_824, "2^30 tokens").default(16000),
     })
@@ -645,4 +660,21 @@ export type ModelConfig = StackConfig["models"][number];
 
 export function isDigestPinned(image: string): boolean {
   return /^[^\s@]+@sha256:[0-9a-f]{64}$/.test(image);
+}
+
+/** An engine's image is reproducible: pinned by digest, or built FROM a pinned digest. */
+export function engineImagePinned(e: { image: string; build?: { from: string } }): boolean {
+  return isDigestPinned(e.build ? e.build.from : e.image);
+}
+
+/**
+ * The tag of the managed image the host builds: kvcached's version and the base digest's first
+ * 12 hex digits (or a hash of an unpinned base), so another base or release is another image.
+ */
+export function builtKvcachedImage(from: string, kvcached: string): string {
+  const digest = /@sha256:([0-9a-f]{64})$/.exec(from)?.[1];
+  const id = digest
+    ? digest.slice(0, 12)
+    : createHash("sha256").update(from).digest("hex").slice(0, 12);
+  return `inferbench/vllm-kvcached:${kvcached}-${id}`;
 }

@@ -64,6 +64,46 @@ describe("compose renderer", () => {
     });
   }
 
+  it("the managed default image is built from the bundle: the baseline's digest + kvcached", () => {
+    const base = fixturePlan("baseline").engines[0]!.image;
+    const out = renderCompose(fixturePlan("managed"), RUNNER);
+    const doc = assertValid(out.files[COMPOSE_FILE]!);
+    const built = Object.values(doc.services).filter((s) => s.build);
+    assert.equal(built.length, fixturePlan("managed").engines.length, "every KVCached engine");
+    for (const s of built) {
+      assert.deepEqual(s.build, {
+        context: "./images/vllm-kvcached",
+        args: { BASE_IMAGE: base, KVCACHED_VERSION: "0.1.6" },
+      });
+      assert.match(String(s.image), /^inferbench\/vllm-kvcached:0\.1\.6-a{12}$/);
+    }
+    const dockerfile = out.files["images/vllm-kvcached/Dockerfile"]!;
+    assert.match(dockerfile, /^FROM \$\{BASE_IMAGE\}$/m);
+    // Nothing to build on the baseline arm, nor in a rehearsal (engine-sim replaces vLLM).
+    assert.equal(
+      renderCompose(fixturePlan("baseline"), RUNNER).files["images/vllm-kvcached/Dockerfile"],
+      undefined,
+    );
+    const sim = renderCompose(fixturePlan("managed"), {
+      ...RUNNER,
+      rehearsal: { engineSimImage: SIM },
+    });
+    assert.equal(sim.files["images/vllm-kvcached/Dockerfile"], undefined);
+    // A base image given by tag is as unpinned as the image built from it.
+    const tagged = fixturePlan("managed");
+    const t = {
+      ...tagged,
+      engines: tagged.engines.map((e) => ({
+        ...e,
+        build: { ...e.build!, from: "vllm/vllm-openai:v0.14.0" },
+      })),
+    };
+    assert.throws(
+      () => renderCompose(t, RUNNER),
+      /image "vllm\/vllm-openai:v0.14.0" is not pinned by digest/,
+    );
+  });
+
   it("pins each engine to its GPU ids and binds every port to loopback", () => {
     const plan = fixturePlan("managed");
     const { project } = renderCompose(plan);
@@ -190,8 +230,13 @@ describe("compose renderer", () => {
     const dir = await mkdtemp(join(tmpdir(), "ib-compose-"));
     try {
       const written = await writePlanBundle(dir, fixturePlan("managed"));
-      // compose.yaml, router.json, plan.json: no runner without an experiment plan.
-      assert.equal(written.length, 3);
+      // compose.yaml, router.json, plan.json and the managed image's Dockerfile: no runner
+      // without an experiment plan.
+      assert.equal(written.length, 4);
+      assert.match(
+        await readFile(join(dir, "images/vllm-kvcached/Dockerfile"), "utf8"),
+        /kvcached==/,
+      );
       assertValid(await readFile(join(dir, COMPOSE_FILE), "utf8"));
     } finally {
       await rm(dir, { recursive: true, force: true });

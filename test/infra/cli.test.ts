@@ -41,7 +41,17 @@ describe("preflight checks", () => {
   });
 
   it("refuses unpinned images and warns about SSH open to the world", () => {
-    const { loaded, plan } = planStack("gcp-managed", ["gcp.sshSourceRanges=[0.0.0.0/0]"]);
+    // The managed default is built FROM the baseline's digest: pinned by construction.
+    const built = planStack("gcp-managed", [MY_IP]);
+    assert.ok(built.plan.engines.every((e) => e.build));
+    const ok = checkConfig([
+      { stack: "gcp-managed", config: built.loaded.config, plan: built.plan },
+    ]);
+    assert.deepEqual(ok.problems, []);
+    const { loaded, plan } = planStack("gcp-managed", [
+      "gcp.sshSourceRanges=[0.0.0.0/0]",
+      "engine.images.baseline=vllm/vllm-openai:v0.14.0",
+    ]);
     const r = checkConfig([{ stack: "gcp-managed", config: loaded.config, plan }]);
     assert.ok(r.problems.some((p) => /not pinned by digest/.test(p.message)));
     assert.ok(r.warnings.some((w) => /whole internet/.test(w.message)));

@@ -286,6 +286,7 @@ describe("plan properties", () => {
           engines: p.engines.map((e) => ({
             ...e,
             image: undefined,
+            build: undefined,
             env: undefined,
             args: undefined,
             kvcached: undefined,

@@ -7,7 +7,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { sshRangeProblems, WHERE_TO_SET } from "../../../infra/ssh-ranges.ts";
 import type { StackPlan } from "../../../stacks/plan-types.ts";
-import type { StackConfig } from "../../../stacks/schema.ts";
+import { engineImagePinned, type StackConfig } from "../../../stacks/schema.ts";
 import { checkHfToken, type TokenState, tokenStateOf } from "../../hf-token.ts";
 
 export interface Finding {
@@ -47,7 +47,7 @@ export function checkConfig(arms: ArmInput[]): { problems: Finding[]; warnings: 
     }
     if (!a.config.run.allowUnpinnedImages && !a.plan.emulated) {
       for (const e of a.plan.engines) {
-        if (!/@sha256:[0-9a-f]{64}$/.test(e.image)) {
+        if (!engineImagePinned(e)) {
           problems.push({
             check: "config",
             message: `stack ${a.stack}: engine ${e.name} image ${e.image} is not pinned by digest`,
