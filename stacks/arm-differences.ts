@@ -111,7 +111,10 @@ export function armDifferences(a: StackPlan, b: StackPlan): ArmDifference[] {
   add("placement", "engine placement", placementOf(a), placementOf(b));
 
   // Engine: image, env (with what KVCached implies), flags, emulator.
-  const image = perEngine(a, b, (e) => e.image);
+  // A built image says what it is built from: the A/B then reads "X" vs "X + kvcached".
+  const image = perEngine(a, b, (e) =>
+    e.build ? `${e.build.from} + kvcached ${e.build.kvcached} (built: ${e.image})` : e.image,
+  );
   if (image.differs) out.push({ factor: "engine", what: "engine image", a: image.a, b: image.b });
   const env = perEngine(a, b, (e) => envText(e));
   const kv = perEngine(a, b, (e) => String(e.kvcached));

@@ -44,6 +44,29 @@ describe("shipped A/B pairs", () => {
     assert.equal(off.router.policy, on.router.policy);
   });
 
+  it("by default the KVCached arm runs the baseline's own image + kvcached: one factor", () => {
+    const base = [PIN[0]!, PIN[2]!];
+    const off = planStack("gcp-kvcached-off", base, { env: {} }).plan;
+    const on = planStack("gcp-kvcached-on", base, { env: {} }).plan;
+    const d = armDifferences(off, on);
+    assert.deepEqual(
+      d.map((x) => x.what),
+      ["engine image", "engine env"],
+    );
+    const vllm = off.engines[0]!.image;
+    assert.ok(
+      d[0]!.a.split(", ").every((x) => x.endsWith(vllm)),
+      d[0]!.a,
+    );
+    assert.match(
+      d[0]!.b,
+      new RegExp(
+        `${vllm.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\+ kvcached 0\\.1\\.6 \\(built: inferbench/vllm-kvcached:0\\.1\\.6-a{12}\\)`,
+      ),
+    );
+    assert.equal(attributionWarning(d), undefined);
+  });
+
   it("the router pair differs only in the router policy (same engines)", () => {
     const rr = load("gcp-router-rr").plan;
     const lb = load("gcp-router-lb").plan;
