@@ -50,6 +50,12 @@ import { requireHfToken } from "../hf-token.ts";
 import type { Leftover, Target, TargetContext } from "../types.ts";
 import { bindPlanForKube } from "./bind.ts";
 
+/** Container states that never end in a running runner (retrying will not help). */
+const CANNOT_START =
+  /ErrImageNeverPull|ImagePullBackOff|InvalidImageName|CreateContainerConfigError/;
+const KIT_IMAGE_HINT =
+  "the kit image must be pullable by the cluster (kubeconfig.kitImage) or loaded on the node (imagePullPolicy: Never)";
+
 export { renderOptionsOf };
 
 export interface KubeTargetDeps {
@@ -363,10 +369,16 @@ export function kubeTarget(
           code = await exitCode(c, ns, pod);
           if (code !== undefined) break;
           const j = await c.job(ns, name);
-          // A failed follower shard is reported by shard 0, which goes on to write its exit code.
-          const lead = parallel
-            ? (await c.pods(ns, `job-name=${name}`)).find((p) => p.name === pod)
-            : undefined;
+          // A failed follower shard is reported by shard 0, which goes on to write its exit code;
+          // one that cannot even start would only show as shard 0's ready timeout, so say it now.
+          const pods = parallel ? await c.pods(ns, `job-name=${name}`) : [];
+          const lead = pods.find((p) => p.name === pod);
+          const stuck = pods.find((p) => p.reasons.some((r) => CANNOT_START.test(r)));
+          if (stuck)
+            throw new UserError(
+              `runner shard pod ${ns}/${stuck.name} cannot start: ${stuck.reasons.join("; ")}`,
+              { hint: KIT_IMAGE_HINT },
+            );
           if (!j || (!parallel && j.failed > 0) || (parallel && (!lead || lead.phase === "Failed")))
             throw new Error(
               `runner Job ${ns}/${name} ended before its runner did${j?.reason ? `: ${j.reason}` : ""}`,
@@ -631,13 +643,9 @@ export function kubeTarget(
       const p = indexed ? pods.find((x) => x.name.startsWith(`${job}-0-`)) : pods[0];
       if (p && (p.phase === "Running" || p.phase === "Succeeded" || p.phase === "Failed"))
         return p.name;
-      if (
-        p?.reasons.some((r) =>
-          /ErrImageNeverPull|ImagePullBackOff|InvalidImageName|CreateContainerConfigError/.test(r),
-        )
-      )
+      if (p?.reasons.some((r) => CANNOT_START.test(r)))
         throw new UserError(`runner pod ${ns}/${p.name} cannot start: ${p.reasons.join("; ")}`, {
-          hint: "the kit image must be pullable by the cluster (kubeconfig.kitImage) or loaded on the node (imagePullPolicy: Never)",
+          hint: KIT_IMAGE_HINT,
         });
       if (Date.now() > deadline)
         throw new Error(

@@ -50,6 +50,8 @@ class FakeCluster implements KubeCluster {
   polls = 0;
   /** Follower shard pods of an indexed runner Job (they are listed before shard 0's). */
   followers: PodFacts["phase"][] = [];
+  /** Why the follower pods are not running (container waiting reasons). */
+  followerReasons: string[] = [];
   /** Pods the target exec'd into. */
   execPods = new Set<string>();
   async version() {
@@ -86,7 +88,7 @@ class FakeCluster implements KubeCluster {
           name: `${selector.slice(9)}-${i + 1}-f${i}`,
           phase,
           ready: phase === "Running",
-          reasons: [],
+          reasons: this.followerReasons,
           images: [],
         })),
         {
@@ -339,6 +341,25 @@ describe("kube target", () => {
     await t.undeployArm("baseline", ctx);
     assert.equal(await t.destroy(ctx), true);
     rmSync(pod, { recursive: true, force: true });
+  });
+
+  it("runner.parallelism: a shard pod that cannot start fails the run at once, naming it", async () => {
+    const { configs, ctx, plan } = setup([
+      "runner.parallelism=2",
+      "workload.loadPoints=[{concurrency: 2}, {concurrency: 4}]",
+    ]);
+    const c = new FakeCluster();
+    c.followers = ["Pending"];
+    c.followerReasons = ["runner: ErrImageNeverPull (Container image is not present)"];
+    c.exitAfterPolls = 1000;
+    const t = kubeTarget(configs, deps(c, []));
+    await t.provision(ctx);
+    await t.deployArm("baseline", ctx);
+    const steps = plan.steps.filter((s) => s.arm === "baseline").slice(0, 1);
+    await assert.rejects(
+      t.runArm("baseline", steps, ctx),
+      /runner shard pod .*-1-f0 cannot start: runner: ErrImageNeverPull/,
+    );
   });
 
   it("a cluster source that failed half-way is still closed and audited", async () => {
