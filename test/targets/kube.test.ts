@@ -82,6 +82,8 @@ class FakeCluster implements KubeCluster {
     this.calls.push(`delete job ${name}`);
   }
   async pods(_ns: string, selector: string) {
+    // A deleted Job's pods are gone (the target waits for that before creating it again).
+    if (selector.startsWith("job-name=") && !this.jobs.has(selector.slice(9))) return [];
     if (selector.startsWith("job-name="))
       return [
         ...this.followers.map((phase, i) => ({
