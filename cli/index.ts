@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { registerCompare } from "./commands/compare.ts";
 import { registerDestroy } from "./commands/destroy.ts";
+import { registerExperiment } from "./commands/experiment.ts";
 import { registerImport } from "./commands/import.ts";
 import { registerPlan } from "./commands/plan.ts";
 import { registerProfile } from "./commands/profile.ts";
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (str, write) => write(str) });
   registerPlan(program);
   registerRun(program);
+  registerExperiment(program);
   registerRunner(program);
   registerCompare(program);
   registerReport(program);

@@ -328,7 +328,7 @@ export function prototypeKeyIn(value: unknown, depth = 0): string | undefined {
   return undefined;
 }
 
-function keyPos(doc: Document, lc: LineCounter, path: ConfigPath): SourcePos | undefined {
+export function keyPos(doc: Document, lc: LineCounter, path: ConfigPath): SourcePos | undefined {
   // Point at the key for mapping entries (that is where a person looks), else at the node.
   const parentPath = path.slice(0, -1);
   const last = path[path.length - 1];

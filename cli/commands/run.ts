@@ -5,11 +5,8 @@
 import type { Command } from "commander";
 import { z } from "zod";
 import { UserError } from "../../lib/errors.ts";
-import { logger } from "../../lib/logger.ts";
-import type { StackConfig } from "../../stacks/schema.ts";
-import { planStack } from "../../targets/plan-stack.ts";
+import { executeRun } from "../execute-run.ts";
 import { collect, parseOptions } from "../options.ts";
-import { formatRunSummary } from "../run-summary.ts";
 
 const optionsSchema = z
   .object({
@@ -77,61 +74,14 @@ export function registerRun(program: Command): void {
       const stacks = opts.stacks ?? (opts.stack ? [opts.stack] : []);
       if (stacks.length > 2)
         throw new UserError("give one stack (both arms from it) or two (one per arm)");
-      // Loaded on use: `serve` children start faster without the run pipeline's modules.
-      const { runExperiment } = await import("../../experiments/execute.ts");
-      const { targetFor } = await import("../../targets/index.ts");
-      const soft = new AbortController();
-      const hard = new AbortController();
-      let signals = 0;
-      const onSignal = (sig: NodeJS.Signals) => {
-        signals++;
-        if (signals === 1) {
-          logger.warn(
-            `${sig}: stopping the current point; completed points are collected, then everything is torn down (${sig} again: tear down at once)`,
-          );
-          soft.abort(new Error(sig));
-        } else if (signals === 2) {
-          logger.warn(`${sig} again: skipping collection, tearing down now`);
-          hard.abort(new Error(sig));
-        }
-      };
-      process.on("SIGINT", onSignal);
-      process.on("SIGTERM", onSignal);
-      try {
-        const result = await runExperiment({
-          stacks: stacks.length ? stacks : ["local"],
-          overrides: opts.set,
-          quick: opts.quick,
-          interleave: opts.interleave,
-          ...(opts.resume ? { resume: opts.resume } : {}),
-          ...(opts.runsDir ? { runsDir: opts.runsDir } : {}),
-          keep: opts.keep,
-          log: logger,
-          signal: soft.signal,
-          hardSignal: hard.signal,
-          // Configs stay unredacted for the target (secrets); the run store redacts what it writes.
-          planArm: (stack, overrides) => {
-            const { plan, loaded } = planStack(stack, overrides);
-            return { plan, config: loaded.config };
-          },
-          target: (plan, configs) =>
-            targetFor(plan, { log: logger, configs: configs as Record<string, StackConfig> }),
-          onProgress: (line) => logger.info(line),
-        });
-        if (result.comparison) process.stdout.write(`${formatRunSummary(result.comparison)}\n`);
-        process.stdout.write(`\nrun ${result.runId}: ${result.dir}\n`);
-        if (result.reportHtml) process.stdout.write(`report: ${result.reportHtml}\n`);
-        if (result.leftovers.length)
-          throw new UserError(`the run left resources behind; see above`, { exitCode: 1 });
-        if (!result.allValid) {
-          throw new UserError(
-            "some load points are INVALID (the load generator fell behind, or a model had no successful request); see the report",
-            { exitCode: 3 },
-          );
-        }
-      } finally {
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
-      }
+      await executeRun({
+        stacks,
+        overrides: opts.set,
+        quick: opts.quick,
+        interleave: opts.interleave,
+        ...(opts.resume ? { resume: opts.resume } : {}),
+        ...(opts.runsDir ? { runsDir: opts.runsDir } : {}),
+        keep: opts.keep,
+      });
     });
 }

@@ -1,0 +1,401 @@
+/**
+ * The experiment catalog: files `experiments/*.yaml`, each a list of named experiments over the
+ * shipped stacks. An experiment names its stacks (one for both arms, or one per arm) and config
+ * overrides; `extends: NAME` deep-merges a base's stacks, config, quick and interleave under it
+ * (mappings merge key by key; lists and scalars are replaced whole; a base's matrix is not
+ * inherited); `matrix:` takes factors (config paths) × levels and expands into one experiment per
+ * combination, named `<name>-<factor>-<level>…`.
+ *
+ * Every expanded experiment is planned through the stacks it names (the schema and the planner's
+ * refusals, as `inferbench plan` would), and a schema problem points at the catalog line that set
+ * the value (file:line:column).
+ */
+import { readFileSync, statSync } from "node:fs";
+import { LineCounter, parseDocument } from "yaml";
+import { z } from "zod";
+import { UserError } from "../lib/errors.ts";
+import {
+  type ConfigPath,
+  displayPath,
+  formatPath,
+  keyPos,
+  parseSetOverride,
+  type SourcePos,
+  StackConfigError,
+  suggestion,
+} from "../stacks/config.ts";
+import { planStack } from "../targets/plan-stack.ts";
+
+/** One experiment after inheritance and matrix expansion: what `inferbench run` would get. */
+export interface CatalogExperiment {
+  name: string;
+  description?: string;
+  /** One stack (both arms from it) or one per arm. */
+  stacks: string[];
+  /** `path=value` overrides applied to every arm, in path order (values as JSON, which is YAML). */
+  overrides: string[];
+  quick: boolean;
+  interleave: boolean;
+  /** Where it was defined (file:line). */
+  definedAt: string;
+  /** The base chain, nearest first, and the matrix levels it was expanded with. */
+  extends: string[];
+  levels: Record<string, unknown>;
+}
+
+/** A problem in a catalog file, located like a stack file's. */
+export class CatalogError extends UserError {
+  constructor(
+    readonly file: string,
+    readonly problems: { at: string; path: string; message: string }[],
+  ) {
+    super(
+      `invalid experiment catalog ${file}:\n${problems.map((p) => `  ${p.at}: ${p.path || "(root)"}: ${p.message}`).join("\n")}`,
+      {
+        exitCode: 2,
+        hint: "fix the catalog file and run again; `inferbench experiment list FILE` shows what it expands into",
+      },
+    );
+    this.name = "CatalogError";
+  }
+}
+
+const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const entrySchema = z.strictObject({
+  name: z.string().regex(NAME, {
+    message: "lowercase letters, digits and '-', starting and ending alphanumeric, ≤ 63 chars",
+  }),
+  description: z.string().max(2000).optional(),
+  extends: z.string().min(1).optional(),
+  stacks: z.array(z.string().min(1)).min(1).max(2).optional(),
+  config: z.record(z.string(), z.unknown()).optional(),
+  matrix: z
+    .record(z.string().regex(/^[A-Za-z][\w.[\]]*$/, "a config path"), z.array(z.unknown()).min(1))
+    .optional(),
+  quick: z.boolean().optional(),
+  interleave: z.boolean().optional(),
+});
+type Entry = z.output<typeof entrySchema>;
+
+const MAX_EXPANDED = 500;
+const MAX_FILE_BYTES = 1024 * 1024;
+
+/** Reads and expands a catalog file. */
+export function loadCatalog(file: string, opts: { stacksDir?: string } = {}): CatalogExperiment[] {
+  const shown = displayPath(file);
+  let text: string;
+  try {
+    if (statSync(file).size > MAX_FILE_BYTES)
+      throw new UserError(`${shown}: larger than ${MAX_FILE_BYTES} bytes; a catalog is a few KB`);
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    throw new UserError(`${shown}: cannot read (${(err as NodeJS.ErrnoException).code ?? err})`, {
+      hint: "give a catalog file, e.g. experiments/studies.yaml",
+    });
+  }
+  return expandCatalog(text, shown, opts);
+}
+
+/** Parses, resolves `extends`, expands `matrix` and checks every experiment against its stacks. */
+export function expandCatalog(
+  text: string,
+  file: string,
+  opts: { stacksDir?: string } = {},
+): CatalogExperiment[] {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const where = (path: ConfigPath): string => {
+    for (let d = path.length; d >= 1; d--) {
+      const p = keyPos(doc, lc, path.slice(0, d));
+      if (p) return `${file}:${p.line}:${p.col}`;
+    }
+    return `${file}:1:1`;
+  };
+  if (doc.errors.length) {
+    const e = doc.errors[0]!;
+    const p: SourcePos = lc.linePos(e.pos[0]);
+    throw new CatalogError(file, [
+      {
+        at: `${file}:${p.line}:${p.col}`,
+        path: "",
+        message: `YAML syntax error: ${e.message.split("\n")[0]}`,
+      },
+    ]);
+  }
+  const root = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  const list = (root as { experiments?: unknown } | null)?.experiments;
+  const extra =
+    root && typeof root === "object" ? Object.keys(root).filter((k) => k !== "experiments") : [];
+  if (!Array.isArray(list) || list.length === 0 || extra.length)
+    throw new CatalogError(file, [
+      {
+        at: where(extra.length ? [extra[0]!] : ["experiments"]),
+        path: extra[0] ?? "experiments",
+        message: extra.length
+          ? `unknown top-level key "${extra[0]}"; a catalog holds \`experiments:\` only`
+          : "expected `experiments:` with a list of experiments (name, stacks, config, extends, matrix)",
+      },
+    ]);
+  const problems: CatalogError["problems"] = [];
+  const entries: { e: Entry; i: number }[] = [];
+  list.forEach((raw, i) => {
+    const r = entrySchema.safeParse(raw);
+    if (r.success) entries.push({ e: r.data, i });
+    else
+      for (const issue of r.error.issues) {
+        const keys = issue.code === "unrecognized_keys" ? issue.keys : [undefined];
+        for (const k of keys) {
+          const path = [
+            "experiments",
+            i,
+            ...issue.path.map((x) => x as string | number),
+            ...(k ? [k] : []),
+          ];
+          problems.push({
+            at: where(path),
+            path: formatPath(path),
+            message:
+              issue.code === "unrecognized_keys"
+                ? `unknown key "${k}"${suggestion(k!, Object.keys(entrySchema.shape))}; expected one of: ${Object.keys(entrySchema.shape).join(", ")}`
+                : issue.message,
+          });
+        }
+      }
+  });
+  const byName = new Map<string, { e: Entry; i: number }>();
+  for (const x of entries) {
+    const before = byName.get(x.e.name);
+    if (before)
+      problems.push({
+        at: where(["experiments", x.i, "name"]),
+        path: `experiments[${x.i}].name`,
+        message: `duplicate name "${x.e.name}" (first at ${where(["experiments", before.i, "name"])})`,
+      });
+    else byName.set(x.e.name, x);
+  }
+  for (const x of entries)
+    if (x.e.extends !== undefined && !byName.has(x.e.extends))
+      problems.push({
+        at: where(["experiments", x.i, "extends"]),
+        path: `experiments[${x.i}].extends`,
+        message: `no experiment "${x.e.extends}" in this file${suggestion(x.e.extends, [...byName.keys()])}`,
+      });
+  if (problems.length) throw new CatalogError(file, problems);
+
+  // Inheritance: each value remembers where it was set, for the schema check's messages.
+  type Resolved = {
+    e: Entry;
+    chain: string[];
+    config: Record<string, unknown>;
+    origin: Map<string, string>;
+  };
+  const resolved = new Map<string, Resolved>();
+  const resolve = (name: string, seen: string[]): Resolved => {
+    const done = resolved.get(name);
+    if (done) return done;
+    if (seen.includes(name))
+      throw new CatalogError(file, [
+        {
+          at: where(["experiments", byName.get(name)!.i, "extends"]),
+          path: `experiments[${byName.get(name)!.i}].extends`,
+          message: `extends cycle: ${[...seen, name].join(" → ")}`,
+        },
+      ]);
+    const { e, i } = byName.get(name)!;
+    const base = e.extends ? resolve(e.extends, [...seen, name]) : undefined;
+    const origin = new Map(base?.origin ?? []);
+    for (const leaf of leaves(e.config ?? {}))
+      origin.set(formatPath(leaf.path), where(["experiments", i, "config", ...leaf.path]));
+    const r: Resolved = {
+      e: {
+        ...e,
+        stacks: e.stacks ?? base?.e.stacks,
+        quick: e.quick ?? base?.e.quick,
+        interleave: e.interleave ?? base?.e.interleave,
+      },
+      chain: base ? [base.e.name, ...base.chain] : [],
+      config: deepMerge(base?.config ?? {}, e.config ?? {}),
+      origin,
+    };
+    resolved.set(name, r);
+    return r;
+  };
+
+  const out: { x: CatalogExperiment; origin: Map<string, string> }[] = [];
+  for (const { e, i } of entries) {
+    const r = resolve(e.name, []);
+    if (!r.e.stacks)
+      problems.push({
+        at: where(["experiments", i, "name"]),
+        path: `experiments[${i}].stacks`,
+        message: `experiment "${e.name}" names no stacks (nor does a base it extends)`,
+      });
+    for (const combo of combinations(e.matrix ?? {})) {
+      let config = r.config;
+      const origin = new Map(r.origin);
+      for (const [path, level] of Object.entries(combo)) {
+        config = deepMerge(config, nest(parseSetOverride(`${path}=`).path, level));
+        origin.set(
+          formatPath(parseSetOverride(`${path}=`).path),
+          where(["experiments", i, "matrix", path]),
+        );
+      }
+      const name = [
+        e.name,
+        ...Object.entries(combo).map(
+          ([p, v]) => `${factorName(p)}-${levelName(v, e.matrix![p]!.indexOf(v))}`,
+        ),
+      ].join("-");
+      out.push({
+        origin,
+        x: {
+          name,
+          ...(e.description ? { description: e.description } : {}),
+          stacks: r.e.stacks ?? [],
+          overrides: leaves(config).map((l) => `${formatPath(l.path)}=${JSON.stringify(l.value)}`),
+          quick: r.e.quick ?? false,
+          interleave: r.e.interleave ?? true,
+          definedAt: where(["experiments", i, "name"]),
+          extends: r.chain,
+          levels: combo,
+        },
+      });
+      if (out.length > MAX_EXPANDED)
+        throw new CatalogError(file, [
+          {
+            at: where(["experiments", i, "matrix"]),
+            path: `experiments[${i}].matrix`,
+            message: `expands past ${MAX_EXPANDED} experiments`,
+          },
+        ]);
+    }
+  }
+  const names = new Map<string, string>();
+  for (const { x } of out) {
+    if (names.has(x.name))
+      problems.push({
+        at: x.definedAt,
+        path: "name",
+        message: `expands to "${x.name}", as does the experiment at ${names.get(x.name)}`,
+      });
+    names.set(x.name, x.definedAt);
+  }
+  if (problems.length) throw new CatalogError(file, problems);
+  for (const { x, origin } of out) problems.push(...checkAgainstStacks(x, origin, opts.stacksDir));
+  if (problems.length) throw new CatalogError(file, problems);
+  return out.map(({ x }) => x);
+}
+
+/** The experiment's overrides through each of its stacks' schema; problems at the catalog lines. */
+function checkAgainstStacks(
+  x: CatalogExperiment,
+  origin: Map<string, string>,
+  stacksDir?: string,
+): CatalogError["problems"] {
+  const out: CatalogError["problems"] = [];
+  for (const stack of x.stacks) {
+    try {
+      planStack(stack, x.overrides, { env: {}, ...(stacksDir ? { stacksDir } : {}) });
+    } catch (err) {
+      if (!(err instanceof StackConfigError)) {
+        out.push({
+          at: x.definedAt,
+          path: "stacks",
+          message: `${x.name}: ${(err as Error).message}`,
+        });
+        continue;
+      }
+      for (const p of err.problems) {
+        // The catalog line that set this path (or the nearest enclosing path it set).
+        const set = [...origin.keys()].filter(
+          (k) =>
+            p.path === k ||
+            p.path.startsWith(`${k}.`) ||
+            p.path.startsWith(`${k}[`) ||
+            k.startsWith(`${p.path}.`) ||
+            k.startsWith(`${p.path}[`),
+        );
+        const at =
+          p.fromSet && set.length
+            ? origin.get(set.sort((a, b) => b.length - a.length)[0]!)!
+            : p.fromSet
+              ? x.definedAt
+              : `${err.file}${p.line ? `:${p.line}` : ""}`;
+        out.push({
+          at,
+          path: `config.${p.path}`,
+          message: `${x.name} (stack ${stack}): ${p.message}`,
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Leaf values of a config mapping: scalars, lists (replaced whole) and empty mappings. */
+export function leaves(
+  v: Record<string, unknown>,
+  prefix: ConfigPath = [],
+): { path: ConfigPath; value: unknown }[] {
+  return Object.keys(v)
+    .sort()
+    .flatMap((k) => {
+      const x = v[k];
+      return x && typeof x === "object" && !Array.isArray(x) && Object.keys(x).length
+        ? leaves(x as Record<string, unknown>, [...prefix, k])
+        : [{ path: [...prefix, k], value: x }];
+    });
+}
+
+/** `extends`: mappings merge key by key, everything else (lists too) is replaced. */
+export function deepMerge(
+  base: Record<string, unknown>,
+  over: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] =
+      isPlain(b) && isPlain(v)
+        ? deepMerge(b as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}
+
+const isPlain = (v: unknown) => v !== null && typeof v === "object" && !Array.isArray(v);
+
+function nest(path: ConfigPath, value: unknown): Record<string, unknown> {
+  return path.reduceRight<unknown>((acc, k) => ({ [String(k)]: acc }), value) as Record<
+    string,
+    unknown
+  >;
+}
+
+/** Every combination of the matrix's levels, factors in file order. */
+export function combinations(matrix: Record<string, unknown[]>): Record<string, unknown>[] {
+  return Object.entries(matrix).reduce<Record<string, unknown>[]>(
+    (acc, [path, levels]) => acc.flatMap((c) => levels.map((l) => ({ ...c, [path]: l }))),
+    [{}],
+  );
+}
+
+const factorName = (path: string) =>
+  path
+    .split(".")
+    .at(-1)!
+    .replace(/\[\d+\]/g, "")
+    .toLowerCase();
+
+/** A level's name: the scalar itself (slugged), else its position. */
+function levelName(v: unknown, index: number): string {
+  if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") {
+    const s = String(v)
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, "-")
+      .replace(/^-|-$/g, "");
+    if (s) return s;
+  }
+  return String(index);
+}
