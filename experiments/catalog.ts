@@ -97,15 +97,70 @@ export function loadCatalog(file: string, opts: { stacksDir?: string } = {}): Ca
   return expandCatalog(text, shown, opts);
 }
 
+type Where = (path: ConfigPath) => string;
+type Problems = CatalogError["problems"];
+interface Indexed {
+  e: Entry;
+  /** Position in the file's list. */
+  i: number;
+}
+/** An entry with its bases merged in; each config leaf remembers the catalog line that set it. */
+interface Resolved {
+  e: Entry;
+  chain: string[];
+  config: Record<string, unknown>;
+  origin: Map<string, string>;
+}
+
 /** Parses, resolves `extends`, expands `matrix` and checks every experiment against its stacks. */
 export function expandCatalog(
   text: string,
   file: string,
   opts: { stacksDir?: string } = {},
 ): CatalogExperiment[] {
+  const { entries, where } = readEntries(text, file);
+  const resolve = inheritance(entries, where, file);
+  const problems: Problems = [];
+  const out: { x: CatalogExperiment; origin: Map<string, string> }[] = [];
+  for (const { e, i } of entries) {
+    const r = resolve(e.name);
+    if (!r.e.stacks)
+      problems.push({
+        at: where(["experiments", i, "name"]),
+        path: `experiments[${i}].stacks`,
+        message: `experiment "${e.name}" names no stacks (nor does a base it extends)`,
+      });
+    out.push(...expandMatrix(r, i, where, file));
+    if (out.length > MAX_EXPANDED)
+      throw new CatalogError(file, [
+        {
+          at: where(["experiments", i]),
+          path: `experiments[${i}]`,
+          message: `the file expands past ${MAX_EXPANDED} experiments`,
+        },
+      ]);
+  }
+  const names = new Map<string, string>();
+  for (const { x } of out) {
+    if (names.has(x.name))
+      problems.push({
+        at: x.definedAt,
+        path: "name",
+        message: `expands to "${x.name}", as does the experiment at ${names.get(x.name)}`,
+      });
+    names.set(x.name, x.definedAt);
+  }
+  if (problems.length) throw new CatalogError(file, problems);
+  for (const { x, origin } of out) problems.push(...checkAgainstStacks(x, origin, opts.stacksDir));
+  if (problems.length) throw new CatalogError(file, problems);
+  return out.map(({ x }) => x);
+}
+
+/** The file's entries, each schema-checked; duplicate names and unknown bases refused. */
+function readEntries(text: string, file: string): { entries: Indexed[]; where: Where } {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
-  const where = (path: ConfigPath): string => {
+  const where: Where = (path) => {
     for (let d = path.length; d >= 1; d--) {
       const p = keyPos(doc, lc, path.slice(0, d));
       if (p) return `${file}:${p.line}:${p.col}`;
@@ -137,33 +192,28 @@ export function expandCatalog(
           : "expected `experiments:` with a list of experiments (name, stacks, config, extends, matrix)",
       },
     ]);
-  const problems: CatalogError["problems"] = [];
-  const entries: { e: Entry; i: number }[] = [];
+  const problems: Problems = [];
+  const entries: Indexed[] = [];
+  const known = Object.keys(entrySchema.shape);
   list.forEach((raw, i) => {
     const r = entrySchema.safeParse(raw);
-    if (r.success) entries.push({ e: r.data, i });
-    else
-      for (const issue of r.error.issues) {
-        const keys = issue.code === "unrecognized_keys" ? issue.keys : [undefined];
-        for (const k of keys) {
-          const path = [
-            "experiments",
-            i,
-            ...issue.path.map((x) => x as string | number),
-            ...(k ? [k] : []),
-          ];
-          problems.push({
-            at: where(path),
-            path: formatPath(path),
-            message:
-              issue.code === "unrecognized_keys"
-                ? `unknown key "${k}"${suggestion(k!, Object.keys(entrySchema.shape))}; expected one of: ${Object.keys(entrySchema.shape).join(", ")}`
-                : issue.message,
-          });
-        }
+    if (r.success) {
+      entries.push({ e: r.data, i });
+      return;
+    }
+    for (const issue of r.error.issues)
+      for (const k of issue.code === "unrecognized_keys" ? issue.keys : [undefined]) {
+        const path = ["experiments", i, ...(issue.path as (string | number)[]), ...(k ? [k] : [])];
+        problems.push({
+          at: where(path),
+          path: formatPath(path),
+          message: k
+            ? `unknown key "${k}"${suggestion(k, known)}; expected one of: ${known.join(", ")}`
+            : issue.message,
+        });
       }
   });
-  const byName = new Map<string, { e: Entry; i: number }>();
+  const byName = new Map<string, Indexed>();
   for (const x of entries) {
     const before = byName.get(x.e.name);
     if (before)
@@ -182,27 +232,25 @@ export function expandCatalog(
         message: `no experiment "${x.e.extends}" in this file${suggestion(x.e.extends, [...byName.keys()])}`,
       });
   if (problems.length) throw new CatalogError(file, problems);
+  return { entries, where };
+}
 
-  // Inheritance: each value remembers where it was set, for the schema check's messages.
-  type Resolved = {
-    e: Entry;
-    chain: string[];
-    config: Record<string, unknown>;
-    origin: Map<string, string>;
-  };
+/** `extends`, resolved once per name (cycles refused with the chain). */
+function inheritance(entries: Indexed[], where: Where, file: string): (name: string) => Resolved {
+  const byName = new Map(entries.map((x) => [x.e.name, x]));
   const resolved = new Map<string, Resolved>();
   const resolve = (name: string, seen: string[]): Resolved => {
     const done = resolved.get(name);
     if (done) return done;
+    const { e, i } = byName.get(name)!;
     if (seen.includes(name))
       throw new CatalogError(file, [
         {
-          at: where(["experiments", byName.get(name)!.i, "extends"]),
-          path: `experiments[${byName.get(name)!.i}].extends`,
+          at: where(["experiments", i, "extends"]),
+          path: `experiments[${i}].extends`,
           message: `extends cycle: ${[...seen, name].join(" → ")}`,
         },
       ]);
-    const { e, i } = byName.get(name)!;
     const base = e.extends ? resolve(e.extends, [...seen, name]) : undefined;
     const origin = new Map(base?.origin ?? []);
     for (const leaf of leaves(e.config ?? {}))
@@ -221,70 +269,55 @@ export function expandCatalog(
     resolved.set(name, r);
     return r;
   };
+  return (name) => resolve(name, []);
+}
 
-  const out: { x: CatalogExperiment; origin: Map<string, string> }[] = [];
-  for (const { e, i } of entries) {
-    const r = resolve(e.name, []);
-    if (!r.e.stacks)
-      problems.push({
-        at: where(["experiments", i, "name"]),
-        path: `experiments[${i}].stacks`,
-        message: `experiment "${e.name}" names no stacks (nor does a base it extends)`,
-      });
-    for (const combo of combinations(e.matrix ?? {})) {
-      let config = r.config;
-      const origin = new Map(r.origin);
-      for (const [path, level] of Object.entries(combo)) {
-        config = deepMerge(config, nest(parseSetOverride(`${path}=`).path, level));
-        origin.set(
-          formatPath(parseSetOverride(`${path}=`).path),
-          where(["experiments", i, "matrix", path]),
-        );
-      }
-      const name = [
-        e.name,
-        ...Object.entries(combo).map(
-          ([p, v]) => `${factorName(p)}-${levelName(v, e.matrix![p]!.indexOf(v))}`,
-        ),
-      ].join("-");
-      out.push({
-        origin,
-        x: {
-          name,
-          ...(e.description ? { description: e.description } : {}),
-          stacks: r.e.stacks ?? [],
-          overrides: leaves(config).map((l) => `${formatPath(l.path)}=${JSON.stringify(l.value)}`),
-          quick: r.e.quick ?? false,
-          interleave: r.e.interleave ?? true,
-          definedAt: where(["experiments", i, "name"]),
-          extends: r.chain,
-          levels: combo,
-        },
-      });
-      if (out.length > MAX_EXPANDED)
-        throw new CatalogError(file, [
-          {
-            at: where(["experiments", i, "matrix"]),
-            path: `experiments[${i}].matrix`,
-            message: `expands past ${MAX_EXPANDED} experiments`,
-          },
-        ]);
+/** One experiment per combination of the entry's matrix levels (one when it has none). */
+function expandMatrix(
+  r: Resolved,
+  i: number,
+  where: Where,
+  file: string,
+): { x: CatalogExperiment; origin: Map<string, string> }[] {
+  const matrix = r.e.matrix ?? {};
+  const size = Object.values(matrix).reduce((n, levels) => n * levels.length, 1);
+  if (size > MAX_EXPANDED)
+    throw new CatalogError(file, [
+      {
+        at: where(["experiments", i, "matrix"]),
+        path: `experiments[${i}].matrix`,
+        message: `${size} combinations; at most ${MAX_EXPANDED}`,
+      },
+    ]);
+  return combinations(matrix).map((combo) => {
+    let config = r.config;
+    const origin = new Map(r.origin);
+    for (const [path, level] of Object.entries(combo)) {
+      const at = parseSetOverride(`${path}=`).path;
+      config = deepMerge(config, nest(at, level));
+      origin.set(formatPath(at), where(["experiments", i, "matrix", path]));
     }
-  }
-  const names = new Map<string, string>();
-  for (const { x } of out) {
-    if (names.has(x.name))
-      problems.push({
-        at: x.definedAt,
-        path: "name",
-        message: `expands to "${x.name}", as does the experiment at ${names.get(x.name)}`,
-      });
-    names.set(x.name, x.definedAt);
-  }
-  if (problems.length) throw new CatalogError(file, problems);
-  for (const { x, origin } of out) problems.push(...checkAgainstStacks(x, origin, opts.stacksDir));
-  if (problems.length) throw new CatalogError(file, problems);
-  return out.map(({ x }) => x);
+    const name = [
+      r.e.name,
+      ...Object.entries(combo).map(
+        ([p, v]) => `${factorName(p)}-${levelName(v, matrix[p]!.indexOf(v))}`,
+      ),
+    ].join("-");
+    return {
+      origin,
+      x: {
+        name,
+        ...(r.e.description ? { description: r.e.description } : {}),
+        stacks: r.e.stacks ?? [],
+        overrides: leaves(config).map((l) => `${formatPath(l.path)}=${JSON.stringify(l.value)}`),
+        quick: r.e.quick ?? false,
+        interleave: r.e.interleave ?? true,
+        definedAt: where(["experiments", i, "name"]),
+        extends: r.chain,
+        levels: combo,
+      },
+    };
+  });
 }
 
 /** The experiment's overrides through each of its stacks' schema; problems at the catalog lines. */

@@ -119,6 +119,13 @@ describe("experiment catalog", () => {
     );
     assert.match(refusal("experiment: []\n"), /unknown top-level key "experiment"/);
     assert.match(refusal("experiments:\n  - {name: a}\n"), /names no stacks/);
+    const ten = `[${Array.from({ length: 10 }, (_, k) => k + 1).join(", ")}]`;
+    assert.match(
+      refusal(
+        `experiments:\n  - name: a\n    stacks: [local]\n    matrix:\n      run.seed: ${ten}\n      run.repeats: ${ten}\n      workload.requestCount: ${ten}\n`,
+      ),
+      /t\.yaml:4:5: experiments\[0\]\.matrix: 1000 combinations; at most 500/,
+    );
   });
 
   it("a value the stack schema refuses points at the catalog line that set it, even inherited", () => {
