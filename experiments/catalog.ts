@@ -13,7 +13,8 @@
 import { readFileSync, statSync } from "node:fs";
 import { LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
-import { UserError } from "../lib/errors.ts";
+import { errorMessage, UserError } from "../lib/errors.ts";
+import type { ExperimentPlan } from "../runner/plan-file.ts";
 import {
   type ConfigPath,
   displayPath,
@@ -24,7 +25,10 @@ import {
   StackConfigError,
   suggestion,
 } from "../stacks/config.ts";
+import type { StackPlan } from "../stacks/plan-types.ts";
 import { planStack } from "../targets/plan-stack.ts";
+import { planArms } from "./execute.ts";
+import { experimentPlan } from "./plan.ts";
 
 /** One experiment after inheritance and matrix expansion: what `inferbench run` would get. */
 export interface CatalogExperiment {
@@ -320,50 +324,61 @@ function expandMatrix(
   });
 }
 
-/** The experiment's overrides through each of its stacks' schema; problems at the catalog lines. */
+/** Both arms planned as `inferbench run` plans them (quick, overrides, mode), and their plan. */
+export function planCatalogExperiment(
+  x: CatalogExperiment,
+  stacksDir?: string,
+): { plans: StackPlan[]; configs: Record<string, unknown>; plan: ExperimentPlan } {
+  const { plans, configs } = planArms(x.stacks, x.overrides, x.quick, (stack, overrides) => {
+    const { plan, loaded } = planStack(stack, overrides, {
+      env: {},
+      ...(stacksDir ? { stacksDir } : {}),
+    });
+    return { plan, config: loaded.config };
+  });
+  const plan = experimentPlan({
+    stacks: x.stacks,
+    overrides: x.overrides,
+    quick: x.quick,
+    plans,
+    interleave: x.interleave,
+  });
+  return { plans, configs, plan };
+}
+
+/** The experiment planned; a problem the catalog caused points at the line that set the value. */
 function checkAgainstStacks(
   x: CatalogExperiment,
   origin: Map<string, string>,
   stacksDir?: string,
-): CatalogError["problems"] {
-  const out: CatalogError["problems"] = [];
-  for (const stack of x.stacks) {
-    try {
-      planStack(stack, x.overrides, { env: {}, ...(stacksDir ? { stacksDir } : {}) });
-    } catch (err) {
-      if (!(err instanceof StackConfigError)) {
-        out.push({
-          at: x.definedAt,
-          path: "stacks",
-          message: `${x.name}: ${(err as Error).message}`,
-        });
-        continue;
-      }
-      for (const p of err.problems) {
-        // The catalog line that set this path (or the nearest enclosing path it set).
-        const set = [...origin.keys()].filter(
+): Problems {
+  try {
+    planCatalogExperiment(x, stacksDir);
+    return [];
+  } catch (err) {
+    if (!(err instanceof StackConfigError))
+      return [{ at: x.definedAt, path: "stacks", message: `${x.name}: ${errorMessage(err)}` }];
+    const stack = /Pulumi\.(.+)\.yaml$/.exec(err.file)?.[1] ?? err.file;
+    return err.problems.map((p) => {
+      // The catalog line that set this path (or the nearest enclosing path it set).
+      const set = [...origin.keys()]
+        .filter(
           (k) =>
             p.path === k ||
             p.path.startsWith(`${k}.`) ||
             p.path.startsWith(`${k}[`) ||
             k.startsWith(`${p.path}.`) ||
             k.startsWith(`${p.path}[`),
-        );
-        const at =
-          p.fromSet && set.length
-            ? origin.get(set.sort((a, b) => b.length - a.length)[0]!)!
-            : p.fromSet
-              ? x.definedAt
-              : `${err.file}${p.line ? `:${p.line}` : ""}`;
-        out.push({
-          at,
-          path: `config.${p.path}`,
-          message: `${x.name} (stack ${stack}): ${p.message}`,
-        });
-      }
-    }
+        )
+        .sort((a, b) => b.length - a.length);
+      const at = !p.fromSet
+        ? `${err.file}${p.line ? `:${p.line}` : ""}`
+        : set.length
+          ? origin.get(set[0]!)!
+          : x.definedAt;
+      return { at, path: `config.${p.path}`, message: `${x.name} (stack ${stack}): ${p.message}` };
+    });
   }
-  return out;
 }
 
 /** Leaf values of a config mapping: scalars, lists (replaced whole) and empty mappings. */

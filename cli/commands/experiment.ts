@@ -2,21 +2,64 @@
  * `inferbench experiment list|run FILE`: the named experiments of a catalog file
  * (experiments/*.yaml, see experiments/catalog.ts), expanded and checked before anything runs.
  */
+import { join } from "node:path";
 import type { Command } from "commander";
 import { z } from "zod";
-import { type CatalogExperiment, loadCatalog } from "../../experiments/catalog.ts";
+import {
+  type CatalogExperiment,
+  loadCatalog,
+  planCatalogExperiment,
+} from "../../experiments/catalog.ts";
+import { writeFileAtomic } from "../../lib/atomic.ts";
 import { errorMessage, UserError } from "../../lib/errors.ts";
 import { logger } from "../../lib/logger.ts";
+import { redactObject } from "../../lib/redact.ts";
+import { newRunId } from "../../lib/run-id.ts";
+import { DEFAULT_RUNS_DIR } from "../../results/store.ts";
+import type { StackConfig } from "../../stacks/schema.ts";
 import { executeRun } from "../execute-run.ts";
 import { collect, parseOptions } from "../options.ts";
+import { planOutFiles } from "./plan.ts";
 
 const listSchema = z.object({ filter: z.string().optional() });
 const runSchema = z.object({
   filter: z.string().optional(),
   set: z.array(z.string()).default([]),
   quick: z.boolean().default(false),
+  dryRun: z.boolean().default(false),
   runsDir: z.string().min(1).optional(),
 });
+
+/**
+ * Every experiment planned as a run would plan it and rendered as its target would deploy it,
+ * all in memory first (a refusal writes nothing), then written: `<name>/experiment.json` and
+ * `<name>/<arm>/…` as `plan --out` writes them.
+ */
+async function dryRun(
+  xs: CatalogExperiment[],
+  opts: { set: string[]; quick: boolean },
+  dir: string,
+): Promise<number> {
+  const files: Record<string, string> = {};
+  for (const x0 of xs) {
+    const x = { ...x0, overrides: [...x0.overrides, ...opts.set], quick: opts.quick || x0.quick };
+    const { plans, configs, plan } = planCatalogExperiment(x);
+    files[`${x.name}/experiment.json`] = `${JSON.stringify(redactObject(plan), null, 2)}\n`;
+    for (const [k, p] of plans.entries()) {
+      const stack = x.stacks[Math.min(k, x.stacks.length - 1)]!;
+      const more = x.stacks.length === 1 ? [`mode=${p.mode}`] : [];
+      const out = await planOutFiles(
+        p,
+        stack,
+        [...x.overrides, ...more],
+        configs[p.mode] as StackConfig,
+      );
+      for (const [rel, text] of Object.entries(out)) files[`${x.name}/${p.mode}/${rel}`] = text;
+    }
+  }
+  for (const [rel, text] of Object.entries(files)) await writeFileAtomic(join(dir, rel), text);
+  return Object.keys(files).length;
+}
 
 /** The experiments whose names match --filter (a regular expression), refused when none do. */
 function selected(file: string, filter: string | undefined): CatalogExperiment[] {
@@ -69,10 +112,21 @@ export function registerExperiment(program: Command): void {
       [],
     )
     .option("--quick", "every experiment on the reduced load of `run --quick`")
+    .option(
+      "--dry-run",
+      "start nothing: write each experiment's plan and every rendered artifact (per arm: plan.json,\n" +
+        "the compose project or the Kubernetes objects and runner Job) into one folder",
+    )
     .option("--runs-dir <dir>", "where runs are stored (default results/runs)")
     .action(async (file: string, raw: unknown) => {
       const opts = parseOptions(runSchema, raw);
       const xs = selected(file, opts.filter);
+      if (opts.dryRun) {
+        const dir = join(opts.runsDir ?? DEFAULT_RUNS_DIR, `dry-run-${newRunId()}`);
+        const n = await dryRun(xs, opts, dir);
+        process.stdout.write(`${xs.length} experiment(s), ${n} file(s), nothing started: ${dir}\n`);
+        return;
+      }
       const outcomes: string[] = [];
       let worst = 0;
       for (const [k, x] of xs.entries()) {

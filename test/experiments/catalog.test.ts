@@ -47,6 +47,7 @@ describe("experiment catalog", () => {
       "embedded-load-loadpoints-2",
       "prefix-routing-managed-prefix-aware",
       "prefix-routing-managed-least-busy",
+      "kvcached-pair",
     ]);
   });
 
@@ -190,6 +191,29 @@ describe("inferbench experiment", () => {
       assert.match(r.stdout, /^tiny: (ok, run \d{8}-\d{6}-[0-9a-f]{4}|some points INVALID)$/m);
       assert.doesNotMatch(r.stdout, /tiny-big/, "--filter leaves the other out");
       assert.equal(readdirSync(runs).length, 1);
+      // --dry-run: every rendered artifact of both arms, nothing started.
+      const shipped = fileURLToPath(new URL("../../experiments/studies.yaml", import.meta.url));
+      const dry = cli([
+        "run",
+        shipped,
+        "--filter",
+        "^kvcached-pair$",
+        "--dry-run",
+        "--runs-dir",
+        join(dir, "dry"),
+      ]);
+      assert.equal(dry.status, 0, dry.stderr);
+      const out = /nothing started: (\S+)/.exec(dry.stdout)![1]!;
+      const files = readdirSync(out, { recursive: true }).map(String).sort();
+      for (const f of [
+        "kvcached-pair/experiment.json",
+        "kvcached-pair/baseline/compose.yaml",
+        "kvcached-pair/managed/compose.yaml",
+        "kvcached-pair/managed/images/vllm-kvcached/Dockerfile",
+        "kvcached-pair/managed/experiment.json",
+      ])
+        assert.ok(files.includes(f), `${f} in ${files.join(", ")}`);
+      assert.deepEqual(readdirSync(join(dir, "dry")).length, 1, "only the dry-run folder");
       const none = cli(["run", file, "--filter", "nomatch", "--runs-dir", runs]);
       assert.equal(none.status, 2);
       assert.match(none.stderr, /no experiment of .* matches/);
