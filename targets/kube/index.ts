@@ -418,6 +418,10 @@ export function kubeTarget(
         )
         .catch(() => undefined);
       s.job.collected = true;
+      // Every runner pod's log (each shard's, when distributed) before the Job takes them along.
+      await saveRunnerLogs(c, ns, s.job.name, arm, ctx).catch((err) =>
+        ctx.log.debug(`runner logs: ${errorMessage(err)}`),
+      );
       await c.deleteJob(ns, s.job.name);
     },
 
@@ -736,6 +740,27 @@ async function waitGone(
     if (Date.now() > deadline) return false;
     await sleep(1000);
   }
+}
+
+/** The runner Job's pods' logs into `<arm>/host/runner-<job>.log` (secrets redacted). */
+async function saveRunnerLogs(
+  c: KubeCluster,
+  ns: string,
+  job: string,
+  arm: Arm,
+  ctx: TargetContext,
+): Promise<void> {
+  const parts: string[] = [];
+  for (const p of await c.pods(ns, `job-name=${job}`))
+    parts.push(
+      `===== ${p.name} (${p.phase})`,
+      await c.logs(ns, p.name, RUNNER_CONTAINER, 1_000_000),
+    );
+  if (parts.length)
+    await writeFileAtomic(
+      join(ctx.store.armDir(arm), "host", `runner-${job}.log`),
+      redactSecrets(`${parts.join("\n")}\n`),
+    );
 }
 
 /** Events and every pod's log of an arm's namespace into its host/ folder (secrets redacted). */

@@ -340,6 +340,13 @@ describe("kube target", () => {
     await t.collect("baseline", ctx);
     assert.ok(store.isPointComplete("baseline", "concurrency2", 0));
     assert.deepEqual([...c.execPods], [`${job.metadata.name}-0-abc`], "only shard 0 holds results");
+    // Every shard's log is kept before the Job goes.
+    const kept = readFileSync(
+      join(store.armDir("baseline"), "host", `runner-${job.metadata.name}.log`),
+      "utf8",
+    );
+    assert.match(kept, new RegExp(`===== ${job.metadata.name}-1-f0 \\(Failed\\)`));
+    assert.match(kept, new RegExp(`===== ${job.metadata.name}-0-abc \\(Running\\)`));
     await t.undeployArm("baseline", ctx);
     assert.equal(await t.destroy(ctx), true);
     rmSync(pod, { recursive: true, force: true });
