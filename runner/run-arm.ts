@@ -27,13 +27,7 @@ import {
 import type { PointRecord, RunStore } from "../results/store.ts";
 import type { Arm } from "../stacks/plan-types.ts";
 import type { ArmEndpoints, ExperimentPlan, ExperimentStep } from "./plan-file.ts";
-import {
-  DEFAULT_SHARD_PORT,
-  ShardCoordinator,
-  ShardFollower,
-  type ShardRole,
-  START_LEAD_NS,
-} from "./shards.ts";
+import { ShardCoordinator, ShardFollower, type ShardRole, START_LEAD_NS } from "./shards.ts";
 
 /** `inferbench runner`'s exit status when it measured every step but some are INVALID. */
 export const RUNNER_SOME_INVALID = 3;
@@ -165,9 +159,7 @@ export async function runArm(opts: RunArmOptions): Promise<RunArmResult> {
     return false;
   });
   const coordinator =
-    opts.shard && opts.shard.count > 1
-      ? await ShardCoordinator.start(opts.shard.count, coordinatorPort(opts.shard))
-      : undefined;
+    opts.shard && opts.shard.count > 1 ? await ShardCoordinator.start(opts.shard) : undefined;
   try {
     // Followers run what shard 0 runs: they ask for this list (even an empty one).
     coordinator?.setSteps(todo.map((s) => s.index));
@@ -202,11 +194,6 @@ const healthUrls = (e: ArmEndpoints) => [
   ...Object.values(e.engines).map((u) => `${u}/health`),
   `${e.router}/health`,
 ];
-
-function coordinatorPort(role: ShardRole): number {
-  const port = new URL(role.coordinator).port;
-  return port ? Number(port) : DEFAULT_SHARD_PORT;
-}
 
 /** The load generator's options for one step, the same in every shard. */
 function pointOptions(opts: RunArmOptions, step: ExperimentStep, dir: string): RunLoadPointOptions {

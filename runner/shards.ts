@@ -21,6 +21,25 @@ export interface ShardRole {
   index: number;
   count: number;
   coordinator: string;
+  /**
+   * The plan every shard must run (sha256 of plan.json): shard 0 refuses a shard started with
+   * another, whose share would otherwise be merged into this point.
+   */
+  plan: string;
+}
+
+/** The header that carries ShardRole.plan. */
+const PLAN_HEADER = "x-inferbench-plan";
+
+/**
+ * Where shard 0 listens: on loopback when the URL says loopback (shards on one host), else on
+ * every interface (a pod's own DNS name resolves to its pod address).
+ */
+export function coordinatorListen(url: string): { host: string; port: number } {
+  const u = new URL(url);
+  const host = u.hostname.replace(/^\[|\]$/g, "");
+  const loopback = host === "localhost" || host === "::1" || /^127\./.test(host);
+  return { host: loopback ? host : "0.0.0.0", port: u.port ? Number(u.port) : DEFAULT_SHARD_PORT };
 }
 
 export const DEFAULT_SHARD_PORT = 9400;
@@ -60,9 +79,11 @@ export class ShardCoordinator {
     private readonly server: Server,
     readonly count: number,
     readonly port: number,
+    private readonly plan: string,
   ) {}
 
-  static async start(count: number, port: number, host = "0.0.0.0"): Promise<ShardCoordinator> {
+  static async start(role: ShardRole): Promise<ShardCoordinator> {
+    const { host, port } = coordinatorListen(role.coordinator);
     let self: ShardCoordinator | undefined;
     const server = createServer((req, res) => {
       void self!.handle(req, res).catch((err) => reply(res, 500, { error: errorMessage(err) }));
@@ -78,7 +99,12 @@ export class ShardCoordinator {
       );
       server.listen(port, host, () => resolve());
     });
-    self = new ShardCoordinator(server, count, (server.address() as AddressInfo).port);
+    self = new ShardCoordinator(
+      server,
+      role.count,
+      (server.address() as AddressInfo).port,
+      role.plan,
+    );
     return self;
   }
 
@@ -177,6 +203,11 @@ export class ShardCoordinator {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://shard0");
+    if (req.headers[PLAN_HEADER] !== this.plan)
+      return reply(res, 409, {
+        error:
+          "this shard was started with another plan.json than shard 0 (every shard runs the same plan)",
+      });
     if (req.method === "GET" && url.pathname === "/steps") {
       if (!this.steps) return reply(res, 503, { error: "shard 0 has not planned its steps yet" });
       return reply(res, 200, { steps: this.steps, count: this.count });
@@ -255,8 +286,13 @@ export class ShardFollower {
     for (;;) {
       this.signal?.throwIfAborted();
       try {
-        const r = await fetch(this.url("/steps"), { signal: this.timeout(10_000) });
+        const r = await fetch(this.url("/steps"), {
+          headers: { [PLAN_HEADER]: this.role.plan },
+          signal: this.timeout(10_000),
+        });
         const b = (await r.json()) as { steps?: number[]; count?: number; error?: string };
+        if (r.status === 409)
+          throw new UserError(`shard 0 refused this shard: ${b.error}`, { exitCode: 2 });
         if (r.ok && Array.isArray(b.steps)) {
           if (b.count !== this.role.count)
             throw new UserError(
@@ -286,6 +322,7 @@ export class ShardFollower {
       this.signal?.throwIfAborted();
       const r = await fetch(this.url(`/steps/${step}/ready?shard=${this.role.index}`), {
         method: "POST",
+        headers: { [PLAN_HEADER]: this.role.plan },
         signal: this.timeout(HOLD_MS + 10_000),
       });
       const b = (await r.json()) as { startEpochNs?: string; error?: string };
@@ -305,7 +342,11 @@ export class ShardFollower {
     const wire = "error" in outcome ? outcome : shardToWire(outcome);
     const r = await fetch(this.url(`/steps/${step}/outcome?shard=${this.role.index}`), {
       method: "POST",
-      headers: { "content-type": "application/json", "content-encoding": "gzip" },
+      headers: {
+        "content-type": "application/json",
+        "content-encoding": "gzip",
+        [PLAN_HEADER]: this.role.plan,
+      },
       body: gzipSync(JSON.stringify(wire)),
       signal: this.timeout(10 * 60_000),
     });

@@ -3,6 +3,7 @@
  * compose runner container, a Kubernetes Job, or by hand next to a deployment). It reads plan.json
  * — nothing is re-encoded as flags — and writes the run layout into --out.
  */
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import type { Command } from "commander";
 import { z } from "zod";
@@ -65,7 +66,9 @@ export function registerRunner(program: Command): void {
         throw new UserError(`--plan: ${opts.plan} does not exist or is not a file`, {
           hint: "pass the plan.json a target rendered for this host",
         });
-      const plan = parseExperimentPlan(readFileSync(opts.plan, "utf8"), opts.plan);
+      const planText = readFileSync(opts.plan, "utf8");
+      const plan = parseExperimentPlan(planText, opts.plan);
+      const planDigest = createHash("sha256").update(planText).digest("hex");
       const endpoints = plan.endpoints?.[opts.arm];
       if (!endpoints)
         throw new UserError(
@@ -99,7 +102,7 @@ export function registerRunner(program: Command): void {
           log: logger,
           readyTimeoutMs: opts.readyTimeout * 1000,
           ...(shard && shard.count > 1
-            ? { shard: { ...shard, coordinator: opts.coordinator! } }
+            ? { shard: { ...shard, coordinator: opts.coordinator!, plan: planDigest } }
             : {}),
           onStep: (s) =>
             logger.info(

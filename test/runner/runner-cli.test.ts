@@ -194,6 +194,46 @@ describe("inferbench runner", () => {
       ]);
       assert.equal(r.status, 1, r.stderr);
       assert.match(r.stderr, /shard\(s\) 1, 2 not ready for step \d+ after 2 s/);
+      // A follower started with another plan is refused by shard 0 (its share would be merged).
+      const other = join(dir, "plan-other.json");
+      writeFileSync(
+        other,
+        JSON.stringify({ ...JSON.parse(readFileSync(file, "utf8")), overrides: ["changed"] }),
+      );
+      const [otherPort] = await freePorts(1);
+      const url = `http://127.0.0.1:${otherPort}`;
+      const [stranger] = await Promise.all([
+        runnerAsync([
+          "--plan",
+          other,
+          "--arm",
+          "baseline",
+          "--out",
+          join(dir, "o2"),
+          "--shard",
+          "1/2",
+          "--coordinator",
+          url,
+          "--ready-timeout",
+          "5",
+        ]),
+        runnerAsync([
+          "--plan",
+          file,
+          "--arm",
+          "baseline",
+          "--out",
+          join(dir, "o3"),
+          "--shard",
+          "0/2",
+          "--coordinator",
+          url,
+          "--ready-timeout",
+          "3",
+        ]),
+      ]);
+      assert.equal(stranger.status, 2, stranger.stderr);
+      assert.match(stranger.stderr, /started with another plan\.json than shard 0/);
       const bad = runner([
         "--plan",
         file,
