@@ -27,6 +27,7 @@ const runSchema = z.object({
   set: z.array(z.string()).default([]),
   quick: z.boolean().default(false),
   dryRun: z.boolean().default(false),
+  keep: z.boolean().default(false),
   runsDir: z.string().min(1).optional(),
 });
 
@@ -117,6 +118,7 @@ export function registerExperiment(program: Command): void {
       "start nothing: write each experiment's plan and every rendered artifact (per arm: plan.json,\n" +
         "the compose project or the Kubernetes objects and runner Job) into one folder",
     )
+    .option("--keep", "cloud: keep each experiment's stack after its run, as `run --keep` does")
     .option("--runs-dir <dir>", "where runs are stored (default results/runs)")
     .action(async (file: string, raw: unknown) => {
       const opts = parseOptions(runSchema, raw);
@@ -138,7 +140,7 @@ export function registerExperiment(program: Command): void {
             quick: opts.quick || x.quick,
             interleave: x.interleave,
             ...(opts.runsDir ? { runsDir: opts.runsDir } : {}),
-            keep: false,
+            keep: opts.keep,
           });
           outcomes.push(`${x.name}: ok, run ${r.runId}`);
         } catch (err) {
