@@ -60,6 +60,8 @@ export interface DeployedImage {
   id: string;
   /** Registry digests of that image (none for an image built on the host). */
   repoDigests: string[];
+  /** The image's `dev.inferbench.*` labels (a built managed image: its base image and kvcached). */
+  labels?: Record<string, string>;
 }
 
 /** What a remote target created or used: read by `status`, `destroy`, `report` and `compare`. */

@@ -144,24 +144,41 @@ export function containerImagesCommand(dir: string, project: string): string {
 /** Pure: `containerImagesCommand` + `docker image inspect` output → what each service ran. */
 export function parseDeployedImages(containers: string, inspect: string): DeployedImage[] {
   const digests = new Map<string, string[]>();
+  const labelsOf = new Map<string, Record<string, string>>();
   for (const line of inspect.split("\n")) {
     const m = /^(\S+) (.*)$/.exec(line.trim());
     if (!m) continue;
-    try {
-      const d = JSON.parse(m[2]!) as unknown;
-      digests.set(
-        m[1]!,
-        Array.isArray(d) ? d.filter((x): x is string => typeof x === "string") : [],
-      );
-    } catch {
-      digests.set(m[1]!, []);
-    }
+    // `<id> <RepoDigests json> <Labels json>`: the list ends at its first "]" (digests hold none).
+    const rest = m[2]!;
+    const cut = rest.startsWith("null") ? 4 : rest.indexOf("]") + 1;
+    const parse = (t: string): unknown => {
+      try {
+        return JSON.parse(t) as unknown;
+      } catch {
+        return undefined;
+      }
+    };
+    const d = cut > 0 ? parse(rest.slice(0, cut)) : undefined;
+    digests.set(m[1]!, Array.isArray(d) ? d.filter((x): x is string => typeof x === "string") : []);
+    // What the kit's own images say of themselves (the built managed image: its base, kvcached).
+    const l = parse(rest.slice(Math.max(cut, 0)).trim());
+    const ours = Object.entries(l && typeof l === "object" ? (l as Record<string, unknown>) : {})
+      .filter(([k, v]) => k.startsWith("dev.inferbench.") && typeof v === "string")
+      .map(([k, v]) => [k, v as string]);
+    if (ours.length) labelsOf.set(m[1]!, Object.fromEntries(ours));
   }
   const out = new Map<string, DeployedImage>();
   for (const line of containers.split("\n")) {
     const [service, image, id] = line.trim().split(/\s+/);
     if (!service || !image || !id) continue;
-    out.set(service, { service, image, id, repoDigests: digests.get(id) ?? [] });
+    const labels = labelsOf.get(id);
+    out.set(service, {
+      service,
+      image,
+      id,
+      repoDigests: digests.get(id) ?? [],
+      ...(labels ? { labels } : {}),
+    });
   }
   return [...out.values()].sort((a, b) => a.service.localeCompare(b.service));
 }
@@ -288,7 +305,7 @@ export function composeHost(host: () => RemoteHost, opts: ComposeHostOptions = {
       ),
     ];
     const i = await host().exec(
-      `docker image inspect --format '{{.Id}} {{json .RepoDigests}}' ${ids.map((x) => shQuote(x!)).join(" ")}`,
+      `docker image inspect --format '{{.Id}} {{json .RepoDigests}} {{json .Config.Labels}}' ${ids.map((x) => shQuote(x!)).join(" ")}`,
       { timeoutMs: 60_000 },
     );
     const images = parseDeployedImages(c.stdout, i.code === 0 ? i.stdout : "");

@@ -37,6 +37,25 @@ describe("what ran", () => {
     ]);
   });
 
+  it("keeps what the kit's own images say of themselves (the built managed image's labels)", () => {
+    const containers =
+      "engine-0 inferbench/vllm-kvcached:0.1.6-aaa sha256:111\nrouter r sha256:222\nsim s sha256:333";
+    const inspect = [
+      `sha256:111 [] {"dev.inferbench.base-image":"vllm/vllm-openai@sha256:aaa","dev.inferbench.kvcached":"0.1.6","maintainer":"x"}`,
+      `sha256:222 ["r@sha256:bbb"] null`,
+      "sha256:333 null {}",
+    ].join("\n");
+    const [engine, router, sim] = parseDeployedImages(containers, inspect);
+    assert.deepEqual(engine!.labels, {
+      "dev.inferbench.base-image": "vllm/vllm-openai@sha256:aaa",
+      "dev.inferbench.kvcached": "0.1.6",
+    });
+    assert.deepEqual(engine!.repoDigests, []);
+    assert.deepEqual(router!.repoDigests, ["r@sha256:bbb"]);
+    assert.equal(router!.labels, undefined);
+    assert.deepEqual(sim!.repoDigests, []);
+  });
+
   it("differing engine versions or image ids are differences; equal ones are not", () => {
     const same = {
       engineVersions: ["0.11.0"],
