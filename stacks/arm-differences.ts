@@ -161,6 +161,10 @@ export function attributionWarning(d: readonly ArmDifference[]): string | undefi
   const factors = differingFactors(d);
   if (factors.length === 0)
     return "The arms' plans do not differ: any delta between them is noise or the host, not a setting.";
+  // Within the engine factor: KVCached on one side and another vLLM on the other is two things.
+  const version = d.find((x) => x.what === "engine version (as run)");
+  if (factors.length === 1 && version && d.some((x) => x.what === "engine env"))
+    return `The arms ran different vLLM versions (${version.a} vs ${version.b}) as well as KVCached on one side: the delta mixes the two. Leave engine.images.managed unset (the baseline's image + kvcached, built on the host) or give a KVCached image of the baseline's vLLM version.`;
   if (factors.length === 1) return undefined;
   const parts = factors.map(
     (f) =>

@@ -74,6 +74,21 @@ describe("what ran", () => {
         ["router", "router image (as run)", "sha256:r", "sha256:r2"],
       ],
     );
+    // KVCached on one side and another vLLM: one factor, still two things.
+    const kv = {
+      factor: "engine" as const,
+      what: "engine env",
+      a: "(none)",
+      b: "ENABLE_KVCACHED=true",
+    };
+    assert.match(
+      attributionWarning([
+        kv,
+        ...ranDifferences({ engineVersions: ["0.14.0"] }, { engineVersions: ["0.19.0"] }),
+      ]) ?? "",
+      /different vLLM versions \(0\.14\.0 vs 0\.19\.0\) as well as KVCached/,
+    );
+    assert.equal(attributionWarning([kv]), undefined);
     // Two factors differ: the delta cannot be attributed.
     assert.match(attributionWarning(d) ?? "", /More than one thing differs/);
     // A side that recorded nothing is not a difference.
