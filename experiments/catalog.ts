@@ -26,6 +26,7 @@ import {
   suggestion,
 } from "../stacks/config.ts";
 import type { StackPlan } from "../stacks/plan-types.ts";
+import { isSecretPath } from "../stacks/schema.ts";
 import { planStack } from "../targets/plan-stack.ts";
 import { planArms } from "./execute.ts";
 import { experimentPlan } from "./plan.ts";
@@ -217,6 +218,24 @@ function readEntries(text: string, file: string): { entries: Indexed[]; where: W
         });
       }
   });
+  // A catalog is a file people commit and share: secrets stay in the environment or Pulumi.
+  for (const x of entries) {
+    for (const leaf of leaves(x.e.config ?? {}))
+      if (isSecretPath(leaf.path))
+        problems.push({
+          at: where(["experiments", x.i, "config", ...leaf.path]),
+          path: formatPath(["experiments", x.i, "config", ...leaf.path]),
+          message:
+            "a secret does not go in a catalog (the value is not shown); set HF_TOKEN in the environment, or `pulumi config set --secret` on the stack",
+        });
+    for (const path of Object.keys(x.e.matrix ?? {}))
+      if (isSecretPath(parseSetOverride(`${path}=`).path))
+        problems.push({
+          at: where(["experiments", x.i, "matrix", path]),
+          path: `experiments[${x.i}].matrix.${path}`,
+          message: "a secret does not go in a catalog (the value is not shown)",
+        });
+  }
   const byName = new Map<string, Indexed>();
   for (const x of entries) {
     const before = byName.get(x.e.name);

@@ -119,6 +119,14 @@ describe("experiment catalog", () => {
       /t\.yaml:4:5: experiments\[0\]\.confg: unknown key "confg" \(did you mean "config"\?\)/,
     );
     assert.match(refusal("experiment: []\n"), /unknown top-level key "experiment"/);
+    const secret = refusal(
+      "experiments:\n  - name: a\n    stacks: [local]\n    config:\n      hfToken: hf_abcdefghijklmnopqrstuvwxyz0123\n",
+    );
+    assert.match(
+      secret,
+      /t\.yaml:5:7: experiments\[0\]\.config\.hfToken: a secret does not go in a catalog/,
+    );
+    assert.doesNotMatch(secret, /hf_abcdefghij/, "the value is never shown");
     assert.match(refusal("experiments:\n  - {name: a}\n"), /names no stacks/);
     const ten = `[${Array.from({ length: 10 }, (_, k) => k + 1).join(", ")}]`;
     assert.match(
