@@ -3,21 +3,18 @@
  * (first: stop the point, collect, tear down; second: tear down at once), the pipeline, the
  * summary on stdout, and the exit status (1: resources left, 3: some points INVALID).
  */
+import type { ExperimentOptions } from "../experiments/execute.ts";
 import { UserError } from "../lib/errors.ts";
 import { logger } from "../lib/logger.ts";
 import type { StackConfig } from "../stacks/schema.ts";
 import { planStack } from "../targets/plan-stack.ts";
 import { formatRunSummary } from "./run-summary.ts";
 
-export interface RunRequest {
-  stacks: string[];
-  overrides: string[];
-  quick: boolean;
-  interleave: boolean;
-  resume?: string;
-  runsDir?: string;
-  keep: boolean;
-}
+/** What a run is asked for (the pipeline's own options; the rest is wired here). */
+export type RunRequest = Pick<
+  ExperimentOptions,
+  "stacks" | "overrides" | "quick" | "interleave" | "resume" | "runsDir"
+> & { keep: boolean };
 
 /** Runs it; throws UserError with exit 1 or 3 when resources were left or points are INVALID. */
 export async function executeRun(req: RunRequest): Promise<{ runId: string; dir: string }> {
