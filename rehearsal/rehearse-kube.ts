@@ -194,6 +194,16 @@ async function rehearseShards(
         `${arm} ${label} ${a.rps.toFixed(1)} vs ${b.rps.toFixed(1)} req/s, E2E ${a.e2e.toFixed(0)} vs ${b.e2e.toFixed(0)} ms`,
       );
     }
+  // Every shard's log came home before its Job went (shard 1's says what it sent).
+  for (const arm of ["baseline", "managed"]) {
+    const host = join(r.dir, arm, "host");
+    const logs = readdirSync(host)
+      .filter((f) => /^runner-.*\.log$/.test(f))
+      .map((f) => readFileSync(join(host, f), "utf8"))
+      .join("\n");
+    if (!/shard 1\/2: sent \d+ share\(s\) to shard 0/.test(logs))
+      throw new Error(`${arm}: no runner log of shard 1 in ${host}`);
+  }
   if (merged.length !== lines.length)
     throw new Error(
       `shard 0 merged ${merged.length} point(s) of ${lines.length}: ${merged.join("; ")}`,
