@@ -126,6 +126,7 @@ function sameLoad(a: StackPlan, b: StackPlan): string | undefined {
     ["slo", ra.slo, rb.slo],
     ["run.seed", ra.seed, rb.seed],
     ["runner.parallelism", ra.parallelism ?? 1, rb.parallelism ?? 1],
+    ["workload.order", ra.order ?? "listed", rb.order ?? "listed"],
   ];
   for (const [path, x, y] of pairs)
     if (JSON.stringify(x) !== JSON.stringify(y))

@@ -12,6 +12,7 @@ import {
   attributionWarning,
 } from "../stacks/arm-differences.ts";
 import { GCP_MACHINES } from "../stacks/catalog.ts";
+import { isDescendingSweep } from "../stacks/load-point.ts";
 import type { StackPlan } from "../stacks/plan-types.ts";
 import {
   bootstrapDeltas,
@@ -485,6 +486,10 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
     const warning = attributionWarning(differences);
     arms = { differences, ...(warning ? { warning } : {}) };
     if (warning) notes.unshift(warning);
+    if (isDescendingSweep(opts.run.plans.a.runner.loadPoints))
+      notes.push(
+        "The load points ran heaviest first (descending): each point's requests warm the prefix and KV caches that the lighter points after it use, so those may look better than they would alone.",
+      );
   }
   return {
     schemaVersion: 1,

@@ -133,6 +133,8 @@ export interface RunnerPlan {
   seed: number;
   /** runner.parallelism when above 1: load generators sharing each point's schedule. */
   parallelism?: number;
+  /** workload.order when not `listed` (loadPoints are already in that order). */
+  order?: "ascending" | "descending" | "shuffled";
 }
 
 export type LoadPoint =

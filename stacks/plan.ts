@@ -12,6 +12,7 @@ import {
   PRICE_SOURCE,
 } from "./catalog.ts";
 import { type ConfigPath, formatPath, suggestion } from "./config.ts";
+import { orderLoadPoints } from "./load-point.ts";
 import {
   type CostEstimate,
   type EnginePlan,
@@ -568,7 +569,7 @@ export function backendAddress(target: StackConfig["target"], engine: string): s
 
 export function runnerPlan(config: StackConfig): RunnerPlan {
   const w = config.workload;
-  const loadPoints: LoadPoint[] = w.loadPoints.map((lp) =>
+  const listed: LoadPoint[] = w.loadPoints.map((lp) =>
     "concurrency" in lp
       ? { kind: "concurrency", concurrency: lp.concurrency }
       : {
@@ -579,6 +580,8 @@ export function runnerPlan(config: StackConfig): RunnerPlan {
           ...(lp.maxConcurrency !== undefined ? { maxConcurrency: lp.maxConcurrency } : {}),
         },
   );
+  // The plan holds the points in the order they run; `order` says how it came about.
+  const loadPoints = orderLoadPoints(listed, w.order, config.run.seed);
   return {
     workload: {
       dataset: { ...w.dataset },
@@ -599,6 +602,7 @@ export function runnerPlan(config: StackConfig): RunnerPlan {
     destroyAfterRun: config.run.destroyAfterRun,
     seed: config.run.seed,
     ...(config.runner.parallelism > 1 ? { parallelism: config.runner.parallelism } : {}),
+    ...(w.order !== "listed" ? { order: w.order } : {}),
   };
 }
 

@@ -369,6 +369,12 @@ export const workloadSchema = z.strictObject({
       message: `at most ${LIMITS.loadPoints} load points (LIMITS.loadPoints)`,
     })
     .default([{ concurrency: 1 }]),
+  /**
+   * The order the load points run in: as listed, by load (ascending: light to heavy, the order of
+   * published regression sweeps; descending warms caches for the points after it), or shuffled
+   * by run.seed.
+   */
+  order: z.enum(["listed", "ascending", "descending", "shuffled"]).default("listed"),
 });
 
 export const sloSchema = z.strictObject({
@@ -585,6 +591,16 @@ export const stackConfigSchema = z
         message: `minTokens ${w.minTokens} is above outputTokensMean ${w.outputTokensMean}: vLLM refuses min_tokens > max_tokens, so every request would fail`,
       });
     }
+    const kinds = new Set(cfg.workload.loadPoints.map((lp) => ("concurrency" in lp ? "c" : "r")));
+    if (
+      (cfg.workload.order === "ascending" || cfg.workload.order === "descending") &&
+      kinds.size > 1
+    )
+      ctx.addIssue({
+        code: "custom",
+        path: ["workload", "order"],
+        message: `${cfg.workload.order} orders points by load, but concurrency and request-rate points have no common scale; list them in the order to run (order: listed)`,
+      });
     const par = cfg.runner.parallelism;
     if (par > 1 && cfg.target !== "gke" && cfg.target !== "kubeconfig")
       ctx.addIssue({
