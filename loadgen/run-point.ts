@@ -603,13 +603,16 @@ export function validateLoadPoint(lp: LoadPoint): void {
   }
 }
 
+/** The tokenizer that counts tokens and synthesizes prompts: the flag's, else the first model's. */
+const tokenizerOf = (opts: RunLoadPointOptions) => opts.tokenizer ?? opts.models[0]!;
+
 /** The point's workload, from the dataset plan (or the caller's prebuilt one). */
 function workloadOf(opts: RunLoadPointOptions): Workload {
   const w = opts.workload;
   return (
     opts.prebuiltWorkload ??
     buildWorkload(w.dataset, {
-      tokenizer: opts.tokenizer ?? opts.models[0]!,
+      tokenizer: tokenizerOf(opts),
       seed: opts.seed,
       outputTokensMean: w.outputTokensMean,
       outputTokensStddev: w.outputTokensStddev,
@@ -635,7 +638,7 @@ export async function runLoadPoint(opts: RunLoadPointOptions): Promise<LoadPoint
 /**
  * One shard of a distributed point: its share of the warm-up, then (at the common start) its
  * share of the schedule. Writes nothing; the outcome goes to shard 0, which merges every shard's
- * with `writeMergedPoint`.
+ * with `runLeadShard`.
  */
 export async function runLoadShard(
   opts: RunLoadPointOptions,
@@ -646,7 +649,7 @@ export async function runLoadShard(
 
 /** What the measured phase's requests became, in send order (epoch-stamped: it can travel). */
 function outcomeOf(opts: RunLoadPointOptions, ran: Ran, shard: number): ShardOutcome {
-  const count = getTokenizer(opts.tokenizer ?? opts.models[0]!).count;
+  const count = getTokenizer(tokenizerOf(opts)).count;
   const sent = [...ran.phase.sent].sort((a, b) => a.res.sentHr - b.res.sentHr);
   return {
     shard,
@@ -658,23 +661,21 @@ function outcomeOf(opts: RunLoadPointOptions, ran: Ran, shard: number): ShardOut
   };
 }
 
-/** Every shard's outcome of one point → the one export a single process would have written. */
-export async function writeMergedPoint(
+/**
+ * Shard 0 of a distributed point: its own share, then every other shard's outcome (from
+ * `others`) merged into the one export a single process would have written.
+ */
+export async function runLeadShard(
   opts: RunLoadPointOptions,
-  parts: readonly ShardOutcome[],
-): Promise<LoadPointResult> {
-  const w = opts.workload;
-  const workload = workloadOf(opts);
-  return writePoint(
-    opts,
-    {
-      workload,
-      endpointType: w.endpointType,
-      path: `/${(opts.endpoint ?? endpointPath(w.endpointType)).replace(/^\//, "")}`,
-      itemModels: itemModelsOf(opts, workload),
-    },
-    mergeShards(parts),
-  );
+  shard: ShardSpec,
+  others: () => Promise<ShardOutcome[]>,
+): Promise<{ result: LoadPointResult; perShard: number[] }> {
+  const ran = await runPhases(opts, shard);
+  const parts = [outcomeOf(opts, ran, shard.index), ...(await others())];
+  return {
+    result: await writePoint(opts, ran, mergeShards(parts)),
+    perShard: parts.map((p) => p.measured.records.length),
+  };
 }
 
 function itemModelsOf(opts: RunLoadPointOptions, workload: Workload): string[] {
@@ -698,7 +699,14 @@ async function runPhases(opts: RunLoadPointOptions, shard?: ShardSpec): Promise<
     throw new UserError("fixed schedule replay needs a timestamp on every row of the input file", {
       hint: 'rows like {"timestamp": 0, "input_length": 100, "output_length": 10}',
     });
-  if (lp.kind === "concurrency" && slotsOf(lp.concurrency, sh) < 1)
+  // This shard's slots: its part of the concurrency, or of the open loop's concurrency cap.
+  const slots =
+    lp.kind === "concurrency"
+      ? slotsOf(lp.concurrency, sh)
+      : lp.maxConcurrency === undefined
+        ? undefined
+        : Math.max(1, slotsOf(lp.maxConcurrency, sh));
+  if (lp.kind === "concurrency" && slots! < 1)
     throw new UserError(
       `concurrency ${lp.concurrency} cannot be split over ${sh.count} load generators`,
       { hint: "runner.parallelism must not exceed the smallest concurrency of the load points" },
@@ -737,28 +745,21 @@ async function runPhases(opts: RunLoadPointOptions, shard?: ShardSpec): Promise<
   // of n arrivals deviates from the nominal rate by chance, which is not the generator's fault).
   // Every shard draws the whole schedule and keeps its own arrivals, so all share one schedule.
   const modeFor = (n: number): Mode => {
-    if (lp.kind === "concurrency")
-      return { kind: "closed", concurrency: slotsOf(lp.concurrency, sh) };
+    if (lp.kind === "concurrency") return { kind: "closed", concurrency: slots! };
     const offsetsNs = workload.trace
       ? traceOffsetsNs(workload.items.slice(0, n).map((i) => i.atMs ?? 0))
       : arrivalOffsetsNs(n, lp.requestRate, lp.distribution, scheduleRng, lp.burstiness ?? 1);
     return {
       kind: "open",
       offsetsNs: ownedOf(offsetsNs, sh),
-      maxConcurrency:
-        lp.maxConcurrency === undefined ? undefined : Math.max(1, slotsOf(lp.maxConcurrency, sh)),
+      maxConcurrency: slots,
       targetRate: achievedRate(offsetsNs) ?? lp.requestRate,
     };
   };
   const endpointType = w.endpointType;
   const path = `/${(opts.endpoint ?? endpointPath(endpointType)).replace(/^\//, "")}`;
   const client = new HttpClient(normalizeUrl(opts.url), {
-    connections:
-      lp.kind === "concurrency"
-        ? slotsOf(lp.concurrency, sh)
-        : lp.maxConcurrency === undefined
-          ? undefined
-          : Math.max(1, slotsOf(lp.maxConcurrency, sh)),
+    connections: slots,
     requestTimeoutMs: opts.requestTimeoutMs ?? 600_000,
   });
   const abort = new AbortController();
@@ -992,7 +993,7 @@ function inputConfigOf(
     artifactDirectory: opts.artifactDir,
     profileExportFile,
     generatePlots: opts.generatePlots ?? false,
-    tokenizer: opts.tokenizer ?? opts.models[0]!,
+    tokenizer: tokenizerOf(opts),
     ...opts.inputConfig,
   };
 }
@@ -1043,7 +1044,7 @@ function extrasOf(
       completion_tokens: measured.usage.completion,
     },
     tokenizer_counts: {
-      tokenizer: opts.tokenizer ?? opts.models[0]!,
+      tokenizer: tokenizerOf(opts),
       input_tokens: metrics.reduce((a, m) => a + m.isl, 0),
       output_tokens: metrics.reduce((a, m) => a + m.osl, 0),
     },

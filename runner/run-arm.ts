@@ -13,9 +13,9 @@ import { nowEpochNs } from "../loadgen/client.ts";
 import {
   type LoadPointResult,
   type RunLoadPointOptions,
+  runLeadShard,
   runLoadPoint,
   runLoadShard,
-  writeMergedPoint,
 } from "../loadgen/run-point.ts";
 import {
   counterDeltas,
@@ -258,23 +258,25 @@ async function measureShards(
   signal?: AbortSignal,
 ): Promise<LoadPointResult> {
   let startedAt = 0;
-  const own = await runLoadShard(lo, {
-    index: 0,
-    count: coordinator.count,
-    startAt: async () => {
-      await coordinator.othersReady(step.index, readyTimeoutMs, signal);
-      const t = nowEpochNs() + START_LEAD_NS;
-      coordinator.release(step.index, t);
-      startedAt = Date.now();
-      return t;
+  const { result, perShard } = await runLeadShard(
+    lo,
+    {
+      index: 0,
+      count: coordinator.count,
+      startAt: async () => {
+        await coordinator.othersReady(step.index, readyTimeoutMs, signal);
+        const t = nowEpochNs() + START_LEAD_NS;
+        coordinator.release(step.index, t);
+        startedAt = Date.now();
+        return t;
+      },
     },
-  });
-  const others = await coordinator.collect(step.index, 60_000 + (Date.now() - startedAt), signal);
-  const parts = [own, ...others];
-  log.info(
-    `${step.arm} ${step.label}: merged ${parts.length} shards (${parts.map((p) => p.measured.records.length).join(" + ")} requests)`,
+    () => coordinator.collect(step.index, 60_000 + (Date.now() - startedAt), signal),
   );
-  return writeMergedPoint(lo, parts);
+  log.info(
+    `${step.arm} ${step.label}: merged ${perShard.length} shards (${perShard.join(" + ")} requests)`,
+  );
+  return result;
 }
 
 async function measureStep(

@@ -142,6 +142,14 @@ export function containerImagesCommand(dir: string, project: string): string {
 }
 
 /** Pure: `containerImagesCommand` + `docker image inspect` output → what each service ran. */
+const parseOrUndefined = (t: string): unknown => {
+  try {
+    return JSON.parse(t) as unknown;
+  } catch {
+    return undefined;
+  }
+};
+
 export function parseDeployedImages(containers: string, inspect: string): DeployedImage[] {
   const digests = new Map<string, string[]>();
   const labelsOf = new Map<string, Record<string, string>>();
@@ -151,17 +159,10 @@ export function parseDeployedImages(containers: string, inspect: string): Deploy
     // `<id> <RepoDigests json> <Labels json>`: the list ends at its first "]" (digests hold none).
     const rest = m[2]!;
     const cut = rest.startsWith("null") ? 4 : rest.indexOf("]") + 1;
-    const parse = (t: string): unknown => {
-      try {
-        return JSON.parse(t) as unknown;
-      } catch {
-        return undefined;
-      }
-    };
-    const d = cut > 0 ? parse(rest.slice(0, cut)) : undefined;
+    const d = cut > 0 ? parseOrUndefined(rest.slice(0, cut)) : undefined;
     digests.set(m[1]!, Array.isArray(d) ? d.filter((x): x is string => typeof x === "string") : []);
     // What the kit's own images say of themselves (the built managed image: its base, kvcached).
-    const l = parse(rest.slice(Math.max(cut, 0)).trim());
+    const l = parseOrUndefined(rest.slice(Math.max(cut, 0)).trim());
     const ours = Object.entries(l && typeof l === "object" ? (l as Record<string, unknown>) : {})
       .filter(([k, v]) => k.startsWith("dev.inferbench.") && typeof v === "string")
       .map(([k, v]) => [k, v as string]);

@@ -576,11 +576,7 @@ export function kubeTarget(
       );
       unschedulableSince = stuck.length ? (unschedulableSince ?? Date.now()) : undefined;
       const crashing = pods.filter((p) =>
-        p.reasons.some((r) =>
-          /CrashLoopBackOff|ErrImageNeverPull|ImagePullBackOff|InvalidImageName|CreateContainerConfigError/.test(
-            r,
-          ),
-        ),
+        p.reasons.some((r) => /CrashLoopBackOff/.test(r) || CANNOT_START.test(r)),
       );
       const failNow =
         (unschedulableSince !== undefined &&

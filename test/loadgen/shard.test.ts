@@ -8,9 +8,9 @@ import { nowEpochNs } from "../../loadgen/client.ts";
 import {
   type LoadPointResult,
   type RunLoadPointOptions,
+  runLeadShard,
   runLoadPoint,
   runLoadShard,
-  writeMergedPoint,
 } from "../../loadgen/run-point.ts";
 import {
   mergeShards,
@@ -186,23 +186,24 @@ describe("a point split over shards measures what one process does", () => {
     const start = new Promise<bigint>((r) => {
       release = r;
     });
-    const parts = await Promise.all(
-      Array.from({ length: n }, (_, index) =>
-        runLoadShard(opts(`${name}-s${index}`, lp, warmup), {
-          index,
-          count: n,
-          startAt: () => {
-            if (++warm === n) release(nowEpochNs() + 50_000_000n);
-            return start;
-          },
-        }),
+    const spec = (index: number) => ({
+      index,
+      count: n,
+      startAt: () => {
+        if (++warm === n) release(nowEpochNs() + 50_000_000n);
+        return start;
+      },
+    });
+    const followers = Promise.all(
+      Array.from({ length: n - 1 }, (_, k) =>
+        runLoadShard(opts(`${name}-s${k + 1}`, lp, warmup), spec(k + 1)),
       ),
     );
-    // The wire form is what travels between pods: merge what came through it.
-    return writeMergedPoint(
-      opts(name, lp, warmup),
-      parts.map((p) => shardFromWire(JSON.parse(JSON.stringify(shardToWire(p))))),
+    // Shard 0 merges what came through the wire form, as it travels between pods.
+    const { result } = await runLeadShard(opts(name, lp, warmup), spec(0), async () =>
+      (await followers).map((p) => shardFromWire(JSON.parse(JSON.stringify(shardToWire(p))))),
     );
+    return result;
   }
 
   const records = (r: LoadPointResult) =>
