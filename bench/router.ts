@@ -2,7 +2,10 @@
  * Router benchmark (`npm run bench:router`), everything on loopback:
  *
  * 1. Proxy overhead, against the same SSE backend process: direct vs through the router vs
- *    through nginx (Debian's, one worker, upstream keep-alive; installed when missing).
+ *    through nginx (Debian's, one worker, upstream keep-alive; installed when missing) vs through
+ *    vllm-router (the Rust router from PyPI, pinned, round_robin; installed by the bench into
+ *    ${INFERBENCH_CACHE:-~/.cache/inferbench}/vllm-router-<version>/). The production-stack router
+ *    has no PyPI distribution; the output says so.
  *    - added TTFT p50/p99 per stream at 100 and 1,000 concurrent streams (16 tokens, 30 ms apart);
  *    - short-request (non-streaming) throughput with wrk -t1 -c100, router relative to nginx.
  * 2. Routing quality on EMULATED replicas (no GPU): engine-sim by default; with --queue-model a small
@@ -462,15 +465,21 @@ function ensureTools(): { nginx: string | undefined; wrk: boolean } {
   return { nginx, wrk: have("wrk") };
 }
 
+/** A loopback port free right now, for a peer that must be told its port. */
+async function freePort(): Promise<number> {
+  const probe = http.createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  return port;
+}
+
 async function startNginx(
   bin: string,
   dir: string,
   backendPort: number,
 ): Promise<ChildProcess & { url: string }> {
-  const probe = http.createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
+  const port = await freePort();
   const conf = `worker_processes 1;
 daemon off;
 pid ${dir}/nginx.pid;
@@ -511,6 +520,91 @@ http {
   return Object.assign(child, { url: `http://127.0.0.1:${port}` });
 }
 
+// ---- peers: vllm-router (the Rust router on PyPI) --------------------------------------------
+
+const VLLM_ROUTER_VERSION = "0.1.17";
+/** Said in every proxy-overhead run: the production-stack router has no PyPI distribution. */
+const PRODUCTION_STACK_NOTE =
+  "production-stack router: not installable from PyPI here (no 'vllm-production-stack' or " +
+  "'production-stack' distribution; PyPI's 'vllm-router' is the Rust router below): rows skipped";
+
+/**
+ * Installs vllm-router==VLLM_ROUTER_VERSION into a version-keyed venv outside the clone (marked
+ * .complete when pip finished, so an interrupted install is redone) and returns its executable,
+ * or undefined (said in the output) when it cannot be installed.
+ */
+function ensureVllmRouter(): string | undefined {
+  const cache = process.env.INFERBENCH_CACHE ?? join(os.homedir(), ".cache", "inferbench");
+  const venv = join(cache, `vllm-router-${VLLM_ROUTER_VERSION}`);
+  const bin = join(venv, "bin", "vllm-router");
+  if (existsSync(join(venv, ".complete")) && existsSync(bin)) return bin;
+  process.stdout.write(`installing vllm-router ${VLLM_ROUTER_VERSION} into ${venv}…\n`);
+  try {
+    rmSync(venv, { recursive: true, force: true });
+    execFileSync("python3", ["-m", "venv", venv], { stdio: "ignore" });
+    execFileSync(
+      join(venv, "bin", "python"),
+      [
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        `vllm-router==${VLLM_ROUTER_VERSION}`,
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    writeFileSync(join(venv, ".complete"), `${new Date().toISOString()}\n`);
+    return bin;
+  } catch (err) {
+    process.stdout.write(
+      `  vllm-router install failed (${(err as Error).message.split("\n")[0]}): rows skipped\n`,
+    );
+    return undefined;
+  }
+}
+
+/** vllm-router in front of the same backend, round-robin like the others; ready when /health answers. */
+async function startVllmRouter(
+  dir: string,
+  backendUrl: string,
+): Promise<{ url: string; pid: number | undefined } | undefined> {
+  const bin = ensureVllmRouter();
+  if (!bin) return undefined;
+  const port = await freePort();
+  const child = spawn(
+    bin,
+    [
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--worker-urls",
+      backendUrl,
+      "--policy",
+      "round_robin",
+      "--log-level",
+      "error",
+      "--log-dir",
+      join(dir, "vllm-router-logs"),
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    if (child.exitCode !== null) break;
+    try {
+      const r = await fetch(`${url}/health`);
+      if (r.ok) return { url, pid: child.pid };
+    } catch {}
+    await sleep(100);
+  }
+  process.stdout.write("  vllm-router did not become ready in 60 s: rows skipped\n");
+  await stopChild(child);
+  return undefined;
+}
+
 // ---- part 1: proxy overhead --------------------------------------------------------------------
 
 async function proxyOverhead(dir: string): Promise<void> {
@@ -541,6 +635,9 @@ async function proxyOverhead(dir: string): Promise<void> {
     const ng = await startNginx(tools.nginx, dir, be.info.port);
     targets.push({ name: "nginx", url: ng.url });
   } else process.stdout.write("nginx unavailable: nginx rows skipped\n");
+  const vr = await startVllmRouter(dir, be.info.url);
+  if (vr) targets.push({ name: "vllm-router", url: vr.url, pid: vr.pid });
+  process.stdout.write(`${PRODUCTION_STACK_NOTE}\n`);
 
   const rounds = PROXY_ROUNDS;
   process.stdout.write(
