@@ -465,6 +465,22 @@ function ensureTools(): { nginx: string | undefined; wrk: boolean } {
   return { nginx, wrk: have("wrk") };
 }
 
+/** Polls `${url}/health` until it answers 2xx (true), the child exits or `tries` run out (false). */
+async function untilHealthy(
+  url: string,
+  child: ChildProcess,
+  tries: number,
+  delayMs: number,
+): Promise<boolean> {
+  for (let i = 0; i < tries && child.exitCode === null; i++) {
+    try {
+      if ((await fetch(`${url}/health`)).ok) return true;
+    } catch {}
+    await sleep(delayMs);
+  }
+  return false;
+}
+
 /** A loopback port free right now, for a peer that must be told its port. */
 async function freePort(): Promise<number> {
   const probe = http.createServer();
@@ -510,13 +526,7 @@ http {
   if (process.getuid?.() === 0) args.push("-g", "user root;");
   const child = spawn(bin, args, { stdio: ["ignore", "ignore", "inherit"] });
   children.push(child);
-  for (let i = 0; i < 100; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/health`);
-      if (r.ok) break;
-    } catch {}
-    await sleep(50);
-  }
+  await untilHealthy(`http://127.0.0.1:${port}`, child, 100, 50);
   return Object.assign(child, { url: `http://127.0.0.1:${port}` });
 }
 
@@ -592,14 +602,7 @@ async function startVllmRouter(
   );
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) break;
-    try {
-      const r = await fetch(`${url}/health`);
-      if (r.ok) return { url, pid: child.pid };
-    } catch {}
-    await sleep(100);
-  }
+  if (await untilHealthy(url, child, 600, 100)) return { url, pid: child.pid };
   process.stdout.write("  vllm-router did not become ready in 60 s: rows skipped\n");
   await stopChild(child);
   return undefined;
