@@ -1,7 +1,7 @@
 /**
  * The experiment catalog: files `experiments/*.yaml`, each a list of named experiments over the
  * shipped stacks. An experiment names its stacks (one for both arms, or one per arm) and config
- * overrides; `extends: NAME` deep-merges a base's stacks, config, quick and interleave under it
+ * overrides; `extends: NAME` deep-merges a base's stacks, config, quick, interleave and autoRates under it
  * (mappings merge key by key; lists and scalars are replaced whole; a base's matrix is not
  * inherited); `matrix:` takes factors (config paths) × levels and expands into one experiment per
  * combination, named `<name>-<factor>-<level>…`.
@@ -28,6 +28,7 @@ import {
 import type { StackPlan } from "../stacks/plan-types.ts";
 import { isSecretPath } from "../stacks/schema.ts";
 import { planStack } from "../targets/plan-stack.ts";
+import { type AutoRates, autoRates } from "./auto-rates.ts";
 import { planArms } from "./execute.ts";
 import { experimentPlan } from "./plan.ts";
 
@@ -41,6 +42,8 @@ export interface CatalogExperiment {
   overrides: string[];
   quick: boolean;
   interleave: boolean;
+  /** A sweep of auto request rates (a probe run, then the sweep run). */
+  autoRates?: AutoRates;
   /** Where it was defined (file:line). */
   definedAt: string;
   /** The base chain, nearest first, and the matrix levels it was expanded with. */
@@ -79,6 +82,15 @@ const entrySchema = z.strictObject({
     .optional(),
   quick: z.boolean().optional(),
   interleave: z.boolean().optional(),
+  /** Probe the saturation, then sweep rates at fractions of it (`inferbench run --auto-rates`). */
+  autoRates: z
+    .strictObject({
+      fractions: z.array(z.number()).optional(),
+      distribution: z.enum(["poisson", "constant"]).optional(),
+      probeConcurrency: z.number().int().optional(),
+      probeRequests: z.number().int().optional(),
+    })
+    .optional(),
 });
 type Entry = z.output<typeof entrySchema>;
 
@@ -284,6 +296,7 @@ function inheritance(entries: Indexed[], where: Where, file: string): (name: str
         stacks: e.stacks ?? base?.e.stacks,
         quick: e.quick ?? base?.e.quick,
         interleave: e.interleave ?? base?.e.interleave,
+        autoRates: e.autoRates ?? base?.e.autoRates,
       },
       chain: base ? [base.e.name, ...base.chain] : [],
       config: deepMerge(base?.config ?? {}, e.config ?? {}),
@@ -293,6 +306,22 @@ function inheritance(entries: Indexed[], where: Where, file: string): (name: str
     return r;
   };
   return (name) => resolve(name, []);
+}
+
+/** The entry's auto rates, checked; a refusal points at the catalog line. */
+function autoRatesAt(
+  o: NonNullable<Entry["autoRates"]>,
+  at: string,
+  file: string,
+  i: number,
+): AutoRates {
+  try {
+    return autoRates(o);
+  } catch (err) {
+    throw new CatalogError(file, [
+      { at, path: `experiments[${i}].autoRates`, message: errorMessage(err) },
+    ]);
+  }
 }
 
 /** One experiment per combination of the entry's matrix levels (one when it has none). */
@@ -335,6 +364,16 @@ function expandMatrix(
         overrides: leaves(config).map((l) => `${formatPath(l.path)}=${JSON.stringify(l.value)}`),
         quick: r.e.quick ?? false,
         interleave: r.e.interleave ?? true,
+        ...(r.e.autoRates
+          ? {
+              autoRates: autoRatesAt(
+                r.e.autoRates,
+                where(["experiments", i, "autoRates"]),
+                file,
+                i,
+              ),
+            }
+          : {}),
         definedAt: where(["experiments", i, "name"]),
         extends: r.chain,
         levels: combo,

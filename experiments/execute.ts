@@ -18,6 +18,7 @@ import {
   packageVersions,
   type RunManifest,
   RunStore,
+  type SaturationProbe,
 } from "../results/store.ts";
 import type { ExperimentPlan, ExperimentStep } from "../runner/plan-file.ts";
 import { parseExperimentPlan } from "../runner/plan-file.ts";
@@ -47,6 +48,10 @@ export interface ExperimentOptions {
   /** Keep what was provisioned (cloud `--keep`). */
   keep?: boolean;
   onProgress?: (line: string) => void;
+  /** Called once the run folder exists (before anything runs): its id, for a later resume. */
+  onStart?: (runId: string, dir: string) => void;
+  /** A sweep of auto request rates: the probe its load points come from (kept in the manifest). */
+  probe?: SaturationProbe;
 }
 
 export interface ExperimentResult {
@@ -169,6 +174,7 @@ function openStore(opts: ExperimentOptions): {
     plans: plan.arms,
     config: configs,
     host: hostFacts(),
+    ...(opts.probe ? { probe: opts.probe } : {}),
   };
   return { store, plan, manifest, configs };
 }
@@ -177,6 +183,7 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
   const { store, plan, manifest: opened, configs } = openStore(opts);
   const resuming = opts.resume !== undefined;
   mkdirSync(store.dir, { recursive: true });
+  opts.onStart?.(store.runId, store.dir);
   const unlock = store.lock((m) => opts.log.warn(m));
   try {
     return await execute(opts, { store, plan, opened, configs, resuming });

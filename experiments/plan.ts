@@ -28,12 +28,14 @@ export const QUICK_OVERRIDES = [
 ];
 
 /**
- * Side by side where both arms fit (local processes; a cluster, one namespace per arm);
- * otherwise the host swaps arms.
+ * Side by side where both arms fit (local processes; a cluster, one namespace per arm; two
+ * running endpoints); otherwise the host swaps arms.
  */
 export function defaultOrder(target: Target, interleave: boolean): StepOrder {
   if (!interleave) return "sequential";
-  return target === "local" || target === "kubeconfig" || target === "gke" ? "per-point" : "abba";
+  return target === "local" || target === "kubeconfig" || target === "gke" || target === "endpoint"
+    ? "per-point"
+    : "abba";
 }
 
 /** The ordered steps for the given order (pure; property-tested). */

@@ -7,6 +7,8 @@
 export const GATED_MODELS: readonly RegExp[] = [/^meta-llama\//i, /^google\/gemma/i];
 
 /** Indexes of the models (in `models[]`) that need a token. */
-export function gatedModelIndexes(models: readonly { hfPath: string }[]): number[] {
-  return models.flatMap((m, i) => (GATED_MODELS.some((g) => g.test(m.hfPath)) ? [i] : []));
+export function gatedModelIndexes(models: readonly { hfPath?: string | undefined }[]): number[] {
+  return models.flatMap((m, i) =>
+    m.hfPath !== undefined && GATED_MODELS.some((g) => g.test(m.hfPath!)) ? [i] : [],
+  );
 }

@@ -129,7 +129,7 @@ export function program(): ProgramOutputs {
   const { config, hfToken, hasHfToken } = readStackConfig(cfg, stack);
   if (config.target !== "gcp-vm" && config.target !== "ssh" && config.target !== "kubeconfig") {
     throw new pulumi.RunError(
-      `stack ${stack}: target ${config.target} is not deployed by this program (gcp-vm, ssh and kubeconfig only; gke runs through \`inferbench run\`)`,
+      `stack ${stack}: target ${config.target} is not deployed by this program (gcp-vm, ssh and kubeconfig only; gke runs through \`inferbench run\`, and an endpoint is already running: \`inferbench run\` measures it)`,
     );
   }
   let p: StackPlan;

@@ -33,7 +33,7 @@ import type {
   Verdict,
 } from "./compare-types.ts";
 import { mean } from "./genai-perf/stats.ts";
-import type { RunManifest } from "./store.ts";
+import type { RunManifest, SaturationProbe } from "./store.ts";
 
 /** One measured request as the comparison needs it (failed requests carry ok=false). */
 export interface RequestSample {
@@ -81,6 +81,8 @@ export interface CompareOptions {
 /** What a comparison of a run's arms knows beyond the measurements. */
 export interface RunContext {
   plans: { a: StackPlan; b: StackPlan };
+  /** A sweep of auto request rates: the probe that set its rates. */
+  probe?: SaturationProbe;
   /** The host's price and the billing window, from the manifest's infra facts. */
   cost?: RunCost;
   /** What each arm ran (engine versions, image ids), from the run folder. */
@@ -109,9 +111,11 @@ export function runCost(
   let source =
     m.target === "ssh"
       ? "ssh.hourlyUsd: the price stated for this host in the stack"
-      : plan.cost
-        ? `${plan.cost.basis}; ${plan.cost.source}`
-        : "the price recorded by the run";
+      : m.target === "endpoint"
+        ? "endpoint.hourlyUsd: the price stated for this endpoint in the stack"
+        : plan.cost
+          ? `${plan.cost.basis}; ${plan.cost.source}`
+          : "the price recorded by the run";
   if (m.emulated)
     source +=
       " — EMULATED run: the price is the host's, the throughput is engine-sim's, so these $ figures describe no GPU";
@@ -161,7 +165,19 @@ export function runContext(
   const pb = b ? m.plans[b] : undefined;
   if (!pa || !pb) return undefined;
   const cost = runCost(m, pa, a!);
-  return { plans: { a: pa, b: pb }, ...(cost ? { cost } : {}) };
+  return {
+    plans: { a: pa, b: pb },
+    ...(cost ? { cost } : {}),
+    ...(m.probe ? { probe: m.probe } : {}),
+  };
+}
+
+/** Where an auto-rate sweep's rates came from (the comparison says it beside the figures). */
+export function probeNote(p: SaturationProbe): string {
+  const arms = Object.entries(p.perArm)
+    .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+    .join(", ");
+  return `Request rates are fractions (${p.fractions.map((f) => `${Math.round(f * 1000) / 10} %`).join(", ")}) of the probed saturation, ${p.saturationRps.toFixed(2)} req/s: the higher of the arms' closed-loop throughputs at concurrency ${p.concurrency} (${arms} req/s; probe run ${p.runId}, ${p.requests} requests per arm).`;
 }
 
 /** Per-side prices at a load point: the host's price per second over what the arm produced. */
@@ -486,6 +502,7 @@ export function compareSides(a: SideData, b: SideData, opts: CompareOptions = {}
     const warning = attributionWarning(differences);
     arms = { differences, ...(warning ? { warning } : {}) };
     if (warning) notes.unshift(warning);
+    if (opts.run.probe) notes.push(probeNote(opts.run.probe));
     if (isDescendingSweep(opts.run.plans.a.runner.loadPoints))
       notes.push(
         "The load points ran heaviest first (descending): each point's requests warm the prefix and KV caches that the lighter points after it use, so those may look better than they would alone.",

@@ -89,6 +89,20 @@ export interface InfraFacts {
 
 export type RunStatus = "running" | "interrupted" | "failed" | "complete";
 
+/** Auto request rates: the closed-loop probe a sweep's rates are fractions of. */
+export interface SaturationProbe {
+  /** The probe's own run. */
+  runId: string;
+  concurrency: number;
+  /** Measured requests per arm. */
+  requests: number;
+  /** Completed requests per second each arm sustained (arm label → req/s). */
+  perArm: Record<string, number>;
+  /** The higher arm's: the sweep's 100 %. */
+  saturationRps: number;
+  fractions: number[];
+}
+
 export interface RunManifest {
   schemaVersion: 1;
   runId: string;
@@ -106,6 +120,8 @@ export interface RunManifest {
     interleave: boolean;
   };
   target: StackPlan["target"];
+  /** A sweep of auto request rates: the probe its load points were computed from. */
+  probe?: SaturationProbe;
   /** Fingerprint of the experiment plan (plan.json beside the manifest): a resume must match it. */
   planFingerprint?: string;
   /** Cloud and host facts of targets that provision or use a remote host. */

@@ -73,9 +73,12 @@ export interface ExperimentPlan {
 
 /** Where the runner reaches one arm's servers on the host it runs on (bound by the target). */
 export interface ArmEndpoints {
+  /** Base URL the load goes to (a path prefix is kept: `<router>/v1/...`). */
   router: string;
   /** engine name → base URL. */
   engines: Record<string, string>;
+  /** Path under `router` that answers 200 when it serves (default /health). */
+  readyPath?: string;
 }
 
 /** Reads and checks a plan.json (for `inferbench runner --plan`): clear errors naming the file. */

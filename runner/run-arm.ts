@@ -17,6 +17,7 @@ import {
   runLoadPoint,
   runLoadShard,
 } from "../loadgen/run-point.ts";
+import { endpointPath } from "../results/genai-perf/artifacts.ts";
 import {
   counterDeltas,
   type GaugeSample,
@@ -50,6 +51,11 @@ export interface RunArmOptions {
   progress?: boolean;
   /** One of N load generators (runner.parallelism): shard 0 measures and merges, others follow. */
   shard?: ShardRole;
+  /**
+   * Sent with every request and with the readiness check of `endpoints.router` (an endpoint's
+   * Authorization), never to the engines' URLs, and never written (artifacts redact them).
+   */
+  headers?: Record<string, string>;
 }
 
 export interface RunArmResult {
@@ -84,7 +90,13 @@ export function armSteps(
 /** Polls URLs until each answers 200 (bounded; the error names what never became ready). */
 export async function waitHealthy(
   urls: readonly string[],
-  opts: { timeoutMs: number; signal?: AbortSignal; intervalMs?: number },
+  opts: {
+    timeoutMs: number;
+    signal?: AbortSignal;
+    intervalMs?: number;
+    /** Headers for one URL (credentials go to that URL only). */
+    headers?: ReadonlyMap<string, Record<string, string>>;
+  },
 ): Promise<void> {
   const pending = new Set(urls);
   const deadline = Date.now() + opts.timeoutMs;
@@ -94,7 +106,10 @@ export async function waitHealthy(
     await Promise.all(
       [...pending].map(async (u) => {
         try {
-          const r = await fetch(u, { signal: AbortSignal.timeout(2000) });
+          const r = await fetch(u, {
+            signal: AbortSignal.timeout(2000),
+            headers: opts.headers?.get(u) ?? {},
+          });
           await r.arrayBuffer();
           if (r.status === 200) pending.delete(u);
           else last.set(u, `HTTP ${r.status}`);
@@ -164,10 +179,7 @@ export async function runArm(opts: RunArmOptions): Promise<RunArmResult> {
     // Followers run what shard 0 runs: they ask for this list (even an empty one).
     coordinator?.setSteps(todo.map((s) => s.index));
     if (todo.length === 0) return { measured: [], skipped: steps.length };
-    await waitHealthy(healthUrls(opts.endpoints), {
-      timeoutMs: opts.readyTimeoutMs ?? 10 * 60_000,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-    });
+    await waitReady(opts, opts.readyTimeoutMs ?? 10 * 60_000);
     const versions = await engineVersions(opts.endpoints.engines, opts.signal);
     const measured: PointRecord[] = [];
     for (const step of todo) {
@@ -190,16 +202,32 @@ export async function runArm(opts: RunArmOptions): Promise<RunArmResult> {
   }
 }
 
-const healthUrls = (e: ArmEndpoints) => [
-  ...Object.values(e.engines).map((u) => `${u}/health`),
-  `${e.router}/health`,
-];
+/** Every engine's /health and the router's ready path (asked with the run's headers). */
+function waitReady(opts: RunArmOptions, timeoutMs: number): Promise<void> {
+  const e: ArmEndpoints = opts.endpoints;
+  const front = `${e.router}${e.readyPath ?? "/health"}`;
+  return waitHealthy([...Object.values(e.engines).map((u) => `${u}/health`), front], {
+    timeoutMs,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.headers ? { headers: new Map([[front, opts.headers]]) } : {}),
+  });
+}
+
+/** The request path under the router's URL: a base path (`https://host/openai`) is kept. */
+function requestPath(router: string, endpointType: "chat" | "completions"): string | undefined {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(router) ? router : `http://${router}`;
+  const prefix = new URL(withScheme).pathname.replace(/\/+$/, "");
+  return prefix ? `${prefix}/${endpointPath(endpointType)}` : undefined;
+}
 
 /** The load generator's options for one step, the same in every shard. */
 function pointOptions(opts: RunArmOptions, step: ExperimentStep, dir: string): RunLoadPointOptions {
   const { plan, arm } = opts;
+  const path = requestPath(opts.endpoints.router, plan.workload.endpointType);
   return {
     url: opts.endpoints.router,
+    ...(path ? { endpoint: path } : {}),
+    ...(opts.headers ? { headers: opts.headers } : {}),
     models: plan.workload.models,
     workload: plan.workload,
     loadPoint: plan.loadPoints[step.point]!,
@@ -223,10 +251,7 @@ async function followArm(opts: RunArmOptions, role: ShardRole): Promise<RunArmRe
   const timeoutMs = opts.readyTimeoutMs ?? 10 * 60_000;
   const steps = armSteps(opts.plan, opts.arm, await follower.steps(timeoutMs));
   if (steps.length === 0) return { measured: [], skipped: 0, sentShares: 0 };
-  await waitHealthy(healthUrls(opts.endpoints), {
-    timeoutMs,
-    ...(opts.signal ? { signal: opts.signal } : {}),
-  });
+  await waitReady(opts, timeoutMs);
   for (const step of steps) {
     opts.signal?.throwIfAborted();
     opts.onStep?.(step);

@@ -8,6 +8,7 @@
 import type { EnginePlan, StackPlan } from "./plan-types.ts";
 
 export type DifferenceFactor =
+  | "endpoint"
   | "engine"
   | "router"
   | "models"
@@ -70,6 +71,12 @@ function perEngine(
 
 const json = (v: unknown) => JSON.stringify(v);
 
+/** The load an arm drives (teardown and interleaving are how the run goes, not what it measures). */
+function loadOf(p: StackPlan): string {
+  const { destroyAfterRun: _d, interleaveArms: _i, ...load } = p.runner;
+  return json(load);
+}
+
 export function armDifferences(a: StackPlan, b: StackPlan): ArmDifference[] {
   const out: ArmDifference[] = [];
   const add = (factor: DifferenceFactor, what: string, x: string, y: string) => {
@@ -78,6 +85,20 @@ export function armDifferences(a: StackPlan, b: StackPlan): ArmDifference[] {
 
   // Hardware: where it runs.
   add("hardware", "target", a.target, b.target);
+  if (a.endpoint || b.endpoint) {
+    // Running endpoints: the kit deployed nothing, so what differs is which server was measured
+    // (what runs behind each URL is the user's to state; the report shows the URL).
+    const where = (p: StackPlan) => p.endpoint?.url ?? `${p.target} deployment`;
+    add("endpoint", "endpoint URL", where(a), where(b));
+    add(
+      "hardware",
+      "engines",
+      a.emulated ? "emulated (engine-sim)" : "as served",
+      b.emulated ? "emulated (engine-sim)" : "as served",
+    );
+    add("workload", "workload", loadOf(a), loadOf(b));
+    return out;
+  }
   add(
     "hardware",
     "GPUs",
@@ -145,9 +166,7 @@ export function armDifferences(a: StackPlan, b: StackPlan): ArmDifference[] {
   );
 
   // Workload (an experiment refuses arms with different loads; stored runs may still differ).
-  const { destroyAfterRun: _x, interleaveArms: _y, ...ra } = a.runner;
-  const { destroyAfterRun: _u, interleaveArms: _v, ...rb } = b.runner;
-  add("workload", "workload", json(ra), json(rb));
+  add("workload", "workload", loadOf(a), loadOf(b));
   return out;
 }
 

@@ -75,11 +75,12 @@ export function paramsBillionsFromName(hfPath: string): number | undefined {
  * embeddings/quantization scales kept in higher precision. Undefined when it cannot be estimated.
  */
 export function estimateWeightsGiB(model: {
-  hfPath: string;
+  hfPath?: string | undefined;
   quantization?: string;
   weightsGiB?: number;
 }): number | undefined {
   if (model.weightsGiB !== undefined) return model.weightsGiB;
+  if (model.hfPath === undefined) return undefined;
   const params = paramsBillionsFromName(model.hfPath);
   if (params === undefined) return undefined;
   return (params * 1e9 * bytesPerParam(model.quantization) * 1.05) / 2 ** 30;

@@ -4,7 +4,7 @@
  * runner. Renderers never re-read config.
  */
 
-export type Target = "local" | "gcp-vm" | "gke" | "kubeconfig" | "ssh";
+export type Target = "local" | "gcp-vm" | "gke" | "kubeconfig" | "ssh" | "endpoint";
 export type Arm = "baseline" | "managed";
 export type Placement = "dedicated" | "packed";
 export type RouterPolicy = "round-robin" | "least-busy" | "prefix-aware" | "session" | "kv-aware";
@@ -27,6 +27,20 @@ export interface StackPlan {
   warnings: string[];
   /** Hourly cost estimate for cloud targets; absent for local. */
   cost?: CostEstimate;
+  /** Target endpoint: the running server measured (no hosts, engines or router are deployed). */
+  endpoint?: EndpointPlan;
+}
+
+/** An already-running OpenAI-compatible server: what the runner sends to and scrapes. */
+export interface EndpointPlan {
+  /** Base URL the requests go to (`<url>/v1/...`; a path prefix is kept). */
+  url: string;
+  /** Engines behind it whose /metrics, /health and /version the runner reads (may be none). */
+  engineUrls: string[];
+  /** Environment variable the API key is read from at run time; the key is never in a plan. */
+  apiKeyEnv?: string;
+  /** Answers 200 once the endpoint serves (asked with the key). */
+  readyPath: string;
 }
 
 export interface HostPlan {

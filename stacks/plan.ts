@@ -256,16 +256,18 @@ function checkModels(
 ): Map<ModelConfig, string[]> {
   const extraWords = new Map<ModelConfig, string[]>();
   for (const [i, m] of config.models.entries()) {
-    if (opts.knownProfiles && !opts.knownProfiles.includes(m.profile)) {
+    // The schema requires a profile wherever engines are deployed (every target but endpoint).
+    const profile = m.profile!;
+    if (opts.knownProfiles && !opts.knownProfiles.includes(profile)) {
       reasons.push({
         path: ["models", i, "profile"],
-        message: `"${m.profile}" is not an engine-sim profile${suggestion(m.profile, opts.knownProfiles)}; known: ${opts.knownProfiles.join(", ")}`,
+        message: `"${profile}" is not an engine-sim profile${suggestion(profile, opts.knownProfiles)}; known: ${opts.knownProfiles.join(", ")}`,
       });
     }
     const gpuSuffix = GPU_SPECS[config.gpus.type].profileSuffix;
-    if (!m.profile.endsWith(`@${gpuSuffix}`)) {
+    if (!profile.endsWith(`@${gpuSuffix}`)) {
       warnings.push(
-        `${m.name}: emulator profile ${m.profile} models a different GPU than gpus.type ${config.gpus.type}`,
+        `${m.name}: emulator profile ${profile} models a different GPU than gpus.type ${config.gpus.type}`,
       );
     }
     const extra = checkExtraArgs(m.extraArgs);
@@ -283,6 +285,7 @@ function checkModels(
 }
 
 export function plan(stack: string, config: StackConfig, opts: PlanOptions = {}): StackPlan {
+  if (config.target === "endpoint") return endpointArmPlan(stack, config, opts);
   const reasons: PlanProblem[] = [];
   const warnings: string[] = [];
   const { host } = hostShape(config, reasons);
@@ -366,7 +369,7 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
       name,
       host: host.name,
       model: model.name,
-      hfPath: model.hfPath,
+      hfPath: model.hfPath!,
       replica,
       gpus: p.gpus,
       port,
@@ -380,7 +383,7 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
       maxNumSeqs: config.engine.maxNumSeqs,
       maxNumBatchedTokens: config.engine.maxNumBatchedTokens,
       emulator: {
-        profile: model.profile,
+        profile: model.profile!,
         startupDelaySec: config.engine.emulatorStartupDelaySec,
         ...(kvcached
           ? { maxCachedTokens: prefixCaching ? config.engine.kvcached.maxCachedTokens : 0 }
@@ -450,14 +453,7 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
     image: config.router.image,
     pollIntervalMs,
     requestTimeoutMs: config.router.requestTimeoutMs,
-    options: {
-      prefixBlockChars: config.router.options.prefixBlockChars,
-      loadGateThreshold: config.router.options.loadGateThreshold,
-      sessionHeader: config.router.options.sessionHeader,
-      kvAwareWeights: { ...config.router.options.kvAwareWeights },
-      // Peers call metrics older than 200 ms stale at a 50 ms poll; scale with the poll interval.
-      metricsStaleMs: config.router.options.metricsStaleMs ?? Math.max(200, 3 * pollIntervalMs),
-    },
+    options: routerOptions(config),
     backends,
   };
 
@@ -472,6 +468,72 @@ export function plan(stack: string, config: StackConfig, opts: PlanOptions = {})
     router,
     runner: runnerPlan(config),
     warnings,
+  };
+  const cost = costEstimate(config);
+  if (cost) result.cost = cost;
+  return result;
+}
+
+/** The router's policy options from the config (an endpoint's plan carries its session header). */
+function routerOptions(config: StackConfig): RouterPlan["options"] {
+  const o = config.router.options;
+  return {
+    prefixBlockChars: o.prefixBlockChars,
+    loadGateThreshold: o.loadGateThreshold,
+    sessionHeader: o.sessionHeader,
+    kvAwareWeights: { ...o.kvAwareWeights },
+    // Peers call metrics older than 200 ms stale at a 50 ms poll; scale with the poll interval.
+    metricsStaleMs: o.metricsStaleMs ?? Math.max(200, 3 * config.router.pollIntervalMs),
+  };
+}
+
+/** One value for both arms, or the arm's own (`{baseline: …, managed: …}`). */
+function forArm<T>(v: T | { baseline: T; managed: T }, arm: StackConfig["mode"]): T {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && "baseline" in v
+    ? (v as { baseline: T; managed: T })[arm]
+    : (v as T);
+}
+
+/**
+ * An arm that measures a running endpoint: nothing placed, nothing deployed. The plan holds the
+ * URLs and the name of the key's variable (never the key); the router section only carries the
+ * session header the runner sends, and says `round-robin` for no policy of the kit's.
+ */
+function endpointArmPlan(stack: string, config: StackConfig, opts: PlanOptions): StackPlan {
+  const e = config.endpoint;
+  const reasons = contextProblems(config, opts.workloadExtent ?? configWorkloadExtent(config));
+  if (reasons.length > 0) throw new PlanError(stack, reasons);
+  const engineUrls = forArm(e.engineUrls, config.mode);
+  const warnings = engineUrls.length
+    ? []
+    : [
+        "endpoint.engineUrls is empty: no server-side metrics (KV usage, queue, prefix hits) are recorded, only what the client sees",
+      ];
+  const result: StackPlan = {
+    schemaVersion: PLAN_SCHEMA_VERSION,
+    stack,
+    target: "endpoint",
+    mode: config.mode,
+    emulated: e.emulated,
+    hosts: [],
+    engines: [],
+    router: {
+      policy: "round-robin",
+      port: 0,
+      image: "",
+      pollIntervalMs: config.router.pollIntervalMs,
+      requestTimeoutMs: config.router.requestTimeoutMs,
+      options: routerOptions(config),
+      backends: {},
+    },
+    runner: runnerPlan(config),
+    warnings,
+    endpoint: {
+      url: forArm(e.url!, config.mode).replace(/\/+$/, ""),
+      engineUrls: engineUrls.map((u) => u.replace(/\/+$/, "")),
+      ...(e.apiKeyEnv ? { apiKeyEnv: e.apiKeyEnv } : {}),
+      readyPath: e.readyPath,
+    },
   };
   const cost = costEstimate(config);
   if (cost) result.cost = cost;
@@ -627,6 +689,17 @@ export function costEstimate(config: StackConfig): CostEstimate | undefined {
       maxRunCost: config.ssh.hourlyUsd,
       basis: "the price per hour the stack states for this host (ssh.hourlyUsd), not a cloud price",
       source: "stack config ssh.hourlyUsd",
+      estimate: true,
+    };
+  }
+  if (config.target === "endpoint" && config.endpoint.hourlyUsd !== undefined) {
+    return {
+      currency: "USD",
+      hourly: config.endpoint.hourlyUsd,
+      maxRunCost: config.endpoint.hourlyUsd,
+      basis:
+        "the price per hour the stack states for this endpoint (endpoint.hourlyUsd), not a cloud price",
+      source: "stack config endpoint.hourlyUsd",
       estimate: true,
     };
   }

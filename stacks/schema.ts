@@ -102,9 +102,10 @@ const concurrencyInt = boundedInt(1, LIMITS.concurrency, "LIMITS.concurrency: re
 const timeScale = boundedNumber(LIMITS.timeScaleMin, LIMITS.timeScaleMax, "LIMITS.timeScaleMax");
 
 /** Kubernetes/compose/DNS-safe name: served model names become engine and service names. */
-const dnsName = z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,46}[a-z0-9])?$/, {
-  message: "must be lowercase letters, digits, '.' or '-', start and end alphanumeric, ≤ 48 chars",
-});
+const DNS_NAME = /^[a-z0-9]([a-z0-9.-]{0,46}[a-z0-9])?$/;
+const DNS_NAME_MESSAGE =
+  "must be lowercase letters, digits, '.' or '-', start and end alphanumeric, ≤ 48 chars";
+const dnsName = z.string().regex(DNS_NAME, { message: DNS_NAME_MESSAGE });
 
 const port = z.number().int().min(1).max(65535);
 /**
@@ -127,12 +128,20 @@ export const secretValue = z.union([
 ]);
 
 export const modelSchema = z.strictObject({
-  /** Served model name: the `model` clients send; also names engines (`<name>-<replica>`). */
-  name: dnsName,
-  /** Hugging Face repository id the engine loads. */
+  /**
+   * Served model name: the `model` clients send; also names engines (`<name>-<replica>`), so it
+   * is DNS-safe wherever the kit deploys engines (target endpoint: any name the endpoint serves).
+   */
+  name: z
+    .string()
+    .min(1)
+    .max(256)
+    .regex(/^[^\s\0]+$/, { message: "must not hold spaces or control characters" }),
+  /** Hugging Face repository id the engine loads (target endpoint: optional, for the record). */
   hfPath: z
     .string()
-    .regex(/^[\w.-]+\/[\w.-]+$/, { message: "must be a Hugging Face id like org/name" }),
+    .regex(/^[\w.-]+\/[\w.-]+$/, { message: "must be a Hugging Face id like org/name" })
+    .optional(),
   replicas: boundedInt(1, LIMITS.replicas, "LIMITS.replicas").default(1),
   /** GPUs per replica = tensor parallel size. */
   gpusPerReplica: boundedInt(1, LIMITS.gpusPerReplica, "LIMITS.gpusPerReplica").default(1),
@@ -148,8 +157,8 @@ export const modelSchema = z.strictObject({
     .array(z.string().max(4096))
     .max(LIMITS.extraArgs, { message: `at most ${LIMITS.extraArgs} entries` })
     .default([]),
-  /** engine-sim profile used when emulated, e.g. `llama-3.1-8b@h100`. */
-  profile: z.string().min(1),
+  /** engine-sim profile used when emulated, e.g. `llama-3.1-8b@h100` (not for target endpoint). */
+  profile: z.string().min(1).optional(),
   /** Weight memory in GiB; estimated from the parameter count in hfPath when omitted. */
   weightsGiB: boundedNumber(0, 1_000_000, "1 PiB", { exclusiveMin: true }).optional(),
 });
@@ -520,7 +529,62 @@ export const sshHostSchema = z.strictObject({
   hourlyUsd: z.number().nonnegative().max(10_000).optional(),
 });
 
-export const targets = ["local", "gcp-vm", "gke", "kubeconfig", "ssh"] as const;
+/** An http(s) base URL: no credentials in it (they would be written into plan.json and logs). */
+const baseUrl = z
+  .string()
+  .max(2048)
+  .superRefine((v, ctx) => {
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      ctx.addIssue({ code: "custom", message: "must be an http(s) URL like http://10.0.0.5:8000" });
+      return;
+    }
+    if (u.protocol !== "http:" && u.protocol !== "https:")
+      ctx.addIssue({ code: "custom", message: `must be http or https, not ${u.protocol}` });
+    if (u.username || u.password)
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "must not carry credentials (they would be written into plan.json and logs); put the key in an environment variable named by endpoint.apiKeyEnv",
+      });
+    if (u.search || u.hash)
+      ctx.addIssue({ code: "custom", message: "must not have a query or fragment" });
+  });
+/** One value for both arms, or one per arm (as router.policy), so one stack file holds an A/B. */
+const perArm = <T extends z.ZodType>(t: T) =>
+  z.union([t, z.strictObject({ baseline: t, managed: t })]);
+
+/**
+ * An OpenAI-compatible server that is already running (`target: endpoint`): nothing is provisioned
+ * or torn down; the runner measures it from this machine.
+ */
+export const endpointSchema = z.strictObject({
+  /** Base URL (requests go to `<url>/v1/chat/completions`); a path prefix is kept. */
+  url: perArm(baseUrl).optional(),
+  /**
+   * Engines behind the endpoint (vLLM base URLs, each serving /metrics, /health and /version):
+   * scraped before and after every point. None: the run has client-side figures only.
+   */
+  engineUrls: perArm(z.array(baseUrl).max(LIMITS.replicas)).default([]),
+  /** Environment variable holding the API key, sent as `Authorization: Bearer`; never written. */
+  apiKeyEnv: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: "must be an environment variable name" })
+    .optional(),
+  /** Path under the URL that answers 200 once the endpoint serves (every OpenAI server has it). */
+  readyPath: z
+    .string()
+    .regex(/^\/[^\s?#]*$/, { message: "must be a path like /v1/models" })
+    .default("/v1/models"),
+  /** The endpoint serves emulated engines (engine-sim): its results are labelled EMULATED. */
+  emulated: z.boolean().default(false),
+  /** What an hour of this endpoint costs you (USD), for cost in compare and report. */
+  hourlyUsd: z.number().nonnegative().max(10_000).optional(),
+});
+
+export const targets = ["local", "gcp-vm", "gke", "kubeconfig", "ssh", "endpoint"] as const;
 
 export const stackConfigSchema = z
   .strictObject({
@@ -541,6 +605,7 @@ export const stackConfigSchema = z
     gke: gkeSchema.prefault({}),
     kubeconfig: kubeconfigSchema.prefault({}),
     ssh: sshHostSchema.prefault({}),
+    endpoint: endpointSchema.prefault({}),
     run: runSchema.prefault({}),
     runner: runnerSchema.prefault({}),
     /** Cloud targets only: run engine-sim containers instead of vLLM (zero-GPU rehearsal). */
@@ -551,6 +616,17 @@ export const stackConfigSchema = z
   .superRefine((cfg, ctx) => {
     const names = new Set<string>();
     cfg.models.forEach((m, i) => {
+      if (cfg.target !== "endpoint") {
+        if (!DNS_NAME.test(m.name))
+          ctx.addIssue({ code: "custom", path: ["models", i, "name"], message: DNS_NAME_MESSAGE });
+        for (const key of ["hfPath", "profile"] as const)
+          if (m[key] === undefined)
+            ctx.addIssue({
+              code: "custom",
+              path: ["models", i, key],
+              message: `required where the kit deploys engines (target ${cfg.target}): ${key === "hfPath" ? "the Hugging Face id the engine loads" : "the engine-sim profile, e.g. llama-3.1-8b@h100"}`,
+            });
+      }
       if (names.has(m.name)) {
         ctx.addIssue({
           code: "custom",
@@ -634,6 +710,20 @@ export const stackConfigSchema = z
                 : "the ssh target needs the host's public key, pinned (`ssh-keyscan -t ed25519 HOST`, the part after the host name)",
           });
     }
+    if (cfg.target === "endpoint" && cfg.endpoint.url === undefined)
+      ctx.addIssue({
+        code: "custom",
+        path: ["endpoint", "url"],
+        message:
+          "the endpoint target needs the server's base URL (one, or {baseline: URL, managed: URL})",
+      });
+    if (cfg.target === "endpoint" && cfg.rehearsal)
+      ctx.addIssue({
+        code: "custom",
+        path: ["rehearsal"],
+        message:
+          "an endpoint is already running: nothing is deployed to rehearse (set endpoint.emulated if it serves engine-sim)",
+      });
     if (cfg.target === "gcp-vm" && cfg.gcp.sshSourceRanges.length === 0) {
       ctx.addIssue({
         code: "custom",

@@ -25,6 +25,10 @@ export async function targetFor(
       const { kubeTarget } = await import("./kube/index.ts");
       return kubeTarget(opts.configs);
     }
+    case "endpoint": {
+      const { endpointTarget } = await import("./endpoint/index.ts");
+      return endpointTarget();
+    }
     case "gke": {
       const { kubeTarget } = await import("./kube/index.ts");
       const { gkeCluster } = await import("./kube/gke.ts");
@@ -32,7 +36,7 @@ export async function targetFor(
     }
     default:
       throw new UserError(`target "${plan.target}" cannot run yet`, {
-        hint: "runnable targets: local, ssh, gcp-vm, kubeconfig, gke (see README: Targets)",
+        hint: "runnable targets: local, endpoint, ssh, gcp-vm, kubeconfig, gke (see README: Targets)",
       });
   }
 }

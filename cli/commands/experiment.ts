@@ -5,20 +5,15 @@
 import { join } from "node:path";
 import type { Command } from "commander";
 import { z } from "zod";
-import {
-  type CatalogExperiment,
-  loadCatalog,
-  planCatalogExperiment,
-} from "../../experiments/catalog.ts";
+import { type CatalogExperiment, planCatalogExperiment } from "../../experiments/catalog.ts";
+import { snapshotText } from "../../experiments/catalog-run.ts";
 import { writeFileAtomic } from "../../lib/atomic.ts";
-import { errorMessage, UserError } from "../../lib/errors.ts";
-import { logger } from "../../lib/logger.ts";
-import { redactObject } from "../../lib/redact.ts";
+import { UserError } from "../../lib/errors.ts";
 import { newRunId } from "../../lib/run-id.ts";
 import { DEFAULT_RUNS_DIR } from "../../results/store.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
-import { executeRun } from "../execute-run.ts";
 import { collect, parseOptions } from "../options.ts";
+import { runCatalog, selectExperiments, withRunOptions } from "../run-catalog.ts";
 import { planOutFiles } from "./plan.ts";
 
 const listSchema = z.object({ filter: z.string().optional() });
@@ -29,6 +24,7 @@ const runSchema = z.object({
   dryRun: z.boolean().default(false),
   keep: z.boolean().default(false),
   runsDir: z.string().min(1).optional(),
+  resume: z.string().min(1).optional(),
 });
 
 /**
@@ -43,9 +39,9 @@ async function dryRun(
 ): Promise<number> {
   const files: Record<string, string> = {};
   for (const x0 of xs) {
-    const x = { ...x0, overrides: [...x0.overrides, ...opts.set], quick: opts.quick || x0.quick };
+    const x = withRunOptions(x0, opts);
     const { plans, configs, plan } = planCatalogExperiment(x);
-    files[`${x.name}/experiment.json`] = `${JSON.stringify(redactObject(plan), null, 2)}\n`;
+    files[`${x.name}/experiment.json`] = snapshotText(plan, x.autoRates);
     for (const [k, p] of plans.entries()) {
       const stack = x.stacks[Math.min(k, x.stacks.length - 1)]!;
       const more = x.stacks.length === 1 ? [`mode=${p.mode}`] : [];
@@ -62,23 +58,6 @@ async function dryRun(
   return Object.keys(files).length;
 }
 
-/** The experiments whose names match --filter (a regular expression), refused when none do. */
-function selected(file: string, filter: string | undefined): CatalogExperiment[] {
-  let re: RegExp | undefined;
-  try {
-    re = filter === undefined ? undefined : new RegExp(filter);
-  } catch (err) {
-    throw new UserError(`--filter: not a regular expression: ${errorMessage(err)}`);
-  }
-  const all = loadCatalog(file);
-  const xs = re ? all.filter((x) => re.test(x.name)) : all;
-  if (xs.length === 0)
-    throw new UserError(`--filter ${filter}: no experiment of ${file} matches`, {
-      hint: `experiments: ${all.map((x) => x.name).join(", ")}`,
-    });
-  return xs;
-}
-
 export function registerExperiment(program: Command): void {
   const cmd = program
     .command("experiment")
@@ -89,21 +68,27 @@ export function registerExperiment(program: Command): void {
     .option("--filter <regex>", "only experiments whose name matches")
     .action((file: string, raw: unknown) => {
       const opts = parseOptions(listSchema, raw);
-      for (const x of selected(file, opts.filter)) {
+      for (const x of selectExperiments(file, opts.filter)) {
         const from = x.extends.length ? ` (extends ${x.extends.join(" → ")})` : "";
         process.stdout.write(
           `${x.name}${from}: stacks ${x.stacks.join(", ")}${x.quick ? ", quick" : ""}\n`,
         );
         if (x.description) process.stdout.write(`  ${x.description}\n`);
         for (const o of x.overrides) process.stdout.write(`  --set ${o}\n`);
+        const a = x.autoRates;
+        if (a)
+          process.stdout.write(
+            `  auto rates: ${a.fractions.map((f) => `${Math.round(f * 1000) / 10} %`).join(", ")} of the probed saturation (probe: concurrency ${a.probeConcurrency}, ${a.probeRequests} requests per arm; ${a.distribution} arrivals)\n`,
+          );
       }
     });
   cmd
     .command("run <file>")
     .description(
       "Run the file's experiments one after the other, each like `inferbench run` (its own run\n" +
-        "folder, compare and report); a failed one is reported and the next one runs. Ctrl-C stops\n" +
-        "the one running (its completed points kept) and the rest are not started.",
+        "folder, compare and report), as one catalog run (experiments-<id>/: each experiment's\n" +
+        "snapshot and outcome); a failed one is reported and the next one runs. Ctrl-C stops the\n" +
+        "one running (its completed points kept), the rest are not started; --resume continues.",
     )
     .option("--filter <regex>", "only experiments whose name matches")
     .option(
@@ -120,42 +105,33 @@ export function registerExperiment(program: Command): void {
     )
     .option("--keep", "cloud: keep each experiment's stack after its run, as `run --keep` does")
     .option("--runs-dir <dir>", "where runs are stored (default results/runs)")
+    .option(
+      "--resume <id>",
+      "continue a catalog run (the id it printed): finished experiments are skipped, interrupted or\n" +
+        "failed ones resumed from their completed points; refused, with the diff, when an experiment\n" +
+        "would render differently now (its snapshot is immutable)",
+    )
     .action(async (file: string, raw: unknown) => {
       const opts = parseOptions(runSchema, raw);
-      const xs = selected(file, opts.filter);
       if (opts.dryRun) {
+        if (opts.resume)
+          throw new UserError("--dry-run starts nothing: there is nothing to resume");
+        const xs = selectExperiments(file, opts.filter);
         const dir = join(opts.runsDir ?? DEFAULT_RUNS_DIR, `dry-run-${newRunId()}`);
         const n = await dryRun(xs, opts, dir);
         process.stdout.write(`${xs.length} experiment(s), ${n} file(s), nothing started: ${dir}\n`);
         return;
       }
-      const outcomes: string[] = [];
-      let worst = 0;
-      for (const [k, x] of xs.entries()) {
-        logger.info(`experiment ${k + 1}/${xs.length}: ${x.name} (${x.stacks.join(", ")})`);
-        try {
-          const r = await executeRun({
-            stacks: x.stacks,
-            overrides: [...x.overrides, ...opts.set],
-            quick: opts.quick || x.quick,
-            interleave: x.interleave,
-            ...(opts.runsDir ? { runsDir: opts.runsDir } : {}),
-            keep: opts.keep,
-          });
-          outcomes.push(`${x.name}: ok, run ${r.runId}`);
-        } catch (err) {
-          const code = err instanceof UserError ? err.exitCode : 1;
-          outcomes.push(
-            `${x.name}: ${code === 3 ? "some points INVALID" : `failed (${errorMessage(err).split("\n")[0]})`}`,
-          );
-          worst = Math.max(worst, code);
-          if (code === 130) {
-            outcomes.push(...xs.slice(k + 1).map((y) => `${y.name}: not started (interrupted)`));
-            break;
-          }
-        }
-      }
-      process.stdout.write(`\n${outcomes.join("\n")}\n`);
-      if (worst) process.exitCode = worst;
+      const { lines, exitCode } = await runCatalog({
+        file,
+        ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
+        set: opts.set,
+        quick: opts.quick,
+        keep: opts.keep,
+        ...(opts.runsDir ? { runsDir: opts.runsDir } : {}),
+        ...(opts.resume ? { resume: opts.resume } : {}),
+      });
+      process.stdout.write(`\n${lines.join("\n")}\n`);
+      if (exitCode) process.exitCode = exitCode;
     });
 }

@@ -144,6 +144,7 @@ async function kubeOutFiles(
 }
 
 export function formatPlanSummary(plan: StackPlan): string {
+  if (plan.endpoint) return endpointSummary(plan, plan.endpoint);
   const lines: string[] = [];
   const host = plan.hosts[0]!;
   lines.push(
@@ -190,16 +191,33 @@ export function formatPlanSummary(plan: StackPlan): string {
   lines.push(
     `router: ${plan.router.policy} on port ${plan.router.port}, poll ${plan.router.pollIntervalMs} ms; ${backends}`,
   );
-  const w = plan.runner.workload;
-  const points = plan.runner.loadPoints.map(loadPointText).join(", ");
-  lines.push(
-    `workload: ${w.dataset.kind} dataset, ${w.endpointType}${w.streaming ? " streaming" : ""}, output ${w.outputTokensMean ?? "model-decided"} tokens${w.ignoreEos ? " (ignore_eos)" : ""}; load points: ${points}; repeats ${plan.runner.repeats}`,
-  );
+  lines.push(workloadLine(plan));
   if (plan.cost) {
     lines.push(
       `cost (ESTIMATE): ~$${plan.cost.hourly.toFixed(2)}/hour, at most ~$${plan.cost.maxRunCost.toFixed(2)} before the dead-man switch; ${plan.cost.basis}. Source: ${plan.cost.source}`,
     );
   }
+  for (const w of plan.warnings) lines.push(`warning: ${w}`);
+  return lines.join("\n");
+}
+
+function workloadLine(plan: StackPlan): string {
+  const w = plan.runner.workload;
+  const points = plan.runner.loadPoints.map(loadPointText).join(", ");
+  return `workload: ${w.dataset.kind} dataset, ${w.endpointType}${w.streaming ? " streaming" : ""}, output ${w.outputTokensMean ?? "model-decided"} tokens${w.ignoreEos ? " (ignore_eos)" : ""}; load points: ${points}; repeats ${plan.runner.repeats}`;
+}
+
+/** A running endpoint's plan: what is measured and from where (nothing is deployed). */
+function endpointSummary(plan: StackPlan, ep: NonNullable<StackPlan["endpoint"]>): string {
+  const lines = [
+    `stack ${plan.stack}: target endpoint, arm ${plan.mode}${plan.emulated ? " (EMULATED engines: engine-sim)" : ""}; nothing is deployed or torn down`,
+    `endpoint: ${ep.url} (ready: ${ep.readyPath}${ep.apiKeyEnv ? `; key from $${ep.apiKeyEnv}` : "; no key"})`,
+    `engines scraped: ${ep.engineUrls.length ? ep.engineUrls.join(", ") : "none"}`,
+    `models: ${plan.runner.workload.models.join(", ")}`,
+    workloadLine(plan),
+  ];
+  if (plan.cost)
+    lines.push(`cost (ESTIMATE): ~$${plan.cost.hourly.toFixed(2)}/hour; ${plan.cost.basis}`);
   for (const w of plan.warnings) lines.push(`warning: ${w}`);
   return lines.join("\n");
 }

@@ -4,6 +4,7 @@
  */
 import type { Command } from "commander";
 import { z } from "zod";
+import { autoRates, parseFractions } from "../../experiments/auto-rates.ts";
 import { UserError } from "../../lib/errors.ts";
 import { executeRun } from "../execute-run.ts";
 import { collect, parseOptions } from "../options.ts";
@@ -22,6 +23,10 @@ const optionsSchema = z
     interleave: z.boolean().default(true),
     resume: z.string().min(1).optional(),
     runsDir: z.string().min(1).optional(),
+    autoRates: z.union([z.literal(true), z.string().min(1)]).optional(),
+    probeConcurrency: z.coerce.number().int().positive().optional(),
+    probeRequests: z.coerce.number().int().positive().optional(),
+    rateDistribution: z.enum(["poisson", "constant"]).optional(),
   })
   .refine((o) => o.stack !== undefined || o.stacks !== undefined || o.resume !== undefined, {
     message: "give --stack <name>, --stacks <a,b> or --resume <run-id>",
@@ -65,16 +70,39 @@ export function registerRun(program: Command): void {
       "continue an interrupted run: load points with complete artifacts are skipped",
     )
     .option("--runs-dir <dir>", "where runs are stored (default results/runs)")
+    .option(
+      "--auto-rates [fractions]",
+      "probe the saturation (closed loop, both arms: a run of its own), then sweep open-loop rates\n" +
+        "at these fractions of it (default 0.1,0.2,…,1; `50%` works too) in a second run, whose\n" +
+        "load points these rates replace and whose manifest records the probe",
+    )
+    .option("--probe-concurrency <n>", "--auto-rates: requests in flight during the probe (64)")
+    .option("--probe-requests <n>", "--auto-rates: requests the probe measures per arm (256)")
+    .option("--rate-distribution <d>", "--auto-rates: arrivals of the sweep, poisson | constant")
     .addHelpText(
       "after",
-      "\nExamples:\n  inferbench run --stack local\n  inferbench run --stack local --quick\n  inferbench run --resume 20261124-134512-ab12\n",
+      "\nExamples:\n  inferbench run --stack local\n  inferbench run --stack local --quick\n  inferbench run --stack local --auto-rates 0.25,0.5,0.75,1\n  inferbench run --resume 20261124-134512-ab12\n",
     )
     .action(async (raw: unknown) => {
       const opts = parseOptions(optionsSchema, raw);
       const stacks = opts.stacks ?? (opts.stack ? [opts.stack] : []);
       if (stacks.length > 2)
         throw new UserError("give one stack (both arms from it) or two (one per arm)");
+      const auto =
+        opts.autoRates === undefined
+          ? undefined
+          : autoRates({
+              ...(opts.autoRates === true ? {} : { fractions: parseFractions(opts.autoRates) }),
+              ...(opts.probeConcurrency ? { probeConcurrency: opts.probeConcurrency } : {}),
+              ...(opts.probeRequests ? { probeRequests: opts.probeRequests } : {}),
+              ...(opts.rateDistribution ? { distribution: opts.rateDistribution } : {}),
+            });
+      if (!auto && (opts.probeConcurrency || opts.probeRequests || opts.rateDistribution))
+        throw new UserError(
+          "--probe-concurrency, --probe-requests and --rate-distribution go with --auto-rates",
+        );
       await executeRun({
+        ...(auto ? { autoRates: auto } : {}),
         stacks,
         overrides: opts.set,
         quick: opts.quick,

@@ -45,10 +45,40 @@ describe("experiment catalog", () => {
       "embedded-load-loadpoints-0",
       "embedded-load-loadpoints-1",
       "embedded-load-loadpoints-2",
+      "embedded-auto-rates",
       "prefix-routing-managed-prefix-aware",
       "prefix-routing-managed-least-busy",
       "kvcached-pair",
     ]);
+  });
+
+  it("autoRates: checked with defaults filled, inherited by extends, refused at its line", () => {
+    const xs = expandCatalog(
+      `experiments:
+  - name: base
+    stacks: [local]
+    autoRates: {fractions: [0.5, 1], probeConcurrency: 8, probeRequests: 16}
+  - name: child
+    extends: base
+`,
+      "t.yaml",
+    );
+    for (const x of xs)
+      assert.deepEqual(x.autoRates, {
+        fractions: [0.5, 1],
+        distribution: "poisson",
+        probeConcurrency: 8,
+        probeRequests: 16,
+      });
+    const msg = refusal(`experiments:
+  - name: bad
+    stacks: [local]
+    autoRates: {fractions: [0, 1]}
+`);
+    assert.match(
+      msg,
+      /t\.yaml:4:\d+: experiments\[0\]\.autoRates: auto rates: fraction 0 is not in \(0, 2\]/,
+    );
   });
 
   it("extends deep-merges mappings, replaces lists, and does not inherit a matrix", () => {
@@ -198,7 +228,12 @@ describe("inferbench experiment", () => {
       assert.ok([0, 3].includes(r.status!), r.stderr);
       assert.match(r.stdout, /^tiny: (ok, run \d{8}-\d{6}-[0-9a-f]{4}|some points INVALID)$/m);
       assert.doesNotMatch(r.stdout, /tiny-big/, "--filter leaves the other out");
-      assert.equal(readdirSync(runs).length, 1);
+      // One run, and the catalog run that records it (experiments-<id>: snapshot + outcome).
+      const entries = readdirSync(runs);
+      assert.equal(entries.length, 2, entries.join(", "));
+      const catalogRun = entries.find((e) => e.startsWith("experiments-"))!;
+      assert.ok(catalogRun, entries.join(", "));
+      assert.deepEqual(readdirSync(join(runs, catalogRun)).sort(), ["catalog-run.json", "tiny"]);
       // --dry-run: every rendered artifact of both arms, nothing started.
       const shipped = fileURLToPath(new URL("../../experiments/studies.yaml", import.meta.url));
       const dry = cli([
