@@ -330,6 +330,22 @@ async function roleEngineSim(a: EngineSimParams): Promise<void> {
   onTerm(() => host.close());
 }
 
+/** nginx's added latency below this (ms) is noise in one round: no ratio is taken against it. */
+const NGINX_FLOOR_MS = 0.5;
+
+/**
+ * The median over rounds of a target's added latency ÷ nginx's in the same round, over the rounds
+ * where nginx's is at least NGINX_FLOOR_MS; says how many rounds counted.
+ */
+function ratioToNginx(added: readonly number[], nginx: readonly number[]): string {
+  const rs = added.flatMap((a, i) => {
+    const n = nginx[i];
+    return n !== undefined && n >= NGINX_FLOOR_MS ? [a / n] : [];
+  });
+  if (rs.length === 0) return `n/a (nginx < ${NGINX_FLOOR_MS} ms)`;
+  return `${median(rs).toFixed(2)}× (${rs.length}/${added.length} rounds)`;
+}
+
 // ---- load generation -----------------------------------------------------------------------------
 
 interface StreamResult {
@@ -648,7 +664,7 @@ async function proxyOverhead(dir: string): Promise<void> {
   );
   process.stdout.write(`load average before: ${loadavg()}\n`);
   process.stdout.write(
-    "streams | target | TTFT p50 | TTFT p99 | added p50 | added p99 | added p99 per round | errors | listen overflows\n",
+    `streams | target | TTFT p50 | TTFT p99 | added p50 | added p99 | added p99 per round | added p50 / nginx | added p99 / nginx | errors | listen overflows\n(x / nginx: median of the per-round ratios of added latency to nginx's in the same round, over the rounds where nginx adds ≥ ${NGINX_FLOOR_MS} ms — less is below what one round resolves)\n`,
   );
   const streamRows = process.argv.includes("--throughput-only")
     ? []
@@ -684,12 +700,17 @@ async function proxyOverhead(dir: string): Promise<void> {
         ovf.set(t.name, (ovf.get(t.name) ?? 0) + r.overflows);
       }
     }
+    const ng = per.get("nginx");
     for (const t of targets) {
       const e = per.get(t.name)!;
+      const vs =
+        ng && t.name !== "nginx"
+          ? `${ratioToNginx(e.a50, ng.a50)} | ${ratioToNginx(e.a99, ng.a99)}`
+          : "— | —";
       const added =
         t.name === "direct"
-          ? "—        | —        | —"
-          : `${ms(median(e.a50))} | ${ms(median(e.a99))} | ${e.a99.map((x) => x.toFixed(2)).join(" / ")}`;
+          ? "—        | —        | — | — | —"
+          : `${ms(median(e.a50))} | ${ms(median(e.a99))} | ${e.a99.map((x) => x.toFixed(2)).join(" / ")} | ${vs}`;
       process.stdout.write(
         `${concurrency} | ${t.name} | ${ms(median(e.p50))} | ${ms(median(e.p99))} | ${added} | ${errs.get(t.name)} | ${ovf.get(t.name)}\n`,
       );

@@ -15,6 +15,7 @@ import { registerRunner } from "./commands/runner.ts";
 import { registerServeEngineSim } from "./commands/serve-engine-sim.ts";
 import { registerServeRouter } from "./commands/serve-router.ts";
 import { registerStatus } from "./commands/status.ts";
+import { registerUpload } from "./commands/upload.ts";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
   version: string;
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerProfile(program);
   registerDestroy(program);
   registerStatus(program);
+  registerUpload(program);
   const serve = program
     .command("serve")
     .description("Run one of the kit's own servers: the engine emulator or the router.");

@@ -37,6 +37,9 @@ export interface CatalogRunOptions {
   keep: boolean;
   runsDir?: string;
   resume?: string;
+  /** Each experiment's run folder once it exists, and the catalog run's own (for --upload). */
+  onRun?: (runId: string, dir: string) => void;
+  onCatalogDir?: (dir: string) => void;
 }
 
 /** The experiment with the run's own --set and --quick on top of the catalog's. */
@@ -150,6 +153,7 @@ export async function runCatalog(
   const runsDir = o.runsDir ?? DEFAULT_RUNS_DIR;
   const { dir, rec } = o.resume ? resumeRecord(o, runsDir, o.resume) : startRecord(o, runsDir);
   process.stdout.write(`catalog run ${rec.id}: ${dir}\n`);
+  o.onCatalogDir?.(dir);
   const byName = new Map(
     selectExperiments(rec.file, rec.filter).map((x) => [x.name, withRunOptions(x, rec)]),
   );
@@ -186,7 +190,10 @@ export async function runCatalog(
         ...(x.autoRates ? { autoRates: x.autoRates } : {}),
         ...(earlier ? { resume: earlier } : {}),
         ...(o.runsDir ? { runsDir: o.runsDir } : {}),
-        onStart: (runId) => save(k, "running", { runId }),
+        onStart: (runId, runDir) => {
+          save(k, "running", { runId });
+          o.onRun?.(runId, runDir);
+        },
         keep: o.keep,
       });
       save(k, "complete", { runId: r.runId });

@@ -2,6 +2,7 @@
  * `inferbench experiment list|run FILE`: the named experiments of a catalog file
  * (experiments/*.yaml, see experiments/catalog.ts), expanded and checked before anything runs.
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { z } from "zod";
@@ -14,6 +15,7 @@ import { DEFAULT_RUNS_DIR } from "../../results/store.ts";
 import type { StackConfig } from "../../stacks/schema.ts";
 import { collect, parseOptions } from "../options.ts";
 import { runCatalog, selectExperiments, withRunOptions } from "../run-catalog.ts";
+import { withUpload } from "../upload.ts";
 import { planOutFiles } from "./plan.ts";
 
 const listSchema = z.object({ filter: z.string().optional() });
@@ -25,6 +27,7 @@ const runSchema = z.object({
   keep: z.boolean().default(false),
   runsDir: z.string().min(1).optional(),
   resume: z.string().min(1).optional(),
+  upload: z.string().min(1).optional(),
 });
 
 /**
@@ -111,6 +114,11 @@ export function registerExperiment(program: Command): void {
         "failed ones resumed from their completed points; refused, with the diff, when an experiment\n" +
         "would render differently now (its snapshot is immutable)",
     )
+    .option(
+      "--upload <gs://bucket/prefix>",
+      "upload each experiment's run folder and the catalog run's own when the command ends (also\n" +
+        "after a failure or Ctrl-C); the bucket is checked with a marker object before anything runs",
+    )
     .action(async (file: string, raw: unknown) => {
       const opts = parseOptions(runSchema, raw);
       if (opts.dryRun) {
@@ -118,19 +126,38 @@ export function registerExperiment(program: Command): void {
           throw new UserError("--dry-run starts nothing: there is nothing to resume");
         const xs = selectExperiments(file, opts.filter);
         const dir = join(opts.runsDir ?? DEFAULT_RUNS_DIR, `dry-run-${newRunId()}`);
-        const n = await dryRun(xs, opts, dir);
-        process.stdout.write(`${xs.length} experiment(s), ${n} file(s), nothing started: ${dir}\n`);
+        // With --upload the rendered artifacts go to the bucket too (after the marker check).
+        await withUpload(
+          opts.upload,
+          async () => {
+            const n = await dryRun(xs, opts, dir);
+            process.stdout.write(
+              `${xs.length} experiment(s), ${n} file(s), nothing started: ${dir}\n`,
+            );
+          },
+          () => (existsSync(dir) ? [dir] : []),
+        );
         return;
       }
-      const { lines, exitCode } = await runCatalog({
-        file,
-        ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
-        set: opts.set,
-        quick: opts.quick,
-        keep: opts.keep,
-        ...(opts.runsDir ? { runsDir: opts.runsDir } : {}),
-        ...(opts.resume ? { resume: opts.resume } : {}),
-      });
+      let catalogDir: string | undefined;
+      const { lines, exitCode } = await withUpload(
+        opts.upload,
+        (onRun) =>
+          runCatalog({
+            onRun,
+            onCatalogDir: (d) => {
+              catalogDir = d;
+            },
+            file,
+            ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
+            set: opts.set,
+            quick: opts.quick,
+            keep: opts.keep,
+            ...(opts.runsDir ? { runsDir: opts.runsDir } : {}),
+            ...(opts.resume ? { resume: opts.resume } : {}),
+          }),
+        () => (catalogDir ? [catalogDir] : []),
+      );
       process.stdout.write(`\n${lines.join("\n")}\n`);
       if (exitCode) process.exitCode = exitCode;
     });

@@ -8,6 +8,7 @@ import { autoRates, parseFractions } from "../../experiments/auto-rates.ts";
 import { UserError } from "../../lib/errors.ts";
 import { executeRun } from "../execute-run.ts";
 import { collect, parseOptions } from "../options.ts";
+import { withUpload } from "../upload.ts";
 
 const optionsSchema = z
   .object({
@@ -27,6 +28,7 @@ const optionsSchema = z
     probeConcurrency: z.coerce.number().int().positive().optional(),
     probeRequests: z.coerce.number().int().positive().optional(),
     rateDistribution: z.enum(["poisson", "constant"]).optional(),
+    upload: z.string().min(1).optional(),
   })
   .refine((o) => o.stack !== undefined || o.stacks !== undefined || o.resume !== undefined, {
     message: "give --stack <name>, --stacks <a,b> or --resume <run-id>",
@@ -79,6 +81,11 @@ export function registerRun(program: Command): void {
     .option("--probe-concurrency <n>", "--auto-rates: requests in flight during the probe (64)")
     .option("--probe-requests <n>", "--auto-rates: requests the probe measures per arm (256)")
     .option("--rate-distribution <d>", "--auto-rates: arrivals of the sweep, poisson | constant")
+    .option(
+      "--upload <gs://bucket/prefix>",
+      "upload the run folder when the run ends (also after a failure or Ctrl-C); the bucket is\n" +
+        "checked with a marker object before anything runs",
+    )
     .addHelpText(
       "after",
       "\nExamples:\n  inferbench run --stack local\n  inferbench run --stack local --quick\n  inferbench run --stack local --auto-rates 0.25,0.5,0.75,1\n  inferbench run --resume 20261124-134512-ab12\n",
@@ -101,15 +108,18 @@ export function registerRun(program: Command): void {
         throw new UserError(
           "--probe-concurrency, --probe-requests and --rate-distribution go with --auto-rates",
         );
-      await executeRun({
-        ...(auto ? { autoRates: auto } : {}),
-        stacks,
-        overrides: opts.set,
-        quick: opts.quick,
-        interleave: opts.interleave,
-        ...(opts.resume ? { resume: opts.resume } : {}),
-        ...(opts.runsDir ? { runsDir: opts.runsDir } : {}),
-        keep: opts.keep,
-      });
+      await withUpload(opts.upload, (onStart) =>
+        executeRun({
+          onStart,
+          ...(auto ? { autoRates: auto } : {}),
+          stacks,
+          overrides: opts.set,
+          quick: opts.quick,
+          interleave: opts.interleave,
+          ...(opts.resume ? { resume: opts.resume } : {}),
+          ...(opts.runsDir ? { runsDir: opts.runsDir } : {}),
+          keep: opts.keep,
+        }),
+      );
     });
 }
