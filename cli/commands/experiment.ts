@@ -110,14 +110,11 @@ export function registerExperiment(program: Command): void {
     .option("--runs-dir <dir>", "where runs are stored (default results/runs)")
     .option(
       "--resume <id>",
-      "continue a catalog run (the id it printed): finished experiments are skipped, interrupted or\n" +
-        "failed ones resumed from their completed points; refused, with the diff, when an experiment\n" +
-        "would render differently now (its snapshot is immutable)",
+      "continue a catalog run (the id it printed): finished experiments are skipped, interrupted or failed ones resumed from their completed points; refused, with the diff, when an experiment would render differently now (its snapshot is immutable)",
     )
     .option(
       "--upload <gs://bucket/prefix>",
-      "upload each experiment's run folder and the catalog run's own when the command ends (also\n" +
-        "after a failure or Ctrl-C); the bucket is checked with a marker object before anything runs",
+      "upload each experiment's run folder and the catalog run's own when the command ends (also after a failure or Ctrl-C); the bucket is checked with a marker object before anything runs",
     )
     .action(async (file: string, raw: unknown) => {
       const opts = parseOptions(runSchema, raw);

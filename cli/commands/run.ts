@@ -74,17 +74,14 @@ export function registerRun(program: Command): void {
     .option("--runs-dir <dir>", "where runs are stored (default results/runs)")
     .option(
       "--auto-rates [fractions]",
-      "probe the saturation (closed loop, both arms: a run of its own), then sweep open-loop rates\n" +
-        "at these fractions of it (default 0.1,0.2,…,1; `50%` works too) in a second run, whose\n" +
-        "load points these rates replace and whose manifest records the probe",
+      "probe the saturation (closed loop, both arms: a run of its own), then sweep open-loop rates at these fractions of it (default 0.1,0.2,…,1; `50%` works too) in a second run, whose load points these rates replace and whose manifest records the probe",
     )
     .option("--probe-concurrency <n>", "--auto-rates: requests in flight during the probe (64)")
     .option("--probe-requests <n>", "--auto-rates: requests the probe measures per arm (256)")
     .option("--rate-distribution <d>", "--auto-rates: arrivals of the sweep, poisson | constant")
     .option(
       "--upload <gs://bucket/prefix>",
-      "upload the run folder when the run ends (also after a failure or Ctrl-C); the bucket is\n" +
-        "checked with a marker object before anything runs",
+      "upload the run folder when the run ends (also after a failure or Ctrl-C); the bucket is checked with a marker object before anything runs",
     )
     .addHelpText(
       "after",

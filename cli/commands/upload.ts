@@ -19,8 +19,7 @@ export function registerUpload(program: Command): void {
   program
     .command("upload")
     .description(
-      "Upload a run folder (a run id, a catalog run's experiments-<id>, or a path) to gs://BUCKET/PREFIX:\n" +
-        "each object checked by CRC32C; objects already there unchanged are skipped (resumes a cut upload).",
+      "Upload a run folder (a run id, a catalog run's experiments-<id>, or a path) to gs://BUCKET/PREFIX: each object checked by CRC32C; objects already there unchanged are skipped (resumes a cut upload).",
     )
     .argument("<run>", "run id, experiments-<id>, or a folder")
     .argument("<url>", "gs://BUCKET[/PREFIX]")
