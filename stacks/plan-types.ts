@@ -7,7 +7,13 @@
 export type Target = "local" | "gcp-vm" | "gke" | "kubeconfig" | "ssh" | "endpoint";
 export type Arm = "baseline" | "managed";
 export type Placement = "dedicated" | "packed";
-export type RouterPolicy = "round-robin" | "least-busy" | "prefix-aware" | "session" | "kv-aware";
+export type RouterPolicy =
+  | "round-robin"
+  | "least-busy"
+  | "power-of-two"
+  | "prefix-aware"
+  | "session"
+  | "kv-aware";
 
 export const PLAN_SCHEMA_VERSION = 1;
 

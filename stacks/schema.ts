@@ -248,6 +248,7 @@ export const engineSchema = z.strictObject({
 export const routerPolicy = z.enum([
   "round-robin",
   "least-busy",
+  "power-of-two",
   "prefix-aware",
   "session",
   "kv-aware",

@@ -8,6 +8,7 @@ import {
   type HashRing,
   pickKvAware,
   pickLeastBusy,
+  pickPowerOfTwo,
   pickPrefixAware,
   pickRoundRobin,
   pickSession,
@@ -59,6 +60,9 @@ export function chooseReplica(
     }
     case "least-busy":
       pick = pickLeastBusy(replicas, rng);
+      break;
+    case "power-of-two":
+      pick = pickPowerOfTwo(replicas, rng);
       break;
     case "prefix-aware":
       pick = pickPrefixAware(replicas, match, blocks, gate, rng).pick;

@@ -15,6 +15,7 @@ import type { Rng } from "./policies.ts";
 export const ROUTER_POLICIES: readonly RouterPolicy[] = [
   "round-robin",
   "least-busy",
+  "power-of-two",
   "prefix-aware",
   "session",
   "kv-aware",

@@ -151,7 +151,7 @@ export function configureRouterCommand(cmd: Command, usage = "inferbench serve r
     )
     .option(
       "--policy <policy>",
-      `round-robin (baseline, no load signal) | least-busy | prefix-aware | session | kv-aware (required with --backends; overrides the plan's)`,
+      `round-robin (baseline, no load signal) | least-busy | power-of-two | prefix-aware | session | kv-aware (required with --backends; overrides the plan's)`,
     )
     .option(
       "--backends <list>",

@@ -96,6 +96,29 @@ export function pickLeastBusy(
   return near[Math.min(near.length - 1, Math.floor(rng() * near.length))]!;
 }
 
+/**
+ * Power of two choices: two distinct healthy replicas drawn uniformly at random, the less loaded
+ * of the two wins (a tie goes to the first drawn). Reads two loads per request, so it needs no
+ * global minimum, and a replica busier than every other is never chosen while two are healthy.
+ */
+export function pickPowerOfTwo(
+  replicas: readonly ReplicaView[],
+  rng: Rng,
+  loads: readonly number[] = effectiveLoads(replicas),
+): number {
+  const healthy: number[] = [];
+  for (let i = 0; i < replicas.length; i++) if (replicas[i]!.healthy) healthy.push(i);
+  const n = healthy.length;
+  if (n === 0) return -1;
+  if (n === 1) return healthy[0]!;
+  const a = Math.min(n - 1, Math.floor(rng() * n));
+  let b = Math.min(n - 2, Math.floor(rng() * (n - 1)));
+  if (b >= a) b++;
+  const x = healthy[a]!;
+  const y = healthy[b]!;
+  return loads[y]! < loads[x]! ? y : x;
+}
+
 /** True when `affine`'s load exceeds the mean healthy load by more than `threshold`. */
 export function overLoadGate(
   replicas: readonly ReplicaView[],

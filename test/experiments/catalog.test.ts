@@ -48,6 +48,8 @@ describe("experiment catalog", () => {
       "embedded-auto-rates",
       "prefix-routing-managed-prefix-aware",
       "prefix-routing-managed-least-busy",
+      "router-study-managed-power-of-two",
+      "router-study-managed-prefix-aware",
       "kvcached-pair",
     ]);
   });

@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { seededRandom } from "../../lib/random.ts";
 import { type ChoiceContext, chooseReplica } from "../../services/router/choose.ts";
+import { ROUTER_POLICIES } from "../../services/router/config.ts";
 import {
   buildHashRing,
   DEFAULT_POLICY_OPTIONS,
@@ -47,6 +48,17 @@ describe("chooseReplica", () => {
     assert.deepEqual(c, { pick: 1, rrCursor: 5 });
   });
 
+  it("power-of-two takes the lighter of two replicas: with two, always the idle one", () => {
+    for (let seed = 0; seed < 20; seed++) {
+      const c = chooseReplica(
+        ctx("power-of-two", { rng: seededRandom(seed) }),
+        [view(0, 9), view(1, 0)],
+        {},
+      );
+      assert.deepEqual(c, { pick: 1, rrCursor: 0 });
+    }
+  });
+
   it("prefix-aware follows the longest prefix match the request carries", () => {
     const v = [view(0, 1), view(1, 1), view(2, 1)];
     const req = { prefixMatch: [0, 8, 2], prefixBlocks: 10 };
@@ -76,20 +88,14 @@ describe("chooseReplica", () => {
 
   it("answers -1 when no replica is healthy, for every policy", () => {
     const v = [view(0, 0, false), view(1, 0, false)];
-    for (const p of ["round-robin", "least-busy", "prefix-aware", "kv-aware", "session"] as const)
+    for (const p of ROUTER_POLICIES)
       assert.equal(chooseReplica(ctx(p), v, { sessionKey: "k" }).pick, -1, p);
   });
 
   it("is pure: same inputs, same choice; the snapshot is not modified (property)", () => {
     fc.assert(
       fc.property(
-        fc.constantFrom<RouterPolicy>(
-          "round-robin",
-          "least-busy",
-          "prefix-aware",
-          "kv-aware",
-          "session",
-        ),
+        fc.constantFrom<RouterPolicy>(...ROUTER_POLICIES),
         fc.array(fc.record({ load: fc.option(fc.nat(30)), healthy: fc.boolean() }), {
           minLength: 1,
           maxLength: 3,

@@ -11,6 +11,7 @@ import {
   PrefixIndex,
   pickKvAware,
   pickLeastBusy,
+  pickPowerOfTwo,
   pickPrefixAware,
   pickRoundRobin,
   pickSession,
@@ -109,6 +110,43 @@ describe("round-robin", () => {
           cursor = r.cursor;
         }
         return counts.every((c, i) => (hs[i] ? c === 5 : c === 0));
+      }),
+    );
+  });
+});
+
+describe("power-of-two", () => {
+  const shares = (v: ReplicaView[], draws: number, seed = 7) => {
+    const rng = seededRandom(seed);
+    const counts = new Array<number>(v.length).fill(0);
+    for (let i = 0; i < draws; i++) counts[pickPowerOfTwo(v, rng)]!++;
+    return counts.map((c) => c / draws);
+  };
+  it("picks each replica with the chance that it is the lighter of a random pair", () => {
+    // Loads 0 < 1 < 2 < 3: replica i wins the pairs with every heavier one, (3 − i) of 6.
+    const got = shares([view(0, 0), view(1, 1), view(2, 2), view(3, 3)], 60_000);
+    const want = [3 / 6, 2 / 6, 1 / 6, 0];
+    for (const [i, g] of got.entries())
+      assert.ok(Math.abs(g - want[i]!) < 0.01, `replica ${i}: ${g} vs ${want[i]}`);
+    assert.equal(got[3], 0, "the busiest replica never wins while two are healthy");
+  });
+  it("is uniform over equally loaded replicas, and skips unhealthy ones", () => {
+    const got = shares(
+      [view(0, 2), view(1, 2), view(2, 2, { healthy: false }), view(3, 2)],
+      60_000,
+    );
+    assert.equal(got[2], 0);
+    for (const i of [0, 1, 3])
+      assert.ok(Math.abs(got[i]! - 1 / 3) < 0.01, `replica ${i}: ${got[i]}`);
+  });
+  it("one healthy replica is the pick; none is -1 (property: always a healthy one)", () => {
+    assert.equal(pickPowerOfTwo([view(0, 0, { healthy: false }), view(1, 9)], seededRandom(1)), 1);
+    assert.equal(pickPowerOfTwo([view(0, 0, { healthy: false })], seededRandom(1)), -1);
+    fc.assert(
+      fc.property(arbReplicas, fc.integer(), (xs, seed) => {
+        const v = toViews(xs);
+        const pick = pickPowerOfTwo(v, seededRandom(seed));
+        return v.some((r) => r.healthy) ? v[pick]?.healthy === true : pick === -1;
       }),
     );
   });

@@ -126,6 +126,20 @@ function tree(dir: string): string[] {
   return out.sort();
 }
 
+/** Two shapes as one: the keys of both, arrays of objects merged, an "array" below an object one. */
+function unionShape(a: unknown, b: unknown): unknown {
+  if (Array.isArray(a) && Array.isArray(b)) return [unionShape(a[0], b[0])];
+  if (Array.isArray(a) && b === "array") return a;
+  if (a === "array" && Array.isArray(b)) return b;
+  if (a && b && typeof a === "object" && typeof b === "object") {
+    const out: Record<string, unknown> = { ...(a as Record<string, unknown>) };
+    for (const [k, v] of Object.entries(b as Record<string, unknown>))
+      out[k] = k in out ? unionShape(out[k], v) : v;
+    return Object.fromEntries(Object.entries(out).sort(([x], [y]) => x.localeCompare(y)));
+  }
+  return a;
+}
+
 /** The shape of a JSON value: keys and types, not values. */
 // Keys a side has only when its data does: a point that lagged on a loaded machine has an
 // invalidReason, a side with no streamed multi-token answer has no ITL. Two runs may differ there.
@@ -135,9 +149,11 @@ function shape(v: unknown, depth = Number.POSITIVE_INFINITY): unknown {
   if (depth <= 0) return typeof v;
   if (v === null) return "null";
   if (Array.isArray(v)) {
-    // Arrays of values (reasons, series) may be empty on one side: only object elements have a shape.
-    const first = v.find((x) => x !== null && typeof x === "object");
-    return first === undefined ? "array" : [shape(first, depth - 1)];
+    // Arrays of values (reasons, series) may be empty on one side: only object elements have a
+    // shape, and it is the union over all of them (a row whose point lagged has no deltas, the
+    // row after it has).
+    const objects = v.filter((x) => x !== null && typeof x === "object" && !Array.isArray(x));
+    return objects.length ? [objects.map((x) => shape(x, depth - 1)).reduce(unionShape)] : "array";
   }
   if (v && typeof v === "object")
     return Object.fromEntries(
